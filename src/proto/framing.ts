@@ -1,0 +1,77 @@
+// Length-prefixed framing shared by the IPC socket (ipc.md §2) and the registry TCP protocol
+// (registry.md §1.2): u32 big-endian body length, then the body. Max body 1 MiB (inclusive).
+import { ProtoError } from "./types.ts";
+
+export const MAX_FRAME = 1 << 20;
+
+/** Encode one frame (prefix + body) into a single buffer so one write emits it atomically. */
+export function encodeFrame(body: Uint8Array): Uint8Array {
+  if (body.length > MAX_FRAME) {
+    throw new ProtoError("frame_too_large", `frame too large: ${body.length} bytes (max ${MAX_FRAME})`, "split the message into smaller parts");
+  }
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length, false);
+  out.set(body, 4);
+  return out;
+}
+
+/**
+ * Incremental decoder: push() arbitrary chunks, get whole frames back. A length above `max`
+ * raises ProtoError("frame_too_large") without buffering the body; the caller must then drop
+ * the connection (the reference treats the stream as dead). Zero-length frames are skipped
+ * (ipc.md §2: ignored by both sides).
+ */
+export class FrameDecoder {
+  private buf: Uint8Array = new Uint8Array(0);
+  private len = 0; // valid bytes in buf
+  private off = 0; // read offset
+  constructor(private readonly max: number = MAX_FRAME) {}
+
+  /** Bytes currently buffered (not yet returned as frames). */
+  get pending(): number {
+    return this.len - this.off;
+  }
+
+  push(chunk: Uint8Array): Uint8Array[] {
+    this.append(chunk);
+    const frames: Uint8Array[] = [];
+    for (;;) {
+      const avail = this.len - this.off;
+      if (avail < 4) break;
+      const n =
+        ((this.buf[this.off] << 24) >>> 0) +
+        (this.buf[this.off + 1] << 16) +
+        (this.buf[this.off + 2] << 8) +
+        this.buf[this.off + 3];
+      if (n > this.max) {
+        throw new ProtoError("frame_too_large", `message too large: ${n} bytes (max ${this.max})`, "the peer sent an oversized frame; reconnect");
+      }
+      if (avail < 4 + n) break;
+      const start = this.off + 4;
+      this.off = start + n;
+      if (n > 0) frames.push(this.buf.slice(start, start + n));
+    }
+    if (this.off === this.len) {
+      this.off = 0;
+      this.len = 0;
+    }
+    return frames;
+  }
+
+  private append(chunk: Uint8Array): void {
+    if (this.len + chunk.length > this.buf.length) {
+      const live = this.len - this.off;
+      if (live + chunk.length <= this.buf.length) {
+        this.buf.copyWithin(0, this.off, this.len); // compact in place
+      } else {
+        const nb = new Uint8Array(Math.max(live + chunk.length, this.buf.length * 2, 4096));
+        nb.set(this.buf.subarray(this.off, this.len), 0);
+        this.buf = nb;
+      }
+      this.len = live;
+      this.off = 0;
+    }
+    this.buf.set(chunk, this.len);
+    this.len += chunk.length;
+  }
+}

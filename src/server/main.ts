@@ -1,0 +1,5 @@
+// Placeholder until the server issue lands.
+export async function run(args: string[]): Promise<number> {
+  process.stderr.write("usage: not implemented yet: " + args.join(" ") + "\n");
+  return 2;
+}
