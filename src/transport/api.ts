@@ -1,0 +1,96 @@
+// The transport's application-facing contract. The daemon, the built-in services and the IPC
+// layer program against these interfaces only; src/transport/ implements them.
+import type { Addr } from "../proto/types.ts";
+
+export class TransportError extends Error {
+  constructor(
+    /** machine-readable: dial_timeout, connection_refused, connection_reset, timeout,
+     *  port_in_use, too_many_connections, closed, no_route, ... */
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "TransportError";
+  }
+}
+
+export interface StreamStats {
+  bytesSent: number;
+  bytesRecv: number;
+  segsSent: number;
+  segsRecv: number;
+  retransmits: number;
+  fastRetransmits: number;
+  srttMs: number;
+  rttvarMs: number;
+  rtoMs: number;
+  cwnd: number; // bytes
+  ssthresh: number;
+  inFlight: number; // bytes unacknowledged
+  peerWindow: number; // segments advertised by the peer
+  sendBuffered: number; // bytes accepted by write() but not yet sent
+  recvBuffered: number; // bytes received, not yet delivered to onData
+}
+
+/** One reliable stream connection (transport.md). */
+export interface StreamConn {
+  readonly id: number;
+  readonly localAddr: Addr;
+  readonly localPort: number;
+  readonly remoteAddr: Addr;
+  readonly remotePort: number;
+  /** "SYN_SENT" | "SYN_RECEIVED" | "ESTABLISHED" | "FIN_WAIT" | "CLOSE_WAIT" | "TIME_WAIT" | "CLOSED" */
+  readonly state: string;
+  /**
+   * Queue bytes for sending (split into MSS segments, Nagle unless noDelay). Returns false when
+   * the send buffer is above its high-water mark: the caller should wait for onDrain. Writing to
+   * a closed connection throws TransportError("closed").
+   */
+  write(data: Uint8Array): boolean;
+  /** In-order data, one call per received segment (services depend on segment boundaries). */
+  onData: ((chunk: Uint8Array) => void) | null;
+  /** Peer sent FIN: no more data will arrive. */
+  onEnd: (() => void) | null;
+  /** Connection fully gone (normal close, RST, retransmission limit, idle timeout). */
+  onClose: ((err?: TransportError) => void) | null;
+  /** Send buffer fell below the low-water mark after write() returned false. */
+  onDrain: (() => void) | null;
+  /** Graceful close: FIN after all queued data has been sent. */
+  end(): void;
+  /** Abort with RST. */
+  abort(): void;
+  setNoDelay(on: boolean): void;
+  /** Flow control towards the peer: while paused, received data is buffered and the advertised window shrinks. */
+  pause(): void;
+  resume(): void;
+  stats(): StreamStats;
+}
+
+export interface Listener {
+  readonly port: number;
+  close(): void;
+}
+
+/** Info about one connection for IPC Info / pilotctl connections (ipc.md §4.10). */
+export interface ConnInfo {
+  id: number;
+  localPort: number;
+  remoteAddr: Addr;
+  remotePort: number;
+  state: string;
+  stats: StreamStats;
+}
+
+/** What the transport needs from its host (the daemon, or a simulated link in tests). */
+export interface TransportHost {
+  /** Monotonic milliseconds. */
+  now(): number;
+  /** Emit one packet towards pkt.dst (the host encodes, encrypts, routes). */
+  output(pkt: import("../proto/types.ts").Packet): void;
+  /** Optional: a dial to `dst` has had `attempts` SYN timeouts (host may switch the peer to relay). */
+  onSynTimeout?(dst: Addr, attempts: number): void;
+  /** Optional: a datagram (protocol 0x02) arrived. */
+  onDatagram?(pkt: import("../proto/types.ts").Packet): void;
+  /** Optional: random source (tests pass a seeded one). */
+  random?(): number;
+}
