@@ -1,0 +1,81 @@
+// What the built-in services (services.md §2-5, §10-11) need from the daemon. The daemon core
+// implements this interface; tests implement it with in-memory streams (memconn.ts).
+import type { Addr } from "../../proto/types.ts";
+import type { Listener, StreamConn } from "../../transport/api.ts";
+
+export interface ServiceLogger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** Registry `lookup` reply fields the trust handshake reads (registry.md §5.5). */
+export interface RegistryLookup {
+  node_id: number;
+  public_key: string;
+  networks: number[];
+}
+
+export interface RegistryPoll {
+  requests: { from_node_id: number; justification: string; timestamp: number }[];
+  responses: { from_node_id: number; accept: boolean; timestamp: number }[];
+}
+
+/**
+ * Registry requests made by the trust handshake. Each rejects (throws) with the registry's error
+ * text on failure. Signatures are computed by the caller (trust.ts) over the challenge strings of
+ * registry.md §3.1, so the daemon's implementation just fills in `node_id`/`from_node_id` = self
+ * and forwards the fields.
+ */
+export interface TrustRegistry {
+  lookup(nodeId: number): Promise<RegistryLookup>;
+  /** request_handshake {from_node_id: self, to_node_id, justification, signature} */
+  requestHandshake(toNodeId: number, justification: string, signature: string): Promise<void>;
+  /** respond_handshake {node_id: self, peer_id, accept, signature} */
+  respondHandshake(peerId: number, accept: boolean, signature: string): Promise<void>;
+  /** poll_handshakes {node_id: self, signature} */
+  pollHandshakes(signature: string): Promise<RegistryPoll>;
+  /** report_trust {node_id: self, peer_id, signature} */
+  reportTrust(peerId: number, signature: string): Promise<void>;
+  /** revoke_trust {node_id: self, peer_id, signature} */
+  revokeTrust(peerId: number, signature: string): Promise<void>;
+}
+
+export interface ServiceIdentity {
+  /** Ed25519 public key, standard base64 with padding (44 chars), as the registry stores it. */
+  readonly publicKey: string;
+  /** base64 Ed25519 signature over the ASCII bytes of `challenge`. */
+  sign(challenge: string): string;
+}
+
+export interface ServiceContext {
+  nodeId(): number;
+  localAddr(): Addr;
+  /** Directory for received/, inbox/, tasks/ (default ~/.pilot; tests pass a temp dir). */
+  readonly dataDir: string;
+  /** Path of trust.json (services.md §3.9: next to the identity file); null = in memory only. */
+  readonly trustPath: string | null;
+  listen(port: number, onAccept: (conn: StreamConn) => void): Listener;
+  dial(addr: Addr, port: number): Promise<StreamConn>;
+  /** null when the daemon runs without an identity (messages then carry empty key/signature). */
+  readonly identity: ServiceIdentity | null;
+  verify(publicKeyB64: string, challenge: string, signatureB64: string): boolean;
+  readonly registry: TrustRegistry;
+  /** Tear down the tunnel to a node (used by untrust, services.md §3.6). Optional. */
+  dropTunnel?(nodeId: number): void;
+  /** Emit a webhook event (services.md §11.3); must never block or throw. */
+  webhook(event: string, data?: Record<string, unknown>): void;
+  readonly log: ServiceLogger;
+  /** Wall clock in ms (Date.now by default; tests override). */
+  now?(): number;
+}
+
+export interface ServiceHandle {
+  stop(): void;
+}
+
+export function nowMs(ctx: ServiceContext): number {
+  return ctx.now ? ctx.now() : Date.now();
+}
+
+export const nullLogger: ServiceLogger = { debug() {}, info() {}, warn() {} };

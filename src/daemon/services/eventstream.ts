@@ -1,0 +1,350 @@
+// Event stream, port 1002 (services.md §5): event codec, the built-in broker and client helpers.
+import { formatSocketAddr } from "../../proto/addr.ts";
+import { PORT_EVENTSTREAM, ProtoError } from "../../proto/types.ts";
+import { TransportError, type StreamConn } from "../../transport/api.ts";
+import type { ServiceContext, ServiceHandle } from "./context.ts";
+import { errText, utf8, utf8Lossy } from "./util.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Codec (MUST-match, services.md §5.1)
+
+export const MAX_TOPIC = 1024;
+export const MAX_EVENT_PAYLOAD = 1 << 24;
+
+export interface StreamEvent {
+  /** raw topic bytes (compared byte-wise) */
+  topic: Uint8Array;
+  payload: Uint8Array;
+}
+
+export function topicText(e: StreamEvent): string {
+  return utf8Lossy.decode(e.topic);
+}
+
+export function encodeEvent(topic: string | Uint8Array, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const t = typeof topic === "string" ? utf8.encode(topic) : topic;
+  if (t.length > MAX_TOPIC) {
+    throw new ProtoError("topic_too_long", `topic too long: ${t.length} bytes`, `topics are limited to ${MAX_TOPIC} bytes`);
+  }
+  if (payload.length > MAX_EVENT_PAYLOAD) {
+    throw new ProtoError("event_too_large", `event payload too large: ${payload.length} bytes`, `event payloads are limited to ${MAX_EVENT_PAYLOAD} bytes`);
+  }
+  const out = new Uint8Array(6 + t.length + payload.length);
+  out[0] = t.length >>> 8;
+  out[1] = t.length & 0xff;
+  out.set(t, 2);
+  const o = 2 + t.length;
+  new DataView(out.buffer).setUint32(o, payload.length);
+  out.set(payload, o + 4);
+  return out;
+}
+
+function topicErr(n: number): ProtoError {
+  return new ProtoError("topic_too_long", `topic too long: ${n} bytes (max ${MAX_TOPIC})`, `topics are limited to ${MAX_TOPIC} bytes`);
+}
+function payloadErr(n: number, max: number): ProtoError {
+  return new ProtoError("event_too_large", `event payload too large: ${n} bytes (max ${max})`, `event payloads are limited to ${max} bytes`);
+}
+
+/** Decode exactly one event from a complete buffer. */
+export function decodeEvent(buf: Uint8Array): StreamEvent {
+  const trunc = () => new ProtoError("truncated_event", `event truncated at ${buf.length} bytes`, "the connection ended mid-event");
+  if (buf.length < 2) throw trunc();
+  const tl = (buf[0]! << 8) | buf[1]!;
+  if (tl > MAX_TOPIC) throw topicErr(tl);
+  if (buf.length < 6 + tl) throw trunc();
+  const pl = new DataView(buf.buffer, buf.byteOffset, buf.length).getUint32(2 + tl);
+  if (pl > MAX_EVENT_PAYLOAD) throw payloadErr(pl, MAX_EVENT_PAYLOAD);
+  if (buf.length < 6 + tl + pl) throw trunc();
+  if (buf.length > 6 + tl + pl) throw new ProtoError("trailing_bytes", `${buf.length - 6 - tl - pl} bytes after the event`, "decodeEvent takes exactly one event");
+  return { topic: buf.slice(2, 2 + tl), payload: buf.slice(6 + tl) };
+}
+
+/**
+ * Incremental event decoder for arbitrary chunk boundaries. Also hands out the raw encoded bytes
+ * of each event so that the broker can forward them without re-encoding.
+ */
+export class EventReader {
+  private head = new Uint8Array(6 + MAX_TOPIC);
+  private headLen = 0;
+  private need = 2; // bytes of head needed before the payload
+  private topicLen = -1;
+  private body: Uint8Array | null = null; // whole encoded event
+  private got = 0;
+  private failed: ProtoError | null = null;
+
+  constructor(
+    private readonly onEvent: (e: StreamEvent, raw: Uint8Array) => void,
+    private readonly maxPayload = MAX_EVENT_PAYLOAD,
+  ) {}
+
+  push(chunk: Uint8Array): void {
+    if (this.failed) throw this.failed;
+    let off = 0;
+    const n = chunk.length;
+    while (off < n) {
+      if (this.body === null) {
+        const take = Math.min(this.need - this.headLen, n - off);
+        this.head.set(chunk.subarray(off, off + take), this.headLen);
+        this.headLen += take;
+        off += take;
+        if (this.headLen < this.need) return;
+        if (this.topicLen < 0) {
+          this.topicLen = (this.head[0]! << 8) | this.head[1]!;
+          if (this.topicLen > MAX_TOPIC) throw (this.failed = topicErr(this.topicLen));
+          this.need = 6 + this.topicLen;
+          continue;
+        }
+        const h = this.head;
+        const o = 2 + this.topicLen;
+        const pl = ((h[o]! << 24) | (h[o + 1]! << 16) | (h[o + 2]! << 8) | h[o + 3]!) >>> 0;
+        if (pl > this.maxPayload) throw (this.failed = payloadErr(pl, this.maxPayload));
+        const body = new Uint8Array(this.need + pl);
+        body.set(h.subarray(0, this.need));
+        this.body = body;
+        this.got = this.need;
+      }
+      const b = this.body;
+      const take = Math.min(b.length - this.got, n - off);
+      if (take > 0) {
+        b.set(chunk.subarray(off, off + take), this.got);
+        this.got += take;
+        off += take;
+      }
+      if (this.got === b.length) {
+        const tl = this.topicLen;
+        this.body = null;
+        this.headLen = 0;
+        this.need = 2;
+        this.topicLen = -1;
+        this.onEvent({ topic: b.subarray(2, 2 + tl), payload: b.subarray(6 + tl) }, b);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broker (services.md §5.2-5.3)
+
+export interface BrokerOptions {
+  port?: number;
+  /**
+   * Per-subscriber backlog bound (bytes) once its stream stops accepting data. Fix of
+   * services.md §13.3-2: the reference blocks every publisher on a stalled subscriber; here each
+   * subscriber has its own bounded queue and publishers never wait.
+   */
+  maxQueuedBytes?: number;
+  /** "drop" (default): discard new events for a full subscriber and count them; "disconnect": close it. */
+  overflow?: "drop" | "disconnect";
+}
+
+interface Sub {
+  conn: StreamConn;
+  remote: string;
+  topicKey: string | null; // null until the first event (subscription) arrived
+  topic: string; // display text
+  congested: boolean;
+  backlog: Uint8Array[];
+  backlogBytes: number;
+  dropped: number;
+  dead: boolean;
+}
+
+export interface BrokerStats {
+  subscribers: number;
+  published: number;
+  forwarded: number;
+  /** events dropped because a subscriber's bounded queue was full */
+  dropped: number;
+}
+
+export interface BrokerHandle extends ServiceHandle {
+  stats(): BrokerStats;
+}
+
+const keyOf = (topic: Uint8Array) => Buffer.from(topic.buffer, topic.byteOffset, topic.length).toString("latin1");
+
+export function startEventStream(ctx: ServiceContext, opts: BrokerOptions = {}): BrokerHandle {
+  const maxQueued = opts.maxQueuedBytes ?? 4 * 1024 * 1024;
+  const overflow = opts.overflow ?? "drop";
+  const topics = new Map<string, Set<Sub>>(); // insertion order = subscription order
+  const all = new Set<Sub>();
+  const stats: BrokerStats = { subscribers: 0, published: 0, forwarded: 0, dropped: 0 };
+
+  const remove = (s: Sub) => {
+    if (s.dead) return;
+    s.dead = true;
+    all.delete(s);
+    s.backlog = [];
+    if (s.topicKey !== null) {
+      const set = topics.get(s.topicKey);
+      if (set) {
+        set.delete(s);
+        if (set.size === 0) topics.delete(s.topicKey);
+      }
+      stats.subscribers--;
+      if (s.topicKey !== "") ctx.webhook("pubsub.unsubscribed", { topic: s.topic, remote: s.remote });
+    }
+    try { s.conn.end(); } catch {}
+  };
+
+  // Writes to one connection only ever happen from this function and the drain handler, on the
+  // single JS thread: per-connection writes are serialized (fix of services.md §13.3-3).
+  const deliver = (s: Sub, raw: Uint8Array) => {
+    if (s.dead) return;
+    if (s.congested) {
+      if (s.backlogBytes + raw.length > maxQueued) {
+        s.dropped++;
+        stats.dropped++;
+        if (overflow === "disconnect") remove(s);
+        return;
+      }
+      s.backlog.push(raw);
+      s.backlogBytes += raw.length;
+      return;
+    }
+    try {
+      stats.forwarded++;
+      if (!s.conn.write(raw)) s.congested = true;
+    } catch {
+      remove(s); // write error: subscriber gone (reference behaviour)
+    }
+  };
+
+  const onDrain = (s: Sub) => {
+    s.congested = false;
+    while (s.backlog.length > 0 && !s.congested && !s.dead) {
+      const raw = s.backlog.shift()!;
+      s.backlogBytes -= raw.length;
+      try {
+        stats.forwarded++;
+        if (!s.conn.write(raw)) s.congested = true;
+      } catch {
+        remove(s);
+      }
+    }
+  };
+
+  const l = ctx.listen(opts.port ?? PORT_EVENTSTREAM, (conn) => {
+    const s: Sub = {
+      conn, remote: formatSocketAddr(conn.remoteAddr, conn.remotePort), topicKey: null, topic: "",
+      congested: false, backlog: [], backlogBytes: 0, dropped: 0, dead: false,
+    };
+    all.add(s);
+    conn.onDrain = () => onDrain(s);
+    const reader = new EventReader((ev, raw) => {
+      if (s.dead) return;
+      if (s.topicKey === null) {
+        // First event = the connection's one subscription; payload ignored.
+        s.topicKey = keyOf(ev.topic);
+        s.topic = topicText(ev);
+        let set = topics.get(s.topicKey);
+        if (!set) topics.set(s.topicKey, (set = new Set()));
+        set.add(s);
+        stats.subscribers++;
+        ctx.webhook("pubsub.subscribed", { topic: s.topic, remote: s.remote });
+        return;
+      }
+      stats.published++;
+      const k = keyOf(ev.topic);
+      const exact = topics.get(k);
+      if (exact) for (const t of exact) if (t !== s) deliver(t, raw);
+      if (k !== "*") {
+        const star = topics.get("*");
+        if (star) for (const t of star) if (t !== s) deliver(t, raw);
+      }
+      ctx.webhook("pubsub.published", { topic: topicText(ev), size: ev.payload.length, from: s.remote });
+    });
+    conn.onData = (chunk) => {
+      try {
+        reader.push(chunk);
+      } catch (e) {
+        ctx.log.warn("eventstream: bad event", { error: errText(e), remote: s.remote });
+        remove(s);
+      }
+    };
+    conn.onEnd = () => remove(s);
+    conn.onClose = () => remove(s);
+  });
+
+  return {
+    stats: () => ({ ...stats }),
+    stop() {
+      l.close();
+      for (const s of [...all]) {
+        remove(s);
+        try { s.conn.abort(); } catch {}
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client helpers (services.md §5.4)
+
+export class EventClient {
+  private queue: StreamEvent[] = [];
+  private waiters: { resolve: (e: StreamEvent) => void; reject: (e: Error) => void }[] = [];
+  private error: Error | null = null;
+  /** When set, events are delivered here instead of being queued for recv(). */
+  onEvent: ((e: StreamEvent) => void) | null = null;
+
+  constructor(readonly conn: StreamConn) {
+    const reader = new EventReader((ev) => {
+      const e = { topic: ev.topic.slice(), payload: ev.payload.slice() };
+      if (this.onEvent) return this.onEvent(e);
+      const w = this.waiters.shift();
+      if (w) w.resolve(e);
+      else this.queue.push(e);
+    });
+    conn.onData = (chunk) => {
+      try {
+        reader.push(chunk);
+      } catch (e) {
+        this.fail(e as Error);
+        conn.abort();
+      }
+    };
+    conn.onEnd = () => this.fail(new TransportError("closed", "connection closed by peer"));
+    conn.onClose = (err) => this.fail(err ?? new TransportError("closed", "connection closed"));
+  }
+
+  private fail(e: Error) {
+    if (!this.error) this.error = e;
+    for (const w of this.waiters.splice(0)) w.reject(this.error);
+  }
+
+  /** First event on the connection: the subscription (empty payload). */
+  subscribe(topic: string | Uint8Array): boolean {
+    return this.conn.write(encodeEvent(topic));
+  }
+
+  publish(topic: string | Uint8Array, payload: Uint8Array | string): boolean {
+    return this.conn.write(encodeEvent(topic, typeof payload === "string" ? utf8.encode(payload) : payload));
+  }
+
+  recv(timeoutMs = 0): Promise<StreamEvent> {
+    const e = this.queue.shift();
+    if (e) return Promise.resolve(e);
+    if (this.error) return Promise.reject(this.error);
+    return new Promise((resolve, reject) => {
+      let t: ReturnType<typeof setTimeout> | undefined;
+      const w = {
+        resolve: (ev: StreamEvent) => { if (t) clearTimeout(t); resolve(ev); },
+        reject: (er: Error) => { if (t) clearTimeout(t); reject(er); },
+      };
+      this.waiters.push(w);
+      if (timeoutMs > 0) {
+        t = setTimeout(() => {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(new TransportError("timeout", `no event within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+    });
+  }
+
+  close(): void {
+    this.conn.end();
+  }
+}

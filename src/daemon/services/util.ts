@@ -1,0 +1,82 @@
+// Small helpers shared by the services: local-time formats the reference writes to disk, atomic
+// file writes, Go-style JSON string escaping for struct-order documents.
+import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from "node:fs";
+import { dirname } from "node:path";
+
+const p2 = (n: number) => (n < 10 ? "0" + n : "" + n);
+const p3 = (n: number) => (n < 10 ? "00" + n : n < 100 ? "0" + n : "" + n);
+
+/** Go time.RFC3339 of a local time, seconds precision: `2025-01-15T14:30:12+01:00`, `Z` at UTC offset 0. */
+export function rfc3339Local(ms: number): string {
+  const d = new Date(ms);
+  const off = -d.getTimezoneOffset(); // minutes east of UTC
+  let zone = "Z";
+  if (off !== 0) {
+    const a = Math.abs(off);
+    zone = (off > 0 ? "+" : "-") + p2(Math.floor(a / 60)) + ":" + p2(a % 60);
+  }
+  return (
+    d.getFullYear() + "-" + p2(d.getMonth() + 1) + "-" + p2(d.getDate()) + "T" +
+    p2(d.getHours()) + ":" + p2(d.getMinutes()) + ":" + p2(d.getSeconds()) + zone
+  );
+}
+
+/** Parse RFC 3339 (as written by rfc3339Local or Go); NaN when unparsable. */
+export function parseRfc3339(s: unknown): number {
+  if (typeof s !== "string" || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(s)) return NaN;
+  return Date.parse(s);
+}
+
+/** Unix seconds of Go's zero time, reported for unparsable stored times (ipc.md §4.11). */
+export const GO_ZERO_UNIX = -62135596800;
+
+/** `YYYYMMDD-HHMMSS.mmm` in local time (services.md §4.3). */
+export function fileStamp(ms: number): string {
+  const d = new Date(ms);
+  return (
+    d.getFullYear() + p2(d.getMonth() + 1) + p2(d.getDate()) + "-" +
+    p2(d.getHours()) + p2(d.getMinutes()) + p2(d.getSeconds()) + "." + p3(d.getMilliseconds())
+  );
+}
+
+/** Go encoding/json string escaping (HTML-safe: <, >, & and U+2028/2029 escaped). */
+export function goString(s: string): string {
+  const j = JSON.stringify(s);
+  if (!/[<>&\u2028\u2029]/.test(j)) return j;
+  return j
+    .replace(/</g, "\\u003c")
+    .replace(/>/g, "\\u003e")
+    .replace(/&/g, "\\u0026")
+    .replace(/\u2028/g, "\\u2028")
+    .replace(/\u2029/g, "\\u2029");
+}
+
+/**
+ * Atomic replace: write `<path>.tmp` (mode), fsync, rename. The directory is created 0700.
+ * Fix of services.md §13.1-8 / cli.md: trust.json gets 0600 instead of umask permissions.
+ */
+export function atomicWriteFile(path: string, data: string | Uint8Array, mode = 0o600): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = path + ".tmp";
+  const fd = openSync(tmp, "w", mode);
+  try {
+    writeSync(fd, typeof data === "string" ? Buffer.from(data, "utf8") : data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    try { unlinkSync(tmp); } catch {}
+    throw e;
+  }
+}
+
+export const utf8 = new TextEncoder();
+/** Lossy decoder: invalid UTF-8 becomes U+FFFD, like Go's string→JSON conversion. */
+export const utf8Lossy = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+
+export function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
