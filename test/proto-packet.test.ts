@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { crc32, crc32Js, crc32JsUpdate, crc32Update, CRC32_IMPL, setNativeThreshold, NATIVE_THRESHOLD } from "../src/proto/crc32.ts";
+import { crc32, crc32Js, crc32JsUpdate, crc32Update, CRC32_IMPL, setNativeThreshold, NATIVE_THRESHOLD, WHOLE_THRESHOLD } from "../src/proto/crc32.ts";
 import { decodePacket, encodePacket, encodePacketInto, makePacket, packetChecksum, packetSize } from "../src/proto/packet.ts";
 import { FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, type Packet, ProtoError } from "../src/proto/types.ts";
 import { expectProtoError, hex, prng, randBytes, randInt, unhex } from "./proto-helpers.ts";
@@ -19,7 +19,7 @@ describe("crc32 §2.4", () => {
   });
   test("JS, native and node:zlib agree on random inputs of every length class, with offsets", () => {
     const r = prng(42);
-    const saved = NATIVE_THRESHOLD;
+    const saved = NATIVE_THRESHOLD, savedWhole = WHOLE_THRESHOLD;
     try {
       for (let i = 0; i < 400; i++) {
         const n = i < 300 ? i : randInt(r, 70000);
@@ -29,6 +29,7 @@ describe("crc32 §2.4", () => {
         expect(crc32Js(b, s, e)).toBe(ref);
         setNativeThreshold(0);
         expect(crc32(b, s, e)).toBe(ref);
+        expect(crc32(b.slice(s, e))).toBe(ref);
         setNativeThreshold(1 << 30);
         expect(crc32(b, s, e)).toBe(ref);
         // chaining
@@ -36,10 +37,10 @@ describe("crc32 §2.4", () => {
         expect(crc32JsUpdate(crc32Js(b, s, cut), b, cut, e)).toBe(ref);
         setNativeThreshold(0);
         expect(crc32Update(crc32(b, s, cut), b, cut, e)).toBe(ref);
-        setNativeThreshold(saved);
+        setNativeThreshold(saved, savedWhole);
       }
     } finally {
-      setNativeThreshold(saved);
+      setNativeThreshold(saved, savedWhole);
     }
   });
 });

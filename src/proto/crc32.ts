@@ -82,6 +82,9 @@ const native = pickNative();
 /** Inputs shorter than this go through the JS loop (native call overhead dominates below it). */
 export let NATIVE_THRESHOLD = 128; // measured crossover on Bun 1.4.5: ~128 bytes
 
+/** Same for whole-buffer calls (no subarray allocation); measured crossover ~32 bytes. */
+export let WHOLE_THRESHOLD = 32;
+
 /** Which implementation serves inputs of at least NATIVE_THRESHOLD bytes (for the bench report). */
 export const CRC32_IMPL: "bun-native" | "js-slicing-by-8" = native ? "bun-native" : "js-slicing-by-8";
 
@@ -92,14 +95,20 @@ export function crc32(buf: Uint8Array, start = 0, end = buf.length): number {
 
 /** zlib-style continuation: crc32Update(crc32(a), b) === crc32(a ‖ b). */
 export function crc32Update(prev: number, buf: Uint8Array, start = 0, end = buf.length): number {
-  if (native !== null && end - start >= NATIVE_THRESHOLD) {
-    const view = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
-    return native(view, prev >>> 0) >>> 0;
+  if (native !== null) {
+    const n = end - start;
+    // Whole-buffer calls need no subarray view, so native wins from smaller sizes on.
+    if (start === 0 && end === buf.length) {
+      if (n >= WHOLE_THRESHOLD) return native(buf, prev >>> 0) >>> 0;
+    } else if (n >= NATIVE_THRESHOLD) {
+      return native(buf.subarray(start, end), prev >>> 0) >>> 0;
+    }
   }
   return crc32JsUpdate(prev, buf, start, end);
 }
 
 /** For benchmarks/tests only: override the native threshold. */
-export function setNativeThreshold(n: number): void {
+export function setNativeThreshold(n: number, whole = n): void {
   NATIVE_THRESHOLD = n;
+  WHOLE_THRESHOLD = whole;
 }
