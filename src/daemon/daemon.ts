@@ -1,0 +1,725 @@
+// The daemon: glues tunnel (UDP + crypto), transport (streams), registry client, IPC server and
+// built-in services together. Start-up order follows registry.md §11.1 / cli.md §6.1.
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { mkdirSync } from "node:fs";
+import type { Addr, Packet } from "../proto/types.ts";
+import { PROTO_DATAGRAM, PORT_ECHO, PORT_DATAEXCHANGE, PORT_EVENTSTREAM, PORT_HANDSHAKE } from "../proto/types.ts";
+import { formatAddr, parseAddr } from "../proto/addr.ts";
+import type { HandshakeSub, JsonObject } from "../proto/ipc.ts";
+import { Transport } from "../transport/index.ts";
+import type { Listener, StreamConn } from "../transport/api.ts";
+import { TransportError } from "../transport/api.ts";
+import {
+  type Identity,
+  generateIdentity,
+  loadOrCreateIdentity,
+  sign,
+  verify,
+  encodePublicKey,
+  decodePublicKey,
+  encodeSignature,
+  decodeSignature,
+} from "../crypto/identity.ts";
+import { type Endpoint, Tunnel, formatEndpoint, parseEndpoint } from "./tunnel.ts";
+import { IpcServer, type DaemonApi } from "./ipc-server.ts";
+import type { Logger } from "./log.ts";
+import { RegistryClient } from "./registry-client.ts";
+import type { ServiceContext, TrustRegistry, RegistryPoll, RegistryLookup, ServiceHandle } from "./services/context.ts";
+
+export interface DaemonConfig {
+  registry: string;
+  beacon: string;
+  listen: string;
+  socket: string;
+  endpoint: string;
+  encrypt: boolean;
+  registryTls: boolean;
+  registryFingerprint: string;
+  identity: string;
+  owner: string;
+  keepaliveMs: number;
+  idleTimeoutMs: number;
+  synRateLimit: number;
+  maxConnsPerPort: number;
+  maxConnsTotal: number;
+  timeWaitMs: number;
+  public: boolean;
+  hostname: string;
+  noEcho: boolean;
+  noDataExchange: boolean;
+  noEventStream: boolean;
+  webhook: string;
+  /** data directory for received/, inbox/, tasks/ (default ~/.pilot) */
+  dataDir?: string;
+}
+
+export class DaemonError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function u32(b: Uint8Array): number {
+  return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
+}
+
+export class Daemon implements DaemonApi {
+  readonly tunnel: Tunnel;
+  transport!: Transport;
+  registry!: RegistryClient;
+  ipc!: IpcServer;
+  identity!: Identity;
+  nodeId = 0;
+  address: Addr = { network: 0, node: 0 };
+  hostname: string;
+  private visibilityPublic: boolean;
+  private startedAt = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private timerAt = Infinity;
+  private kickScheduled = false;
+  private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
+  private heartbeatFailures = 0;
+  private pubKeyCache = new Map<number, Uint8Array>();
+  private resolving = new Map<number, Promise<void>>();
+  private conns = new Map<number, StreamConn>();
+  private ipcPorts = new Map<number, Listener>();
+  private services: ServiceHandle[] = [];
+  trust: import("./services/trust.ts").TrustService | null = null;
+  private webhookUrl: string;
+  private stopping = false;
+  private beaconEp: Endpoint | null = null;
+
+  constructor(
+    readonly cfg: DaemonConfig,
+    readonly log: Logger,
+  ) {
+    this.hostname = cfg.hostname;
+    this.visibilityPublic = cfg.public;
+    this.webhookUrl = cfg.webhook;
+    this.tunnel = new Tunnel({
+      encrypt: cfg.encrypt,
+      log,
+      onPacket: (pkt) => this.onPacket(pkt),
+      lookupPublicKey: (id) => this.lookupPublicKey(id),
+    });
+  }
+
+  get dataDir(): string {
+    return this.cfg.dataDir ?? join(homedir(), ".pilot");
+  }
+
+  // ------------------------------------------------------------------ start / stop
+
+  async start(): Promise<void> {
+    const cfg = this.cfg;
+    const listen = parseEndpoint(cfg.listen.startsWith(":") || cfg.listen.includes(":") ? cfg.listen : `${cfg.listen}:0`);
+    if (!listen) throw new DaemonError("invalid_flag", `invalid -listen address: ${cfg.listen}`);
+    if (cfg.beacon) {
+      const b = parseEndpoint(cfg.beacon);
+      if (!b) throw new DaemonError("invalid_flag", `invalid -beacon address: ${cfg.beacon}`);
+      this.beaconEp = await resolveEndpoint(b);
+    }
+    // 1. endpoint: -endpoint, else STUN on a temporary socket bound to the listen address.
+    let endpoint: Endpoint | null = cfg.endpoint ? parseEndpoint(cfg.endpoint) : null;
+    if (!cfg.endpoint && this.beaconEp) {
+      endpoint = await this.stunDiscover(listen);
+      if (!endpoint) this.log.warn("beacon discover failed, using local addr");
+    }
+    // 2. tunnel socket
+    const local = await this.tunnel.listen(listen.ip, listen.port);
+    this.log.info("tunnel listening", { addr: formatEndpoint(local) });
+    if (!endpoint || isLocalHost(endpoint.ip)) endpoint = { ip: wildcardToLoopback(local.ip), port: local.port };
+    // 3. identity
+    if (cfg.identity) {
+      this.identity = loadOrCreateIdentity(cfg.identity);
+      this.log.info("loaded identity", { path: cfg.identity });
+    } else {
+      this.identity = generateIdentity();
+    }
+    // 4-5. registry
+    if (cfg.registryTls && !cfg.registryFingerprint) {
+      throw new DaemonError("registry_tls", "registry TLS requires RegistryFingerprint for certificate pinning");
+    }
+    this.registry = new RegistryClient({
+      addr: cfg.registry,
+      tls: cfg.registryTls,
+      fingerprint: cfg.registryFingerprint || undefined,
+    } as ConstructorParameters<typeof RegistryClient>[0]);
+    const reg = await this.register(formatEndpoint(endpoint), true);
+    this.log.info("daemon registered", { node_id: this.nodeId, addr: formatAddr(this.address), endpoint: formatEndpoint(endpoint) });
+    this.transport = new Transport(
+      {
+        now: () => performance.now(),
+        output: (pkt) => this.output(pkt),
+        onSynTimeout: (dst, n) => {
+          // beacon.md §8.5: at the third SYN timeout switch the peer to the beacon relay.
+          if (n >= 3 && this.beaconEp) this.tunnel.setRelay(dst.node);
+        },
+        onDatagram: (pkt) => this.ipc?.pushDatagram(pkt.src, pkt.srcPort, pkt.dstPort, pkt.payload),
+      },
+      {
+        localAddr: this.address,
+        keepaliveMs: cfg.keepaliveMs,
+        idleTimeoutMs: cfg.idleTimeoutMs,
+        timeWaitMs: cfg.timeWaitMs,
+        synRateLimit: cfg.synRateLimit,
+        maxConnsPerPort: cfg.maxConnsPerPort,
+        maxConnsTotal: cfg.maxConnsTotal,
+      },
+    );
+    void reg;
+    // 6. beacon registration
+    if (this.beaconEp) {
+      this.tunnel.beacon = this.beaconEp;
+      this.tunnel.sendDiscover();
+    }
+    // 7. visibility, hostname (failures only logged)
+    if (cfg.public) await this.setVisibility(true).catch((e) => this.log.warn("failed to set visibility", { err: e.message }));
+    if (cfg.hostname) {
+      await this.setHostname(cfg.hostname).catch((e) => {
+        this.log.warn("failed to set hostname", { hostname: cfg.hostname, err: e.message });
+      });
+    }
+    // 8. IPC + services
+    this.ipc = new IpcServer(this, this.log);
+    await this.ipc.listen(cfg.socket);
+    this.log.info("IPC listening", { socket: cfg.socket });
+    await this.startServices();
+    this.startedAt = Date.now();
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), cfg.keepaliveMs);
+    this.kick();
+    this.log.info("daemon running", { node_id: this.nodeId, addr: formatAddr(this.address) });
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info("shutting down");
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    for (const s of this.services) {
+      try {
+        s.stop();
+      } catch {
+        /* ignore */
+      }
+    }
+    this.transport?.closeAll();
+    this.ipc?.close();
+    if (this.registry && this.nodeId) {
+      await withTimeout(this.signed({ type: "deregister", node_id: this.nodeId }, `deregister:${this.nodeId}`), 2000).catch(() => {});
+    }
+    this.registry?.close();
+    // give the FINs a moment to leave the socket
+    await new Promise((r) => setTimeout(r, 50));
+    if (this.timer) clearTimeout(this.timer);
+    this.tunnel.close();
+  }
+
+  private async stunDiscover(listen: Endpoint): Promise<Endpoint | null> {
+    // beacon.md §8.2: temporary socket on the listen address, Discover(0), wait ≤ 5 s.
+    const { decodeBeacon, encodeDiscover, BEACON_DISCOVER_REPLY } = await import("../proto/beacon.ts");
+    let resolveFn: (e: Endpoint | null) => void = () => {};
+    const got = new Promise<Endpoint | null>((r) => (resolveFn = r));
+    const sock = await Bun.udpSocket({
+      hostname: listen.ip || "0.0.0.0",
+      port: listen.port,
+      socket: {
+        data: (_s, buf) => {
+          try {
+            const m = decodeBeacon(buf as unknown as Uint8Array);
+            if (m.type === BEACON_DISCOVER_REPLY) resolveFn(m.ep);
+          } catch {
+            /* garbage: keep waiting */
+          }
+        },
+      },
+    });
+    sock.send(encodeDiscover(0), this.beaconEp!.port, this.beaconEp!.ip);
+    const t = setTimeout(() => resolveFn(null), 5000);
+    const ep = await got;
+    clearTimeout(t);
+    sock.close();
+    return ep;
+  }
+
+  // ------------------------------------------------------------------ registry
+
+  private signature(challenge: string): string {
+    return encodeSignature(sign(this.identity, challenge));
+  }
+
+  /** Send a signed registry request; throws Error("registry: <error>") on failure. */
+  async signed(msg: Record<string, unknown>, challenge: string): Promise<Record<string, unknown>> {
+    return this.registry.request({ ...msg, signature: this.signature(challenge) });
+  }
+
+  private async register(listenAddr: string, first: boolean): Promise<Record<string, unknown>> {
+    const msg: Record<string, unknown> = {
+      type: "register",
+      listen_addr: listenAddr,
+      public_key: encodePublicKey(this.identity.publicKey),
+    };
+    if (this.cfg.owner) msg.owner = this.cfg.owner;
+    let r: Record<string, unknown>;
+    try {
+      r = await this.registry.request(msg);
+    } catch (e) {
+      if (first) throw new DaemonError("registry", `daemon start: register: ${(e as Error).message}`);
+      throw e;
+    }
+    const id = r.node_id;
+    if (typeof id !== "number" || typeof r.address !== "string") {
+      throw new DaemonError("registry", "daemon start: register: invalid response");
+    }
+    const addr = parseAddr(r.address);
+    if (!first && id !== this.nodeId) this.log.warn("node ID changed on re-registration", { old: this.nodeId, new: id });
+    this.nodeId = id;
+    this.address = addr;
+    this.tunnel.setIdentity(id, this.identity);
+    this.transport?.setLocalAddr(addr);
+    return r;
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.stopping) return;
+    try {
+      await this.signed({ type: "heartbeat", node_id: this.nodeId }, `heartbeat:${this.nodeId}`);
+      this.heartbeatFailures = 0;
+      this.tunnel.sendDiscover();
+      await this.trust?.poll().catch((e: Error) => this.log.debug("poll handshakes failed", { err: e.message }));
+    } catch (e) {
+      this.heartbeatFailures++;
+      this.log.warn("heartbeat failed", { err: (e as Error).message, failures: this.heartbeatFailures });
+      if (this.heartbeatFailures >= 3) {
+        this.heartbeatFailures = 0;
+        this.log.info("attempting re-registration");
+        await this.reRegister().catch((err) => this.log.warn("re-registration failed", { err: err.message }));
+      }
+    }
+  }
+
+  async reRegister(): Promise<void> {
+    const ep = this.cfg.endpoint || formatEndpoint({ ip: wildcardToLoopback(this.tunnel.address), port: this.tunnel.port });
+    await this.register(ep, false);
+    if (this.visibilityPublic) await this.setVisibility(true).catch(() => {});
+    if (this.hostname) await this.setHostname(this.hostname).catch(() => {});
+    await this.trust?.reportAll().catch(() => {});
+    this.tunnel.sendDiscover();
+  }
+
+  async lookupPublicKey(nodeId: number): Promise<Uint8Array | null> {
+    const c = this.pubKeyCache.get(nodeId);
+    if (c) return c;
+    try {
+      const r = await this.registry.request({ type: "lookup", node_id: nodeId });
+      if (typeof r.public_key !== "string") return null;
+      const k = decodePublicKey(r.public_key);
+      this.pubKeyCache.set(nodeId, k);
+      return k;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Create a tunnel entry for nodeId via registry resolve + beacon punch (beacon.md §8.4). */
+  async ensureTunnel(nodeId: number): Promise<void> {
+    if (this.tunnel.hasPeer(nodeId)) return;
+    let p = this.resolving.get(nodeId);
+    if (!p) {
+      p = (async () => {
+        let r: Record<string, unknown>;
+        try {
+          r = await this.signed({ type: "resolve", node_id: nodeId, requester_id: this.nodeId }, `resolve:${this.nodeId}:${nodeId}`);
+        } catch (e) {
+          throw new DaemonError("resolve_failed", `resolve node ${nodeId}: ${(e as Error).message}`);
+        }
+        const real = typeof r.real_addr === "string" ? r.real_addr : "";
+        if (!real) throw new DaemonError("no_address", `node ${nodeId} has no real address`);
+        const ep = parseEndpoint(real);
+        if (!ep) throw new DaemonError("no_address", `resolve ${real}: invalid address`);
+        if (this.tunnel.hasPeer(nodeId)) return;
+        this.tunnel.requestPunch(nodeId);
+        this.tunnel.addPeer(nodeId, await resolveEndpoint(ep));
+      })().finally(() => this.resolving.delete(nodeId));
+      this.resolving.set(nodeId, p);
+    }
+    await p;
+  }
+
+  // ------------------------------------------------------------------ packet path
+
+  private onPacket(pkt: Packet): void {
+    this.transport.handlePacket(pkt);
+    this.kick();
+  }
+
+  private output(pkt: Packet): void {
+    try {
+      this.tunnel.sendPacket(pkt);
+    } catch (e) {
+      this.log.debug("send failed", { err: (e as Error).message, node: pkt.dst.node });
+    }
+  }
+
+  /** Re-arm the transport timer after any event (coalesced per macrotask). */
+  kick(): void {
+    if (this.kickScheduled) return;
+    this.kickScheduled = true;
+    queueMicrotask(() => {
+      this.kickScheduled = false;
+      this.arm();
+    });
+  }
+
+  private arm(): void {
+    if (!this.transport || this.stopping) return;
+    const d = this.transport.nextDeadline();
+    if (d >= this.timerAt && this.timer) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+    if (d === Infinity) return;
+    const delay = Math.max(0, d - performance.now());
+    this.timerAt = d;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      this.transport.tick();
+      this.arm();
+    }, delay);
+  }
+
+  // ------------------------------------------------------------------ DaemonApi (IPC)
+
+  private track(c: StreamConn): StreamConn {
+    this.conns.set(c.id, c);
+    const prevClose = c.onClose;
+    // Keep the table small: forget the connection once it is fully gone.
+    const orig = Object.getOwnPropertyDescriptor(c, "onClose");
+    void orig;
+    void prevClose;
+    return c;
+  }
+
+  bind(port: number, onAccept: (c: StreamConn) => void): () => void {
+    let l: Listener;
+    try {
+      l = this.transport.listen(port, (c) => {
+        this.track(c);
+        onAccept(c);
+        this.kick();
+      });
+    } catch (e) {
+      if (e instanceof TransportError && e.code === "port_in_use") throw new Error(`port ${port} already bound`);
+      throw e;
+    }
+    this.ipcPorts.set(port, l);
+    return () => {
+      l.close();
+      this.ipcPorts.delete(port);
+    };
+  }
+
+  async dial(addr: Addr, port: number): Promise<StreamConn> {
+    await this.ensureTunnel(addr.node);
+    const p = this.transport.dial(addr, port);
+    this.kick();
+    try {
+      return this.track(await p);
+    } catch (e) {
+      if (e instanceof TransportError) {
+        if (e.code === "connection_refused") throw new Error("connection refused");
+        if (e.code === "dial_timeout") throw new Error("dial timeout");
+      }
+      throw e;
+    } finally {
+      this.kick();
+    }
+  }
+
+  async sendTo(addr: Addr, port: number, data: Uint8Array): Promise<void> {
+    if (addr.node === 0xffffffff) throw new Error("sendto: broadcast is not available — custom networks are WIP");
+    try {
+      await this.ensureTunnel(addr.node);
+    } catch (e) {
+      throw new Error(`sendto: ${(e as Error).message}`);
+    }
+    this.transport.sendDatagram(addr, port, data);
+    this.kick();
+  }
+
+  conn(id: number): StreamConn | undefined {
+    const c = this.conns.get(id);
+    if (c && c.state === "CLOSED") {
+      this.conns.delete(id);
+      return undefined;
+    }
+    return c;
+  }
+
+  closeConn(id: number): void {
+    const c = this.conns.get(id);
+    if (c) {
+      c.end();
+      this.kick();
+    }
+  }
+
+  info(): JsonObject {
+    const peers = [...this.tunnel.peers.values()];
+    const connList = this.transport.connections().slice(0, 2000); // ipc.md §12.2-4: cap the reply size
+    const all = this.transport.connections();
+    return {
+      address: formatAddr(this.address),
+      authenticated_peers: peers.filter((p) => p.crypto.authenticated && p.crypto.session).length,
+      bytes_recv: this.tunnel.stats.bytesRecv,
+      bytes_sent: this.tunnel.stats.bytesSent,
+      conn_list: connList.map((c) => ({
+        bytes_recv: c.stats.bytesRecv,
+        bytes_sent: c.stats.bytesSent,
+        cong_win: c.stats.cwnd,
+        dup_acks: (c.stats as unknown as Record<string, number>).dupAcks ?? 0,
+        fast_retx: c.stats.fastRetransmits,
+        id: c.id,
+        in_flight: c.stats.inFlight,
+        in_recovery: Boolean((c.stats as unknown as Record<string, unknown>).inRecovery),
+        local_port: c.localPort,
+        ooo_buf: (c.stats as unknown as Record<string, number>).oooSegments ?? 0,
+        peer_recv_win: c.stats.peerWindow * 4096,
+        recv_win: Number((c.stats as unknown as Record<string, number>).recvWindow ?? 0) * 4096,
+        remote_addr: formatAddr(c.remoteAddr),
+        remote_port: c.remotePort,
+        retransmits: c.stats.retransmits,
+        rttvar_ms: Math.trunc(c.stats.rttvarMs),
+        sack_recv: (c.stats as unknown as Record<string, number>).sackRecv ?? 0,
+        sack_sent: (c.stats as unknown as Record<string, number>).sackSent ?? 0,
+        segs_recv: c.stats.segsRecv,
+        segs_sent: c.stats.segsSent,
+        srtt_ms: Math.trunc(c.stats.srttMs),
+        ssthresh: c.stats.ssthresh,
+        state: c.state,
+        unacked: Math.ceil(c.stats.inFlight / 4096),
+      })),
+      connections: all.filter((c) => c.state === "ESTABLISHED" || c.state === "SYN_SENT" || c.state === "SYN_RECV").length,
+      encrypt: this.cfg.encrypt,
+      encrypted_peers: peers.filter((p) => p.crypto.session).length,
+      hostname: this.hostname,
+      identity: this.cfg.identity !== "",
+      node_id: this.nodeId,
+      owner: this.cfg.owner,
+      peer_list: peers.map((p) => ({
+        authenticated: p.crypto.authenticated && !!p.crypto.session,
+        encrypted: !!p.crypto.session,
+        endpoint: formatEndpoint(p.relay ? this.beaconEp : p.endpoint),
+        node_id: p.nodeId,
+        // extension: which path the tunnel takes (direct / punched / relayed)
+        path: this.tunnel.pathOf(p.nodeId),
+      })),
+      peers: peers.length,
+      pkts_recv: this.tunnel.stats.pktsRecv,
+      pkts_sent: this.tunnel.stats.pktsSent,
+      ports: this.transport.boundPorts?.() ?? this.ipcPorts.size,
+      public_key: encodePublicKey(this.identity.publicKey),
+      uptime_secs: this.startedAt ? Math.round((Date.now() - this.startedAt) / 1000) : 0,
+    };
+  }
+
+  async handshake(h: HandshakeSub): Promise<JsonObject> {
+    if (!this.trust) throw new Error("handshake: trust service unavailable");
+    return this.trust.ipc(h);
+  }
+
+  async resolveHostname(name: string): Promise<JsonObject> {
+    try {
+      return await this.registry.request({ type: "resolve_hostname", hostname: name });
+    } catch (e) {
+      throw new Error(`resolve_hostname: ${(e as Error).message}`);
+    }
+  }
+
+  async setHostname(name: string): Promise<JsonObject> {
+    try {
+      const r = await this.signed({ type: "set_hostname", node_id: this.nodeId, hostname: name }, `set_hostname:${this.nodeId}`);
+      this.hostname = name;
+      return r;
+    } catch (e) {
+      throw new Error(`set_hostname: ${(e as Error).message}`);
+    }
+  }
+
+  async setVisibility(pub: boolean): Promise<JsonObject> {
+    try {
+      const r = await this.signed({ type: "set_visibility", node_id: this.nodeId, public: pub }, `set_visibility:${this.nodeId}`);
+      this.visibilityPublic = pub;
+      return r;
+    } catch (e) {
+      throw new Error(`set_visibility: ${(e as Error).message}`);
+    }
+  }
+
+  async deregister(): Promise<JsonObject> {
+    try {
+      return await this.signed({ type: "deregister", node_id: this.nodeId }, `deregister:${this.nodeId}`);
+    } catch (e) {
+      throw new Error(`deregister: ${(e as Error).message}`);
+    }
+  }
+
+  async setTags(tags: string[] | null): Promise<JsonObject> {
+    try {
+      return await this.signed({ type: "set_tags", node_id: this.nodeId, tags: tags ?? [] }, `set_tags:${this.nodeId}`);
+    } catch (e) {
+      throw new Error(`set_tags: ${(e as Error).message}`);
+    }
+  }
+
+  async setWebhook(url: string): Promise<JsonObject> {
+    this.webhookUrl = url;
+    this.webhooks?.setUrl(url);
+    return { webhook: url };
+  }
+
+  async setTaskExec(enabled: boolean): Promise<JsonObject> {
+    try {
+      return await this.signed({ type: "set_task_exec", node_id: this.nodeId, enabled }, `set_task_exec:${this.nodeId}`);
+    } catch (e) {
+      throw new Error(`set_task_exec: ${(e as Error).message}`);
+    }
+  }
+
+  // ------------------------------------------------------------------ services
+
+  private webhooks: { setUrl(u: string): void; emit(ev: string, data?: Record<string, unknown>): void; stop(): void } | null = null;
+
+  serviceContext(): ServiceContext {
+    const self = this;
+    const reg: TrustRegistry = {
+      lookup: async (nodeId) => (await self.registry.request({ type: "lookup", node_id: nodeId })) as unknown as RegistryLookup,
+      requestHandshake: async (to, justification, signature) => {
+        await self.registry.request({ type: "request_handshake", from_node_id: self.nodeId, to_node_id: to, justification, signature });
+      },
+      respondHandshake: async (peer, accept, signature) => {
+        await self.registry.request({ type: "respond_handshake", node_id: self.nodeId, peer_id: peer, accept, signature });
+      },
+      pollHandshakes: async (signature) =>
+        (await self.registry.request({ type: "poll_handshakes", node_id: self.nodeId, signature })) as unknown as RegistryPoll,
+      reportTrust: async (peer, signature) => {
+        await self.registry.request({ type: "report_trust", node_id: self.nodeId, peer_id: peer, signature });
+      },
+      revokeTrust: async (peer, signature) => {
+        await self.registry.request({ type: "revoke_trust", node_id: self.nodeId, peer_id: peer, signature });
+      },
+    };
+    return {
+      nodeId: () => self.nodeId,
+      localAddr: () => self.address,
+      dataDir: self.dataDir,
+      trustPath: self.cfg.identity ? join(dirname(self.cfg.identity), "trust.json") : null,
+      listen: (port, onAccept) => {
+        const l = self.transport.listen(port, (c) => {
+          self.track(c);
+          onAccept(c);
+          self.kick();
+        });
+        return l;
+      },
+      dial: (addr, port) => self.dial(addr, port),
+      identity: {
+        publicKey: encodePublicKey(self.identity.publicKey),
+        sign: (challenge) => self.signature(challenge),
+      },
+      verify: (pub, challenge, sig) => {
+        try {
+          return verify(decodePublicKey(pub), challenge, decodeSignature(sig));
+        } catch {
+          return false;
+        }
+      },
+      registry: reg,
+      dropTunnel: (nodeId) => self.tunnel.removePeer(nodeId),
+      webhook: (event, data) => self.webhooks?.emit(event, data),
+      log: self.log,
+    };
+  }
+
+  private async startServices(): Promise<void> {
+    const ctx = this.serviceContext();
+    mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
+    const load = async <T>(path: string): Promise<T | null> => {
+      try {
+        return (await import(path)) as T;
+      } catch (e) {
+        this.log.warn("service unavailable", { module: path, err: (e as Error).message });
+        return null;
+      }
+    };
+    const wh = await load<typeof import("./services/webhooks.ts")>("./services/webhooks.ts");
+    if (wh) {
+      this.webhooks = wh.startWebhooks(ctx, this.webhookUrl);
+      this.services.push(this.webhooks);
+    }
+    const trust = await load<typeof import("./services/trust.ts")>("./services/trust.ts");
+    if (trust) {
+      this.trust = trust.startTrust(ctx);
+      this.services.push(this.trust);
+      // Only trusted peers' tunnels may carry application traffic: the trust module decides.
+    }
+    if (!this.cfg.noEcho) {
+      const m = await load<typeof import("./services/echo.ts")>("./services/echo.ts");
+      if (m) this.services.push(m.startEcho(ctx));
+    }
+    if (!this.cfg.noDataExchange) {
+      const m = await load<typeof import("./services/dataexchange.ts")>("./services/dataexchange.ts");
+      if (m) this.services.push(m.startDataExchange(ctx));
+    }
+    if (!this.cfg.noEventStream) {
+      const m = await load<typeof import("./services/eventstream.ts")>("./services/eventstream.ts");
+      if (m) this.services.push(m.startEventStream(ctx));
+    }
+    void PORT_ECHO;
+    void PORT_DATAEXCHANGE;
+    void PORT_EVENTSTREAM;
+    void PORT_HANDSHAKE;
+    void PROTO_DATAGRAM;
+    void u32;
+  }
+}
+
+function isLocalHost(h: string): boolean {
+  return h === "" || h === "127.0.0.1" || h === "::1" || h === "0.0.0.0" || h === "::" || h === "localhost";
+}
+
+function wildcardToLoopback(h: string): string {
+  if (h === "" || h === "0.0.0.0") return "127.0.0.1";
+  if (h === "::") return "::1";
+  return h;
+}
+
+/** Resolve a host name to an IP (endpoints may name hosts, e.g. "localhost:9001"). */
+async function resolveEndpoint(e: Endpoint): Promise<Endpoint> {
+  if (/^[\d.]+$/.test(e.ip) || e.ip.includes(":")) return e;
+  if (e.ip === "") return { ip: "127.0.0.1", port: e.port };
+  const { lookup } = await import("node:dns/promises");
+  const r = await lookup(e.ip);
+  return { ip: r.address, port: e.port };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("timeout")), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
