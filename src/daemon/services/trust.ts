@@ -18,6 +18,7 @@
 //  F10 stale `pending` entries are removed when trust is created by accept or mutual rules.
 import { createHash } from "node:crypto";
 import { readFileSync, renameSync } from "node:fs";
+import type { HandshakeSub } from "../../proto/ipc.ts";
 import { PORT_HANDSHAKE, ProtoError } from "../../proto/types.ts";
 import type { Listener, StreamConn } from "../../transport/api.ts";
 import { nowMs, type RegistryLookup, type RegistryPoll, type ServiceContext, type ServiceHandle } from "./context.ts";
@@ -673,9 +674,44 @@ export class TrustService implements ServiceHandle {
     if (dirty) this.save();
   }
 
-  /** After a re-registration: re-send report_trust for every trusted peer (§3.8). */
-  reportAll(): void {
-    for (const id of this.trusted.keys()) this.bg("report_trust", this.reportTrust(id));
+  /** Alias of pollRelayed() (the daemon calls it after each successful heartbeat). */
+  poll(): Promise<void> {
+    return this.pollRelayed();
+  }
+
+  /** After a re-registration: re-send report_trust for every trusted peer (§3.8). Never rejects. */
+  async reportAll(): Promise<void> {
+    await Promise.all([...this.trusted.keys()].map((id) =>
+      this.reportTrust(id).catch((e) => this.ctx.log.debug("trust: report_trust failed", { peer: id, error: errText(e) }))));
+  }
+
+  /**
+   * IPC Handshake (0x0F) dispatcher: returns the HandshakeOK JSON object (Go-sort it when
+   * encoding); throws Error whose message is the IPC error text (ipc.md §4.11).
+   */
+  async ipc(h: HandshakeSub): Promise<Record<string, unknown>> {
+    switch (h.sub) {
+      case "request":
+        try {
+          return await this.sendRequest(h.nodeId, h.justification);
+        } catch (e) {
+          throw new Error(`handshake request: ${errText(e)}`);
+        }
+      case "approve":
+        return this.approve(h.nodeId);
+      case "reject":
+        return this.reject(h.nodeId, h.reason);
+      case "pending":
+        return this.listPending();
+      case "trusted":
+        return this.listTrusted();
+      case "revoke":
+        try {
+          return await this.revoke(h.nodeId);
+        } catch (e) {
+          throw new Error(`handshake revoke: ${errText(e)}`);
+        }
+    }
   }
 
   // ---- local operations (ipc.md §4.11) --------------------------------------------------------
