@@ -4,7 +4,6 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { mkdirSync } from "node:fs";
 import type { Addr, Packet } from "../proto/types.ts";
-import { PROTO_DATAGRAM, PORT_ECHO, PORT_DATAEXCHANGE, PORT_EVENTSTREAM, PORT_HANDSHAKE } from "../proto/types.ts";
 import { formatAddr, parseAddr } from "../proto/addr.ts";
 import type { HandshakeSub, JsonObject } from "../proto/ipc.ts";
 import { Transport } from "../transport/index.ts";
@@ -24,7 +23,7 @@ import {
 import { type Endpoint, Tunnel, formatEndpoint, parseEndpoint } from "./tunnel.ts";
 import { IpcServer, type DaemonApi } from "./ipc-server.ts";
 import type { Logger } from "./log.ts";
-import { RegistryClient } from "./registry-client.ts";
+import { RegistryClient, RegistryError } from "./registry-client.ts";
 import type { ServiceContext, TrustRegistry, RegistryPoll, RegistryLookup, ServiceHandle } from "./services/context.ts";
 
 export interface DaemonConfig {
@@ -61,10 +60,6 @@ export class DaemonError extends Error {
   ) {
     super(message);
   }
-}
-
-function u32(b: Uint8Array): number {
-  return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
 }
 
 export class Daemon implements DaemonApi {
@@ -144,11 +139,14 @@ export class Daemon implements DaemonApi {
     if (cfg.registryTls && !cfg.registryFingerprint) {
       throw new DaemonError("registry_tls", "registry TLS requires RegistryFingerprint for certificate pinning");
     }
-    this.registry = new RegistryClient({
-      addr: cfg.registry,
-      tls: cfg.registryTls,
-      fingerprint: cfg.registryFingerprint || undefined,
-    } as ConstructorParameters<typeof RegistryClient>[0]);
+    this.registry = new RegistryClient(cfg.registry, {
+      tls: cfg.registryTls ? { fingerprint: cfg.registryFingerprint.toLowerCase() } : undefined,
+      sign: (challenge) => this.signature(challenge),
+    });
+    this.registry.onPush(() => {
+      // Push extension: a relayed handshake is waiting; fetch it now instead of at the next poll.
+      void this.trust?.poll().catch(() => {});
+    });
     const reg = await this.register(formatEndpoint(endpoint), true);
     this.log.info("daemon registered", { node_id: this.nodeId, addr: formatAddr(this.address), endpoint: formatEndpoint(endpoint) });
     this.transport = new Transport(
@@ -210,7 +208,7 @@ export class Daemon implements DaemonApi {
     this.transport?.closeAll();
     this.ipc?.close();
     if (this.registry && this.nodeId) {
-      await withTimeout(this.signed({ type: "deregister", node_id: this.nodeId }, `deregister:${this.nodeId}`), 2000).catch(() => {});
+      await withTimeout(this.registry.deregister(this.nodeId), 2000).catch(() => {});
     }
     this.registry?.close();
     // give the FINs a moment to leave the socket
@@ -252,21 +250,20 @@ export class Daemon implements DaemonApi {
     return encodeSignature(sign(this.identity, challenge));
   }
 
-  /** Send a signed registry request; throws Error("registry: <error>") on failure. */
-  async signed(msg: Record<string, unknown>, challenge: string): Promise<Record<string, unknown>> {
-    return this.registry.request({ ...msg, signature: this.signature(challenge) });
+  /** Run a registry call; errors become Error("registry: <error>") as the reference words them (ipc.md §5). */
+  async reg<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      if (e instanceof RegistryError && e.response) throw new Error(`registry: ${e.message}`);
+      throw new Error(`send: ${(e as Error).message}`);
+    }
   }
 
   private async register(listenAddr: string, first: boolean): Promise<Record<string, unknown>> {
-    const msg: Record<string, unknown> = {
-      type: "register",
-      listen_addr: listenAddr,
-      public_key: encodePublicKey(this.identity.publicKey),
-    };
-    if (this.cfg.owner) msg.owner = this.cfg.owner;
     let r: Record<string, unknown>;
     try {
-      r = await this.registry.request(msg);
+      r = await this.reg(this.registry.register(encodePublicKey(this.identity.publicKey), listenAddr, this.cfg.owner));
     } catch (e) {
       if (first) throw new DaemonError("registry", `daemon start: register: ${(e as Error).message}`);
       throw e;
@@ -281,13 +278,18 @@ export class Daemon implements DaemonApi {
     this.address = addr;
     this.tunnel.setIdentity(id, this.identity);
     this.transport?.setLocalAddr(addr);
+    if (first) {
+      // Push extension (pilot-ts registries): relayed handshakes arrive at once. A reference
+      // registry refuses the unknown message type; we then just keep polling.
+      this.registry.subscribe(id).catch(() => {});
+    }
     return r;
   }
 
   private async heartbeat(): Promise<void> {
     if (this.stopping) return;
     try {
-      await this.signed({ type: "heartbeat", node_id: this.nodeId }, `heartbeat:${this.nodeId}`);
+      await this.reg(this.registry.heartbeat(this.nodeId));
       this.heartbeatFailures = 0;
       this.tunnel.sendDiscover();
       await this.trust?.poll().catch((e: Error) => this.log.debug("poll handshakes failed", { err: e.message }));
@@ -315,7 +317,7 @@ export class Daemon implements DaemonApi {
     const c = this.pubKeyCache.get(nodeId);
     if (c) return c;
     try {
-      const r = await this.registry.request({ type: "lookup", node_id: nodeId });
+      const r = await this.registry.lookup(nodeId);
       if (typeof r.public_key !== "string") return null;
       const k = decodePublicKey(r.public_key);
       this.pubKeyCache.set(nodeId, k);
@@ -333,7 +335,7 @@ export class Daemon implements DaemonApi {
       p = (async () => {
         let r: Record<string, unknown>;
         try {
-          r = await this.signed({ type: "resolve", node_id: nodeId, requester_id: this.nodeId }, `resolve:${this.nodeId}:${nodeId}`);
+          r = await this.reg(this.registry.resolve(nodeId, this.nodeId));
         } catch (e) {
           throw new DaemonError("resolve_failed", `resolve node ${nodeId}: ${(e as Error).message}`);
         }
@@ -535,7 +537,7 @@ export class Daemon implements DaemonApi {
 
   async resolveHostname(name: string): Promise<JsonObject> {
     try {
-      return await this.registry.request({ type: "resolve_hostname", hostname: name });
+      return await this.reg(this.registry.resolveHostname(name));
     } catch (e) {
       throw new Error(`resolve_hostname: ${(e as Error).message}`);
     }
@@ -543,7 +545,7 @@ export class Daemon implements DaemonApi {
 
   async setHostname(name: string): Promise<JsonObject> {
     try {
-      const r = await this.signed({ type: "set_hostname", node_id: this.nodeId, hostname: name }, `set_hostname:${this.nodeId}`);
+      const r = await this.reg(this.registry.setHostname(this.nodeId, name));
       this.hostname = name;
       return r;
     } catch (e) {
@@ -553,7 +555,7 @@ export class Daemon implements DaemonApi {
 
   async setVisibility(pub: boolean): Promise<JsonObject> {
     try {
-      const r = await this.signed({ type: "set_visibility", node_id: this.nodeId, public: pub }, `set_visibility:${this.nodeId}`);
+      const r = await this.reg(this.registry.setVisibility(this.nodeId, pub));
       this.visibilityPublic = pub;
       return r;
     } catch (e) {
@@ -563,7 +565,7 @@ export class Daemon implements DaemonApi {
 
   async deregister(): Promise<JsonObject> {
     try {
-      return await this.signed({ type: "deregister", node_id: this.nodeId }, `deregister:${this.nodeId}`);
+      return await this.reg(this.registry.deregister(this.nodeId));
     } catch (e) {
       throw new Error(`deregister: ${(e as Error).message}`);
     }
@@ -571,7 +573,7 @@ export class Daemon implements DaemonApi {
 
   async setTags(tags: string[] | null): Promise<JsonObject> {
     try {
-      return await this.signed({ type: "set_tags", node_id: this.nodeId, tags: tags ?? [] }, `set_tags:${this.nodeId}`);
+      return await this.reg(this.registry.setTags(this.nodeId, tags ?? []));
     } catch (e) {
       throw new Error(`set_tags: ${(e as Error).message}`);
     }
@@ -585,7 +587,7 @@ export class Daemon implements DaemonApi {
 
   async setTaskExec(enabled: boolean): Promise<JsonObject> {
     try {
-      return await this.signed({ type: "set_task_exec", node_id: this.nodeId, enabled }, `set_task_exec:${this.nodeId}`);
+      return await this.reg(this.registry.setTaskExec(this.nodeId, enabled));
     } catch (e) {
       throw new Error(`set_task_exec: ${(e as Error).message}`);
     }
@@ -598,20 +600,20 @@ export class Daemon implements DaemonApi {
   serviceContext(): ServiceContext {
     const self = this;
     const reg: TrustRegistry = {
-      lookup: async (nodeId) => (await self.registry.request({ type: "lookup", node_id: nodeId })) as unknown as RegistryLookup,
+      lookup: async (nodeId) => (await self.reg(self.registry.lookup(nodeId))) as unknown as RegistryLookup,
       requestHandshake: async (to, justification, signature) => {
-        await self.registry.request({ type: "request_handshake", from_node_id: self.nodeId, to_node_id: to, justification, signature });
+        await self.reg(self.registry.request({ type: "request_handshake", from_node_id: self.nodeId, to_node_id: to, justification, signature }));
       },
       respondHandshake: async (peer, accept, signature) => {
-        await self.registry.request({ type: "respond_handshake", node_id: self.nodeId, peer_id: peer, accept, signature });
+        await self.reg(self.registry.request({ type: "respond_handshake", node_id: self.nodeId, peer_id: peer, accept, signature }));
       },
       pollHandshakes: async (signature) =>
-        (await self.registry.request({ type: "poll_handshakes", node_id: self.nodeId, signature })) as unknown as RegistryPoll,
+        (await self.reg(self.registry.request({ type: "poll_handshakes", node_id: self.nodeId, signature }))) as unknown as RegistryPoll,
       reportTrust: async (peer, signature) => {
-        await self.registry.request({ type: "report_trust", node_id: self.nodeId, peer_id: peer, signature });
+        await self.reg(self.registry.request({ type: "report_trust", node_id: self.nodeId, peer_id: peer, signature }));
       },
       revokeTrust: async (peer, signature) => {
-        await self.registry.request({ type: "revoke_trust", node_id: self.nodeId, peer_id: peer, signature });
+        await self.reg(self.registry.request({ type: "revoke_trust", node_id: self.nodeId, peer_id: peer, signature }));
       },
     };
     return {
@@ -649,43 +651,16 @@ export class Daemon implements DaemonApi {
   private async startServices(): Promise<void> {
     const ctx = this.serviceContext();
     mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
-    const load = async <T>(path: string): Promise<T | null> => {
-      try {
-        return (await import(path)) as T;
-      } catch (e) {
-        this.log.warn("service unavailable", { module: path, err: (e as Error).message });
-        return null;
-      }
-    };
-    const wh = await load<typeof import("./services/webhooks.ts")>("./services/webhooks.ts");
-    if (wh) {
-      this.webhooks = wh.startWebhooks(ctx, this.webhookUrl);
-      this.services.push(this.webhooks);
-    }
-    const trust = await load<typeof import("./services/trust.ts")>("./services/trust.ts");
-    if (trust) {
-      this.trust = trust.startTrust(ctx);
-      this.services.push(this.trust);
-      // Only trusted peers' tunnels may carry application traffic: the trust module decides.
-    }
-    if (!this.cfg.noEcho) {
-      const m = await load<typeof import("./services/echo.ts")>("./services/echo.ts");
-      if (m) this.services.push(m.startEcho(ctx));
-    }
-    if (!this.cfg.noDataExchange) {
-      const m = await load<typeof import("./services/dataexchange.ts")>("./services/dataexchange.ts");
-      if (m) this.services.push(m.startDataExchange(ctx));
-    }
-    if (!this.cfg.noEventStream) {
-      const m = await load<typeof import("./services/eventstream.ts")>("./services/eventstream.ts");
-      if (m) this.services.push(m.startEventStream(ctx));
-    }
-    void PORT_ECHO;
-    void PORT_DATAEXCHANGE;
-    void PORT_EVENTSTREAM;
-    void PORT_HANDSHAKE;
-    void PROTO_DATAGRAM;
-    void u32;
+    // Static imports only: `bun build --compile` must see every module.
+    const wh = await import("./services/webhooks.ts");
+    this.webhooks = wh.startWebhooks(ctx, this.webhookUrl);
+    this.services.push(this.webhooks);
+    const { startTrust } = await import("./services/trust.ts");
+    this.trust = startTrust(ctx);
+    this.services.push(this.trust);
+    if (!this.cfg.noEcho) this.services.push((await import("./services/echo.ts")).startEcho(ctx));
+    if (!this.cfg.noDataExchange) this.services.push((await import("./services/dataexchange.ts")).startDataExchange(ctx));
+    if (!this.cfg.noEventStream) this.services.push((await import("./services/eventstream.ts")).startEventStream(ctx));
   }
 }
 
