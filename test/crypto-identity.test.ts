@@ -87,6 +87,20 @@ describe("sign/verify", () => {
     expect(verify(null as unknown as Uint8Array, "x", sig)).toBe(false);
     expect(verify(id.publicKey, null as unknown as string, sig)).toBe(false);
   });
+  test("malleated signature (S + L) is rejected like Go's ed25519.Verify", () => {
+    const id = generateIdentity();
+    const sig = sign(id, "x");
+    let s = 0n;
+    for (let i = 31; i >= 0; i--) s = (s << 8n) | BigInt(sig[32 + i]);
+    let s2 = s + 2n ** 252n + 27742317777372353535851937790883648493n;
+    const m = sig.slice();
+    for (let i = 0; i < 32; i++) {
+      m[32 + i] = Number(s2 & 255n);
+      s2 >>= 8n;
+    }
+    expect(verify(id.publicKey, "x", sig)).toBe(true);
+    expect(verify(id.publicKey, "x", m)).toBe(false);
+  });
   test("sign with a malformed identity gives a typed error", () => {
     expectCode(() => sign({ publicKey: PUB, privateKey: SEED }, "x"), "bad_key_length");
     expectCode(() => identityFromSeed(new Uint8Array(31)), "bad_key_length");

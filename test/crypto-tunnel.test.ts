@@ -296,6 +296,18 @@ describe("TunnelSession", () => {
     expect(toHex(f.subarray(8, 12))).toBe(toHex(me.sendPrefix));
   });
 
+  test("headroom seal and open of a frame inside a larger buffer (relay wrapper)", () => {
+    const { a, b } = sessionPair();
+    const wrapped = a.seal(SYN, 1, 9);
+    wrapped.set([0x05, 0, 0, 0, 1, 0, 0, 0, 2]);
+    expect(wrapped.length).toBe(9 + 70);
+    expect(toHex(wrapped.subarray(9, 13))).toBe("50494c53");
+    const inner = wrapped.subarray(9);
+    expect(inner.byteOffset).toBe(9);
+    expect(toHex(b.open(inner)!)).toBe(toHex(SYN));
+    expect(b.open(inner)).toBeNull();
+  });
+
   test("random prefixes differ between sessions", () => {
     const key = new Uint8Array(32);
     const seen = new Set<string>();

@@ -54,6 +54,7 @@ export interface X25519KeyPair {
   pub: Uint8Array;
 }
 
+// Keyed by array identity: callers must not mutate a private key array after first use.
 const X_PRIV_CACHE = new WeakMap<Uint8Array, KeyObject>();
 function xPriv(priv: Uint8Array): KeyObject {
   let k = X_PRIV_CACHE.get(priv);
@@ -194,22 +195,27 @@ export class TunnelSession {
    * Encrypts one marshaled packet into a complete PILS frame:
    * "PILS" ‖ localNodeId ‖ prefix ‖ counter(BE u64) ‖ AES-256-GCM(packet) ‖ tag. No AAD (wire.md §4.3).
    * The counter is incremented before use, so the first frame carries 1.
+   *
+   * `headroom` (default 0) reserves that many zero bytes IN FRONT of the frame in the returned buffer,
+   * so a caller can write a wrapper (e.g. the 9-byte beacon Relay header, wire.md §3.7) without a
+   * second copy; the frame itself then starts at offset `headroom`.
    */
-  seal(packet: Uint8Array, localNodeId: number): Uint8Array {
+  seal(packet: Uint8Array, localNodeId: number, headroom = 0): Uint8Array {
     const c = ++this.counter;
     const n = this.nonce;
     wr32(n, 4, Math.floor(c / 0x100000000));
     wr32(n, 8, c >>> 0);
-    const out = new Uint8Array(PILS_HEADER_SIZE + packet.length + GCM_TAG_SIZE);
-    wr32(out, 0, MAGIC_PILS);
-    wr32(out, 4, localNodeId >>> 0);
-    out.set(n, 8);
+    const h = headroom;
+    const out = new Uint8Array(h + PILS_HEADER_SIZE + packet.length + GCM_TAG_SIZE);
+    wr32(out, h, MAGIC_PILS);
+    wr32(out, h + 4, localNodeId >>> 0);
+    out.set(n, h + 8);
     const ci = createCipheriv("aes-256-gcm", this.keyObj, n);
     const ct = ci.update(packet);
-    out.set(ct, PILS_HEADER_SIZE);
+    out.set(ct, h + PILS_HEADER_SIZE);
     const fin = ci.final(); // empty for GCM, but handle it in case
-    if (fin.length) out.set(fin, PILS_HEADER_SIZE + ct.length);
-    out.set(ci.getAuthTag(), PILS_HEADER_SIZE + packet.length);
+    if (fin.length) out.set(fin, h + PILS_HEADER_SIZE + ct.length);
+    out.set(ci.getAuthTag(), h + PILS_HEADER_SIZE + packet.length);
     return out;
   }
 
