@@ -1,0 +1,1073 @@
+// One stream connection (transport.md §4-§11). Driven by Transport: packets in via on*(),
+// timers via onTimer(); packets out via Transport.out(). No closures or timers per packet.
+import {
+  type Addr,
+  FLAG_ACK,
+  FLAG_FIN,
+  FLAG_RST,
+  FLAG_SYN,
+  MSS,
+  type Packet,
+  PROTO_STREAM,
+} from "../proto/types.ts";
+import { decodeSackInto, encodeSackFlat } from "../proto/sack.ts";
+import { type StreamConn, type StreamStats, TransportError } from "./api.ts";
+import type { Timed } from "./timers.ts";
+import type { Transport } from "./transport.ts";
+
+// Serial-number arithmetic (RFC 1982), correct across the 2^32 wrap (the reference's SACK code
+// is not, T17; ours is everywhere).
+export const seqLt = (a: number, b: number) => ((a - b) | 0) < 0;
+export const seqLe = (a: number, b: number) => ((a - b) | 0) <= 0;
+export const seqGt = (a: number, b: number) => ((a - b) | 0) > 0;
+export const seqGe = (a: number, b: number) => ((a - b) | 0) >= 0;
+const u32 = (x: number) => x >>> 0;
+
+export const S_SYN_SENT = "SYN_SENT";
+export const S_ESTABLISHED = "ESTABLISHED";
+export const S_FIN_WAIT = "FIN_WAIT"; // local end(): draining queued data before our FIN (T6 fix)
+export const S_TIME_WAIT = "TIME_WAIT";
+export const S_CLOSED = "CLOSED";
+
+export const INITIAL_CWND = 10 * MSS;
+const RTO_INITIAL = 1000;
+const RTO_MIN = 200;
+const RTO_MAX = 10_000;
+const CLOCK_G = 10;
+const DELAYED_ACK_MS = 40;
+const NAGLE_MS = 40;
+const EMPTY = new Uint8Array(0);
+
+/** One segment in the retransmission queue. Boundaries are permanent (§6.3). */
+class Seg {
+  sentAt = 0;
+  tx = 0; // transmissions so far
+  sacked = false;
+  epoch = -1; // recovery epoch in which it was last retransmitted
+  constructor(
+    readonly seq: number,
+    readonly data: Uint8Array,
+  ) {}
+}
+
+export interface ConnTuning {
+  recvBufBytes: number; // soft: advertised window is derived from it
+  recvHardBytes: number; // in-order data beyond this is dropped (not acked)
+  oooMaxBytes: number; // out-of-order bytes buffered
+  sendHighWater: number;
+  maxCwnd: number;
+  maxRetx: number; // consecutive RTO expiries (with a silent peer) before abort
+  dupAckBurst: boolean;
+}
+
+export class Conn implements StreamConn, Timed {
+  scheduled = Infinity;
+  dead = false; // removed from the table
+  active = false; // counted in connection limits (SYN_SENT/ESTABLISHED/FIN_WAIT)
+  private _state = S_CLOSED;
+
+  // ---- send side
+  iss = 0; // reference ISN 0 (keeps the reference's non-wrap-safe SACK code happy, §4.2)
+  sndUna = 1;
+  sndNxt = 1;
+  private wq: Uint8Array[] = [];
+  private wqHead = 0;
+  private wqOff = 0;
+  private wqBytes = 0;
+  private q: Seg[] = [];
+  private qHead = 0;
+  private sackedBytes = 0;
+  private highSacked = 0;
+  private haveSack = false;
+  cwnd = INITIAL_CWND;
+  ssthresh = 524288;
+  private inRecovery = false;
+  private recoveryPoint = 0;
+  private epoch = 0;
+  private rxNext = 0;
+  private dupAcks = 0;
+  private srtt = 0; // 0 = no sample yet
+  private rttvar = 0;
+  rto = RTO_INITIAL;
+  private rtoAt = Infinity;
+  private rtoStreak = 0;
+  private streakHeard = 0;
+  peerWnd = 0; // segments, as received
+  private noDelay = false;
+  private nagleAt = Infinity;
+  private nagleExpired = false;
+  private wantDrain = false;
+
+  // ---- receive side
+  irs = 0;
+  rcvNxt = 0;
+  private ooo = new Map<number, Uint8Array>();
+  private oooBytes = 0;
+  private blocks: number[] = []; // flat sorted [left,right) pairs of buffered OOO data
+  private pendingAcks = 0;
+  private ackAt = Infinity;
+  private paused = false;
+  private rq: Uint8Array[] = [];
+  private rqHead = 0;
+  private recvBuffered = 0;
+  private lastAdvWnd = 0;
+  private recvClosed = false;
+  private delivering = false;
+  private _onData: ((chunk: Uint8Array) => void) | null = null;
+
+  // ---- lifecycle
+  lastHeard = 0; // anything ACK-flagged/FIN from the peer
+  lastSent = 0; // any ACK-flagged packet we sent (keepalive clock)
+  lastActivity = 0; // TIME_WAIT reaping
+  synAt = Infinity;
+  synRetries = 0;
+  synTimeout = 1000;
+  dialResolve: ((c: StreamConn) => void) | null = null;
+  dialReject: ((e: TransportError) => void) | null = null;
+  private finAcked = false;
+  private finRtxAt = Infinity;
+  private finRetries = 0;
+  private lingerSeq = 0;
+  private lingerAt = Infinity;
+  private closeNotified = false;
+
+  // ---- stats
+  private st = { bytesSent: 0, bytesRecv: 0, segsSent: 0, segsRecv: 0, retransmits: 0, fastRetransmits: 0 };
+
+  onEnd: (() => void) | null = null;
+  onClose: ((err?: TransportError) => void) | null = null;
+  onDrain: (() => void) | null = null;
+
+  constructor(
+    private readonly t: Transport,
+    readonly id: number,
+    readonly localAddr: Addr,
+    readonly localPort: number,
+    readonly remoteAddr: Addr,
+    readonly remotePort: number,
+    private readonly tune: ConnTuning,
+  ) {
+    const now = t.now;
+    this.lastHeard = now;
+    this.lastSent = now;
+    this.lastActivity = now;
+    this.lastAdvWnd = this.ourWindow();
+  }
+
+  get state(): string {
+    return this._state;
+  }
+
+  setState(s: string): void {
+    this._state = s;
+    const act = s === S_SYN_SENT || s === S_ESTABLISHED || s === S_FIN_WAIT;
+    if (act !== this.active) {
+      this.active = act;
+      this.t.countActive(this.localPort, act ? 1 : -1);
+    }
+  }
+
+  get onData(): ((chunk: Uint8Array) => void) | null {
+    return this._onData;
+  }
+  set onData(f: ((chunk: Uint8Array) => void) | null) {
+    this._onData = f;
+    // data that arrived before the application attached its handler is kept, not lost
+    if (f && !this.paused && this.rqHead < this.rq.length) this.flushRecv();
+  }
+
+  // =====================================================================================
+  // packet construction
+  private mk(flags: number, seq: number, ack: number, window: number, payload: Uint8Array): Packet {
+    return {
+      version: 1,
+      flags,
+      protocol: PROTO_STREAM,
+      src: this.localAddr,
+      dst: this.remoteAddr,
+      srcPort: this.localPort,
+      dstPort: this.remotePort,
+      seq: u32(seq),
+      ack: u32(ack),
+      window,
+      payload,
+    };
+  }
+
+  /**
+   * Advertised window in segments (§10): free receive buffer / MSS, clamped to 1..65535.
+   * Never 0 while the connection is usable: the reference sender reads 0 as "no limit" (T3).
+   * The soft buffer may exceed the reference's 512 segments; the field keeps its meaning.
+   */
+  ourWindow(): number {
+    const free = this.tune.recvBufBytes - this.recvBuffered;
+    let w = Math.floor(free / MSS);
+    if (w < 1) w = 1;
+    else if (w > 65535) w = 65535;
+    return w;
+  }
+
+  sendSyn(): void {
+    this.t.out(this.mk(FLAG_SYN, this.iss, 0, this.ourWindow(), EMPTY));
+  }
+
+  /** SYN+ACK, always with the ORIGINAL ISN (fixes T2: the reference resends SendSeq-1). */
+  sendSynAck(): void {
+    this.t.out(this.mk(FLAG_SYN | FLAG_ACK, this.iss, u32(this.irs + 1), this.ourWindow(), EMPTY));
+  }
+
+  private sendAckNow(): void {
+    this.pendingAcks = 0;
+    this.ackAt = Infinity;
+    const nb = this.blocks.length >> 1;
+    const payload = nb > 0 ? encodeSackFlat(this.blocks, nb) : EMPTY;
+    const w = this.ourWindow();
+    this.lastAdvWnd = w;
+    this.lastSent = this.t.now;
+    this.t.out(this.mk(FLAG_ACK, this.sndNxt, this.rcvNxt, w, payload));
+  }
+
+  private sendPureAck(): void {
+    const w = this.ourWindow();
+    this.lastAdvWnd = w;
+    this.lastSent = this.t.now;
+    this.t.out(this.mk(FLAG_ACK, this.sndNxt, this.rcvNxt, w, EMPTY));
+  }
+
+  /** FIN: flags FIN only, seq = SendSeq, ack 0, window 0 (wire.md §2.8; FIN consumes no seq). */
+  private sendFin(): void {
+    this.t.out(this.mk(FLAG_FIN, this.sndNxt, 0, 0, EMPTY));
+  }
+
+  // =====================================================================================
+  // handshake
+  /** Active side: SYN-ACK received in SYN_SENT (§4.1 step 5). */
+  onSynAck(p: Packet): void {
+    if (this._state !== S_SYN_SENT) return; // duplicates / other states: ignored (reference)
+    this.irs = p.seq;
+    this.rcvNxt = u32(p.seq + 1);
+    this.peerWnd = p.window;
+    this.lastHeard = this.t.now;
+    this.synAt = Infinity;
+    this.setState(S_ESTABLISHED);
+    this.sendPureAck();
+    const res = this.dialResolve;
+    this.dialResolve = this.dialReject = null;
+    this.rearm();
+    if (res) res(this);
+  }
+
+  /** Passive side: called by Transport after creating the connection from a SYN (§4.2). */
+  acceptSyn(p: Packet): void {
+    this.irs = p.seq;
+    this.rcvNxt = u32(p.seq + 1);
+    this.peerWnd = p.window;
+    this.sndUna = this.sndNxt = u32(this.iss + 1);
+    this.setState(S_ESTABLISHED);
+    this.sendSynAck();
+    this.rearm();
+  }
+
+  startDial(): void {
+    this.sndUna = this.sndNxt = u32(this.iss + 1);
+    this.setState(S_SYN_SENT);
+    this.sendSyn();
+    this.synTimeout = 1000;
+    this.synAt = this.t.now + this.synTimeout;
+    this.rearm();
+  }
+
+  // SYN retransmission (§4.3): 1 s doubling to 8 s, 6 retransmissions, then dial_timeout.
+  private synExpired(): void {
+    this.synRetries++;
+    const switched = this.t.host.onSynTimeout?.(this.remoteAddr, this.synRetries) === true;
+    if (this.synRetries > this.t.dialMaxRetries) {
+      this.failDial(new TransportError("dial_timeout", "dial timeout"));
+      return;
+    }
+    if (switched) this.synTimeout = 1000; // path changed (relay): restart the backoff
+    this.sendSyn();
+    this.synTimeout = Math.min(this.synTimeout * 2, 8000);
+    this.synAt = this.t.now + this.synTimeout;
+  }
+
+  failDial(err: TransportError): void {
+    const rej = this.dialReject;
+    this.dialResolve = this.dialReject = null;
+    this.closeNotified = true;
+    this.setState(S_CLOSED);
+    this.t.remove(this);
+    if (rej) rej(err);
+  }
+
+  // =====================================================================================
+  // inbound ACK / data (§7.1)
+  private sackTmp = new Uint32Array(8);
+
+  onAck(p: Packet): void {
+    const now = this.t.now;
+    this.lastHeard = now;
+    this.lastActivity = now;
+    const oldWnd = this.peerWnd;
+    this.peerWnd = p.window;
+    const st = this._state;
+    if (st === S_SYN_SENT || st === S_CLOSED) return;
+    const payload = p.payload;
+    const nS = payload.length >= 5 ? decodeSackInto(payload, this.sackTmp) : 0;
+    const isPure = payload.length === 0;
+
+    if (st !== S_TIME_WAIT) {
+      const a = p.ack;
+      if (this.sndUna !== this.sndNxt) {
+        // T13 fix: an ack beyond SendSeq is ignored instead of trusted
+        if (seqGt(a, this.sndUna) && seqLe(a, this.sndNxt)) this.newAck(a);
+        else if (a === this.sndUna && (nS > 0 || (isPure && p.window === oldWnd))) this.dupAcks++;
+        if (nS > 0) this.processSack(nS);
+        this.lossDetect();
+        // window re-opened after our probe was dropped by a full receiver: resend now rather than
+        // wait out a backed-off RTO (slow-reader recovery).
+        if (this.rtoStreak > 0 && p.window > oldWnd && oldWnd <= 1 && this.sndUna !== this.sndNxt) {
+          const s = this.firstUnsacked();
+          if (s) this.xmit(s, true);
+          this.rtoStreak = 0;
+          this.rto = this.computeRto();
+          this.rtoAt = now + this.rto;
+        }
+      }
+      if (payload.length > 0 && nS === 0) this.recvData(p.seq, payload);
+      if (!this.dead) this.pump();
+    } else if (this.lingerAt !== Infinity && payload.length > 0 && nS === 0) {
+      this.recvData(p.seq, payload); // T6: late in-flight data after the peer's FIN
+    }
+    if (!this.dead) this.rearm();
+  }
+
+  private newAck(a: number): void {
+    const now = this.t.now;
+    const acked = u32(a - this.sndUna);
+    this.sndUna = a;
+    this.dupAcks = 0;
+    this.rtoStreak = 0;
+    // pop fully acknowledged segments from the head: O(segments acked)
+    const q = this.q;
+    let i = this.qHead;
+    let sampleAt = -1;
+    while (i < q.length) {
+      const s = q[i];
+      if (!seqLe(s.seq + s.data.length, a)) break;
+      if (s.sacked) this.sackedBytes -= s.data.length;
+      else if (s.tx === 1) sampleAt = s.sentAt; // Karn: only never-retransmitted segments
+      q[i] = undefined as unknown as Seg;
+      i++;
+    }
+    this.qHead = i;
+    if (i === q.length) {
+      q.length = 0;
+      this.qHead = 0;
+    } else if (i > 1024 && i * 2 > q.length) {
+      this.q = q.slice(i);
+      this.qHead = 0;
+    }
+    if (sampleAt >= 0) this.rttSample(now - sampleAt);
+    if (this.inRecovery) {
+      if (seqGe(a, this.recoveryPoint)) {
+        this.inRecovery = false;
+        this.cwnd = Math.max(this.ssthresh, 2 * MSS);
+      } else {
+        // partial ack: next hole is at the head (NewReno), resend it once per epoch
+        const h = this.firstUnsacked();
+        if (h && h.epoch !== this.epoch) {
+          h.epoch = this.epoch;
+          this.xmit(h, true);
+        }
+      }
+    } else if (this.cwnd < this.ssthresh) {
+      // slow start with appropriate byte counting, L = 2·MSS per ACK (RFC 3465)
+      this.cwnd += Math.min(acked, 2 * MSS);
+    } else {
+      this.cwnd += Math.max(1, Math.floor((MSS * Math.min(acked, 2 * MSS)) / this.cwnd));
+    }
+    if (this.cwnd > this.tune.maxCwnd) this.cwnd = this.tune.maxCwnd;
+    if (!this.haveSack || seqLe(this.highSacked, a)) this.haveSack = false;
+    this.rtoAt = this.sndUna === this.sndNxt ? Infinity : now + this.rto;
+    if (this.sndUna === this.sndNxt) this.nagleExpired = true; // all acked: Nagle releases
+  }
+
+  private rttSample(r: number): void {
+    if (r < 0) r = 0;
+    if (this.srtt === 0) {
+      this.srtt = r || 1;
+      this.rttvar = r / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
+      this.srtt = 0.875 * this.srtt + 0.125 * r;
+    }
+    this.rto = this.computeRto();
+  }
+
+  private computeRto(): number {
+    if (this.srtt === 0) return RTO_INITIAL;
+    const r = this.srtt + Math.max(CLOCK_G, 4 * this.rttvar);
+    return r < RTO_MIN ? RTO_MIN : r > RTO_MAX ? RTO_MAX : r;
+  }
+
+  /** Index of the first queued segment with seq >= x (binary search; segments are seq-ordered). */
+  private idxAtOrAfter(x: number): number {
+    const q = this.q;
+    const base = this.sndUna;
+    const off = u32(x - base);
+    let lo = this.qHead, hi = q.length;
+    while (lo < hi) {
+      const m = (lo + hi) >> 1;
+      if (u32(q[m].seq - base) < off) lo = m + 1;
+      else hi = m;
+    }
+    return lo;
+  }
+
+  private processSack(n: number): void {
+    const q = this.q;
+    const tmp = this.sackTmp;
+    const base = this.sndUna;
+    const span = u32(this.sndNxt - base);
+    for (let b = 0; b < n; b++) {
+      const L = tmp[2 * b], R = tmp[2 * b + 1];
+      const lo = u32(L - base), hi = u32(R - base);
+      if (hi === 0 || hi > span || lo >= hi) continue; // stale, bogus, or beyond SendSeq
+      if (!this.haveSack || seqGt(R, this.highSacked)) {
+        this.highSacked = R;
+        this.haveSack = true;
+      }
+      // mark from both edges (blocks grow at their edges); stop at already-marked segments
+      let i = this.idxAtOrAfter(L);
+      while (i < q.length) {
+        const s = q[i];
+        if (u32(s.seq + s.data.length - base) > hi || s.sacked) break;
+        s.sacked = true;
+        this.sackedBytes += s.data.length;
+        i++;
+      }
+      let j = this.idxAtOrAfter(R) - 1;
+      while (j > i && j >= this.qHead) {
+        const s = q[j];
+        if (s.sacked || u32(s.seq - base) < lo) break;
+        if (u32(s.seq + s.data.length - base) <= hi) {
+          s.sacked = true;
+          this.sackedBytes += s.data.length;
+        }
+        j--;
+      }
+    }
+  }
+
+  /**
+   * Loss detection. Unlike the reference (T9: SACK ACKs never count as duplicates, so holes wait
+   * for the RTO), SACK-bearing duplicate ACKs count, and in recovery every un-SACKed segment
+   * below the highest SACKed byte is retransmitted once per epoch, paced by incoming ACKs.
+   */
+  private lossDetect(): void {
+    if (this.sndUna === this.sndNxt) return;
+    if (!this.inRecovery) {
+      if (this.dupAcks < 3) return;
+      this.inRecovery = true;
+      this.recoveryPoint = this.sndNxt;
+      this.epoch++;
+      this.ssthresh = Math.max(Math.floor(this.pipe() / 2), 2 * MSS);
+      this.cwnd = this.ssthresh;
+      this.rxNext = this.sndUna;
+      const h = this.firstUnsacked();
+      if (h) {
+        h.epoch = this.epoch;
+        this.xmit(h, true);
+        this.st.fastRetransmits++;
+      }
+    }
+    if (this.haveSack) this.retransmitLost(2);
+  }
+
+  private retransmitLost(budget: number): void {
+    const q = this.q;
+    let i = this.idxAtOrAfter(seqLt(this.rxNext, this.sndUna) ? this.sndUna : this.rxNext);
+    const hs = this.highSacked;
+    while (budget > 0 && i < q.length) {
+      const s = q[i];
+      if (!seqLe(s.seq + s.data.length, hs)) break;
+      if (!s.sacked && s.epoch !== this.epoch) {
+        s.epoch = this.epoch;
+        this.xmit(s, true);
+        budget--;
+      }
+      i++;
+    }
+    this.rxNext = i < q.length ? q[i].seq : this.sndNxt;
+  }
+
+  private firstUnsacked(): Seg | null {
+    const q = this.q;
+    for (let i = this.qHead; i < q.length; i++) if (!q[i].sacked) return q[i];
+    return null;
+  }
+
+  private pipe(): number {
+    return u32(this.sndNxt - this.sndUna) - this.sackedBytes;
+  }
+
+  /**
+   * Effective send window: cwnd limited by the peer window. A peer window of 0 is "unknown"
+   * (reference keepalive artefact, or a genuinely full reference receiver, T3): allow one
+   * segment, which doubles as a data-carrying probe the reference acknowledges with its true
+   * window (T5) — never a hard stop, never "no limit".
+   */
+  private effWindow(): number {
+    const pw = this.peerWnd === 0 ? MSS : this.peerWnd * MSS;
+    return this.cwnd < pw ? this.cwnd : pw;
+  }
+
+  // =====================================================================================
+  // receive path (§7.2, §7.3)
+  private recvData(seq: number, payload: Uint8Array): void {
+    if (this.recvClosed) return;
+    const len = payload.length;
+    this.st.segsRecv++;
+    if (seq === this.rcvNxt) {
+      if (this.recvBuffered >= this.tune.recvHardBytes) {
+        // receiver overrun (peer ignored our window): drop without ACK beyond a pure ACK
+        // advertising our state, so the sender knows we are alive (persist behaviour).
+        this.sendPureAck();
+        return;
+      }
+      const hadOoo = this.ooo.size > 0;
+      this.rcvNxt = u32(seq + len);
+      this.deliver(payload.slice());
+      if (hadOoo) this.drainOoo();
+      if (this.lingerAt !== Infinity && seqGe(this.rcvNxt, this.lingerSeq)) {
+        this.finishPeerClose(undefined);
+        return;
+      }
+      if (this.dead || this.recvClosed) return;
+      if (hadOoo) this.sendAckNow();
+      else if (++this.pendingAcks >= 2) this.sendAckNow();
+      else if (this.ackAt === Infinity) this.ackAt = this.t.now + DELAYED_ACK_MS;
+      return;
+    }
+    if (seqGt(seq, this.rcvNxt)) {
+      const first = this.ooo.size === 0;
+      if (!this.ooo.has(seq) && this.oooBytes + len <= this.tune.oooMaxBytes) {
+        this.ooo.set(seq, payload.slice());
+        this.oooBytes += len;
+        this.addBlock(seq, u32(seq + len));
+      }
+      this.sendAckNow(); // immediately, with SACK blocks
+      if (first && this.tune.dupAckBurst) {
+        // T9: the reference sender ignores SACK ACKs for dup counting; three pure duplicate
+        // ACKs let it fast-retransmit the first hole instead of waiting for its RTO.
+        this.sendPureAck();
+        this.sendPureAck();
+        this.sendPureAck();
+      }
+      return;
+    }
+    // seq before rcvNxt
+    const end = u32(seq + len);
+    if (seqGt(end, this.rcvNxt) && this.recvBuffered < this.tune.recvHardBytes) {
+      // overlapping segment: deliver the new tail (the reference drops it whole, T7)
+      const hadOoo = this.ooo.size > 0;
+      const tail = payload.slice(u32(this.rcvNxt - seq));
+      this.rcvNxt = end;
+      this.deliver(tail);
+      if (hadOoo) this.drainOoo();
+      if (this.dead || this.recvClosed) return;
+    }
+    this.sendAckNow(); // duplicate: ACK at once so the sender learns what we have
+  }
+
+  private drainOoo(): void {
+    const ooo = this.ooo;
+    for (;;) {
+      const d = ooo.get(this.rcvNxt);
+      if (!d) break;
+      ooo.delete(this.rcvNxt);
+      this.oooBytes -= d.length;
+      this.rcvNxt = u32(this.rcvNxt + d.length);
+      this.deliver(d);
+      if (this.recvClosed) return;
+    }
+    // drop SACK blocks now covered by the cumulative ack
+    const b = this.blocks;
+    let k = 0;
+    while (k < b.length && seqLe(b[k + 1], this.rcvNxt)) k += 2;
+    if (k > 0) b.splice(0, k);
+    if (b.length > 0 && seqLt(b[0], this.rcvNxt)) b[0] = this.rcvNxt;
+    if (b.length === 0 && ooo.size > 0) {
+      // only stale entries (a peer that re-sliced its data) remain: purge them
+      ooo.clear();
+      this.oooBytes = 0;
+    }
+  }
+
+  /** Insert [l, r) into the sorted, merged block list (touching blocks merge, as in §8.1). */
+  private addBlock(l: number, r: number): void {
+    const b = this.blocks;
+    let i = 0;
+    while (i < b.length && seqLt(b[i + 1], l)) i += 2;
+    if (i === b.length || seqLt(r, b[i])) {
+      b.splice(i, 0, l, r);
+      return;
+    }
+    if (seqLt(l, b[i])) b[i] = l;
+    if (seqGt(r, b[i + 1])) b[i + 1] = r;
+    // merge following blocks now overlapped
+    while (i + 2 < b.length && seqLe(b[i + 2], b[i + 1])) {
+      if (seqGt(b[i + 3], b[i + 1])) b[i + 1] = b[i + 3];
+      b.splice(i + 2, 2);
+    }
+  }
+
+  private deliver(chunk: Uint8Array): void {
+    this.st.bytesRecv += chunk.length;
+    if (this.paused || this.delivering || this.rqHead < this.rq.length || !this._onData) {
+      this.rq.push(chunk);
+      this.recvBuffered += chunk.length;
+      if (!this.paused && !this.delivering && this._onData) this.flushRecv();
+      return;
+    }
+    this.delivering = true;
+    try {
+      this._onData(chunk);
+    } finally {
+      this.delivering = false;
+    }
+    if (!this.paused && this.rqHead < this.rq.length) this.flushRecv();
+  }
+
+  private flushRecv(): void {
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      while (!this.paused && this._onData && this.rqHead < this.rq.length && !this.recvClosed) {
+        const c = this.rq[this.rqHead];
+        this.rq[this.rqHead++] = EMPTY;
+        this.recvBuffered -= c.length;
+        this._onData(c);
+      }
+    } finally {
+      this.delivering = false;
+    }
+    if (this.rqHead === this.rq.length) {
+      this.rq.length = 0;
+      this.rqHead = 0;
+    }
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.t.enter();
+    this.flushRecv();
+    if (this.dead || this.paused) return;
+    // Window update: the reference never sends one (§10); a pure ACK is harmless to it and lets
+    // a sender stalled by our small window continue at once (slow-reader fix, T4).
+    const w = this.ourWindow();
+    if ((this._state === S_ESTABLISHED || this._state === S_FIN_WAIT) && w > this.lastAdvWnd && this.lastAdvWnd < 64) {
+      this.sendPureAck();
+      this.rearm();
+    }
+  }
+
+  // =====================================================================================
+  // send path (§6)
+  write(data: Uint8Array): boolean {
+    if (this._state !== S_ESTABLISHED) throw new TransportError("closed", `connection ${this.id} is ${this._state}`);
+    if (data.length === 0) return this.wqBytes < this.tune.sendHighWater;
+    this.t.enter();
+    this.wq.push(data.slice()); // own copy: callers may reuse their buffer
+    this.wqBytes += data.length;
+    this.pump();
+    this.rearm();
+    const ok = this.wqBytes < this.tune.sendHighWater;
+    if (!ok) this.wantDrain = true;
+    return ok;
+  }
+
+  setNoDelay(on: boolean): void {
+    this.noDelay = on;
+    if (on && this.wqBytes > 0) {
+      this.t.enter();
+      this.pump();
+      this.rearm();
+    }
+  }
+
+  private peek(k: number): number {
+    let i = this.wqHead, off = this.wqOff + k;
+    while (i < this.wq.length) {
+      const c = this.wq[i];
+      if (off < c.length) return c[off];
+      off -= c.length;
+      i++;
+    }
+    return -1;
+  }
+
+  /** Remove n bytes from the write queue (zero-copy when they lie in one chunk). */
+  private cut(n: number): Uint8Array {
+    const c = this.wq[this.wqHead];
+    let out: Uint8Array;
+    if (c.length - this.wqOff >= n) {
+      out = c.subarray(this.wqOff, this.wqOff + n);
+      this.wqOff += n;
+      if (this.wqOff === c.length) {
+        this.wq[this.wqHead++] = EMPTY;
+        this.wqOff = 0;
+      }
+    } else {
+      out = new Uint8Array(n);
+      let o = 0;
+      while (o < n) {
+        const h = this.wq[this.wqHead];
+        const take = Math.min(h.length - this.wqOff, n - o);
+        out.set(h.subarray(this.wqOff, this.wqOff + take), o);
+        o += take;
+        this.wqOff += take;
+        if (this.wqOff === h.length) {
+          this.wq[this.wqHead++] = EMPTY;
+          this.wqOff = 0;
+        }
+      }
+    }
+    this.wqBytes -= n;
+    if (this.wqHead === this.wq.length) {
+      this.wq.length = 0;
+      this.wqHead = 0;
+    } else if (this.wqHead > 256 && this.wqHead * 2 > this.wq.length) {
+      this.wq = this.wq.slice(this.wqHead);
+      this.wqHead = 0;
+    }
+    return out;
+  }
+
+  /** Send as much queued data as the windows and Nagle allow. */
+  pump(): void {
+    const st = this._state;
+    if (st !== S_ESTABLISHED && st !== S_FIN_WAIT) return;
+    while (this.wqBytes > 0) {
+      if (this.pipe() >= this.effWindow()) break; // window test "strictly less than" (§6.2)
+      let n = this.wqBytes < MSS ? this.wqBytes : MSS;
+      if (n < MSS && !this.noDelay && st !== S_FIN_WAIT && this.sndUna !== this.sndNxt && !this.nagleExpired) {
+        // Nagle (§6.1): hold a sub-MSS tail while data is in flight, at most 40 ms
+        if (this.nagleAt === Infinity) this.nagleAt = this.t.now + NAGLE_MS;
+        break;
+      }
+      // T8: never emit a segment that a reference receiver would swallow as a SACK option;
+      // send the 4 magic bytes alone (boundaries are then kept for retransmission).
+      if (n >= 13 && this.peek(0) === 0x53 && this.peek(1) === 0x41 && this.peek(2) === 0x43 && this.peek(3) === 0x4b) {
+        const cnt = this.peek(4);
+        if (cnt >= 1 && cnt <= 4 && n >= 5 + 8 * cnt) n = 4;
+      }
+      const seg = new Seg(this.sndNxt, this.cut(n));
+      // T12 fix: queued before it is transmitted
+      this.q.push(seg);
+      this.sndNxt = u32(this.sndNxt + n);
+      if (n < MSS) {
+        this.nagleAt = Infinity;
+        this.nagleExpired = false;
+      }
+      this.xmit(seg, false);
+      if (this.rtoAt === Infinity) this.rtoAt = this.t.now + this.rto;
+    }
+    if (this.wqBytes === 0) {
+      this.nagleAt = Infinity;
+      this.nagleExpired = false;
+    }
+    if (this.wantDrain && this.wqBytes <= this.tune.sendHighWater >> 1) {
+      this.wantDrain = false;
+      const d = this.onDrain;
+      if (d) d();
+    }
+    if (this._state === S_FIN_WAIT) this.maybeFin();
+  }
+
+  private xmit(s: Seg, retx: boolean): void {
+    const now = this.t.now;
+    s.sentAt = now;
+    s.tx++;
+    this.pendingAcks = 0;
+    this.ackAt = Infinity;
+    this.lastSent = now;
+    const w = this.ourWindow();
+    this.lastAdvWnd = w;
+    this.st.segsSent++;
+    if (retx) this.st.retransmits++;
+    else this.st.bytesSent += s.data.length;
+    // data segments always carry ACK (§3) and the current ack/window
+    this.t.out(this.mk(FLAG_ACK, s.seq, this.rcvNxt, w, s.data));
+  }
+
+  // =====================================================================================
+  // timers
+  onTimer(now: number): void {
+    if (this.dead) return;
+    this.t.enter();
+    if (this._state === S_SYN_SENT) {
+      if (this.synAt <= now) this.synExpired();
+      if (!this.dead) this.rearm();
+      return;
+    }
+    if (this.ackAt <= now) this.sendAckNow();
+    if (this.nagleAt <= now) {
+      this.nagleAt = Infinity;
+      this.nagleExpired = true;
+      this.pump();
+    }
+    if (this.rtoAt <= now) this.onRto(now);
+    if (this.dead) return;
+    if (this.finRtxAt <= now) {
+      // our FIN got no FIN+ACK: resend (the reference answers every bare FIN; bounded)
+      if (!this.finAcked && this.finRetries < 3 && this._state === S_TIME_WAIT) {
+        this.finRetries++;
+        this.sendFin();
+        this.finRtxAt = now + Math.min(this.rto * (1 << this.finRetries), RTO_MAX);
+      } else this.finRtxAt = Infinity;
+    }
+    if (this.lingerAt <= now) {
+      // the peer's FIN overtook data that never arrived: abnormal end (T6)
+      this.finishPeerClose(new TransportError("truncated", "peer closed with data missing"));
+    }
+    if (this.dead) return;
+    const st = this._state;
+    if (st === S_TIME_WAIT) {
+      if (now - this.lastActivity >= this.t.timeWaitMs && this.lingerAt === Infinity) {
+        this.setState(S_CLOSED);
+        this.t.remove(this);
+        return;
+      }
+    } else if (st === S_ESTABLISHED || st === S_FIN_WAIT) {
+      if (now - this.lastHeard >= this.t.idleTimeoutMs) {
+        this.localClose(new TransportError("timeout", "idle timeout"));
+        return;
+      }
+      if (now - this.lastSent >= this.t.keepaliveMs) {
+        // Keepalive (§11.6). Carries our real window instead of the reference's 0 (T3).
+        this.sendPureAck();
+      }
+    }
+    this.rearm();
+  }
+
+  private onRto(now: number): void {
+    if (this.sndUna === this.sndNxt) {
+      this.rtoAt = Infinity;
+      return;
+    }
+    if (this.rtoStreak === 0) this.streakHeard = this.lastHeard;
+    this.rtoStreak++;
+    // Patience (T11): abort only after maxRetx consecutive expiries AND silence from the peer
+    // since the streak began (a live but window-limited peer keeps the connection).
+    if (this.rtoStreak > this.tune.maxRetx && this.lastHeard === this.streakHeard) {
+      this.abortWith(new TransportError("timeout", "retransmission limit reached"));
+      return;
+    }
+    if (!this.inRecovery || this.rtoStreak === 1) {
+      this.ssthresh = Math.max(Math.floor(this.pipe() / 2), 2 * MSS);
+    }
+    this.cwnd = INITIAL_CWND < this.ssthresh ? INITIAL_CWND : this.ssthresh; // timeout collapse
+    this.inRecovery = true;
+    this.recoveryPoint = this.sndNxt;
+    this.epoch++;
+    this.rxNext = this.sndUna;
+    this.dupAcks = 0;
+    this.rto = Math.min(this.rto * 2, RTO_MAX);
+    const s = this.firstUnsacked() ?? this.q[this.qHead];
+    if (s) {
+      s.epoch = this.epoch;
+      this.xmit(s, true);
+    }
+    this.rtoAt = now + this.rto;
+  }
+
+  rearm(): void {
+    if (this.dead) return;
+    let t = this.synAt;
+    if (this.ackAt < t) t = this.ackAt;
+    if (this.nagleAt < t) t = this.nagleAt;
+    if (this.rtoAt < t) t = this.rtoAt;
+    if (this.finRtxAt < t) t = this.finRtxAt;
+    if (this.lingerAt < t) t = this.lingerAt;
+    const st = this._state;
+    if (st === S_ESTABLISHED || st === S_FIN_WAIT) {
+      const ka = this.lastSent + this.t.keepaliveMs;
+      const idle = this.lastHeard + this.t.idleTimeoutMs;
+      if (ka < t) t = ka;
+      if (idle < t) t = idle;
+    } else if (st === S_TIME_WAIT) {
+      const tw = this.lastActivity + this.t.timeWaitMs;
+      if (tw < t) t = tw;
+    }
+    const now = this.t.now;
+    if (t <= now) t = now + 1;
+    this.t.timers.arm(this, t);
+  }
+
+  // =====================================================================================
+  // closing (§11)
+  /** FIN or FIN+ACK received (§11.2). */
+  onFin(p: Packet): void {
+    const now = this.t.now;
+    const isFinAck = (p.flags & FLAG_ACK) !== 0;
+    this.lastHeard = now;
+    this.lastActivity = now;
+    // Never answer a FIN+ACK (T1: the reference answers every FIN+ACK, looping forever).
+    // A bare FIN is answered with FIN+ACK (seq = SendSeq, ack = FIN seq + 1, window 0).
+    if (!isFinAck) this.t.out(this.mk(FLAG_FIN | FLAG_ACK, this.sndNxt, u32(p.seq + 1), 0, EMPTY));
+    const st = this._state;
+    if (st === S_TIME_WAIT) {
+      this.finAcked = true;
+      this.finRtxAt = Infinity;
+      this.rearm();
+      return;
+    }
+    if (st === S_SYN_SENT) {
+      this.failDial(new TransportError("connection_reset", "peer closed during handshake"));
+      return;
+    }
+    // ESTABLISHED / FIN_WAIT: full close, no half-close (§11.2)
+    this.setState(S_TIME_WAIT);
+    this.finAcked = true; // the peer is closing; our FIN is not needed
+    this.dropSendState();
+    if (seqGt(p.seq, this.rcvNxt)) {
+      // T6: FIN seq beyond what we have: data is still in flight (reordered) or lost. Keep
+      // accepting for a short while; report an abnormal end if the gap is not filled.
+      this.lingerSeq = p.seq;
+      this.lingerAt = now + Math.max(2 * this.rto, 1000);
+      this.rearm();
+      return;
+    }
+    this.finishPeerClose(undefined);
+  }
+
+  private finishPeerClose(err: TransportError | undefined): void {
+    this.lingerAt = Infinity;
+    this.recvClosed = true;
+    this.clearRecv();
+    if (!err) {
+      const e = this.onEnd;
+      if (e && !this.closeNotified) e();
+    }
+    this.notifyClose(err);
+    if (!this.dead) this.rearm();
+  }
+
+  /** Graceful close: FIN once everything queued is sent and acknowledged (T6 fix). */
+  end(): void {
+    const st = this._state;
+    if (st === S_ESTABLISHED) {
+      this.t.enter();
+      this.setState(S_FIN_WAIT);
+      this.pump(); // Nagle no longer holds the tail
+      if (!this.dead) this.rearm();
+    } else if (st === S_SYN_SENT) {
+      this.failDial(new TransportError("closed", "closed before established"));
+    }
+  }
+
+  private maybeFin(): void {
+    if (this.wqBytes === 0 && this.sndUna === this.sndNxt) this.localClose(undefined);
+  }
+
+  /** Send FIN now (no drain), enter TIME_WAIT and tell the application (§11.1). */
+  localClose(err: TransportError | undefined): void {
+    const st = this._state;
+    if (st === S_ESTABLISHED || st === S_FIN_WAIT) {
+      this.sendFin();
+      this.finRtxAt = this.t.now + Math.max(this.rto, 500);
+    }
+    this.setState(S_TIME_WAIT);
+    this.lastActivity = this.t.now;
+    this.dropSendState();
+    this.recvClosed = true;
+    this.clearRecv();
+    this.notifyClose(err);
+    if (!this.dead) this.rearm();
+  }
+
+  abort(): void {
+    if (this.dead) return;
+    this.t.enter();
+    this.abortWith(undefined);
+  }
+
+  /** RST (reference format: seq 0, ack 0, window 0) and remove. */
+  abortWith(err: TransportError | undefined): void {
+    if (this._state !== S_TIME_WAIT && this._state !== S_CLOSED) this.t.out(this.mk(FLAG_RST, 0, 0, 0, EMPTY));
+    if (this._state === S_SYN_SENT) {
+      this.failDial(err ?? new TransportError("closed", "aborted"));
+      return;
+    }
+    this.gone(err);
+  }
+
+  /** RST received (§11.4): no sequence check (the reference's RSTs carry seq 0). */
+  onRst(): void {
+    if (this._state === S_SYN_SENT) {
+      this.failDial(new TransportError("connection_refused", "connection refused"));
+      return;
+    }
+    this.gone(this._state === S_TIME_WAIT ? undefined : new TransportError("connection_reset", "connection reset by peer"));
+  }
+
+  /** Remove immediately (shutdown, RST, abort). */
+  gone(err: TransportError | undefined): void {
+    this.setState(S_CLOSED);
+    this.dropSendState();
+    this.recvClosed = true;
+    this.clearRecv();
+    this.notifyClose(err);
+    this.t.remove(this);
+  }
+
+  private dropSendState(): void {
+    this.wq.length = 0;
+    this.wqHead = this.wqOff = this.wqBytes = 0;
+    this.q.length = 0;
+    this.qHead = 0;
+    this.sackedBytes = 0;
+    this.sndUna = this.sndNxt;
+    this.rtoAt = this.nagleAt = this.ackAt = this.synAt = Infinity;
+    this.pendingAcks = 0;
+  }
+
+  private clearRecv(): void {
+    this.ooo.clear();
+    this.oooBytes = 0;
+    this.blocks.length = 0;
+    this.rq.length = 0;
+    this.rqHead = 0;
+    this.recvBuffered = 0;
+  }
+
+  notifyClose(err: TransportError | undefined): void {
+    if (this.closeNotified) return;
+    this.closeNotified = true;
+    const c = this.onClose;
+    if (c) c(err);
+  }
+
+  stats(): StreamStats {
+    return {
+      ...this.st,
+      srttMs: this.srtt,
+      rttvarMs: this.rttvar,
+      rtoMs: this.rto,
+      cwnd: this.cwnd,
+      ssthresh: this.ssthresh,
+      inFlight: u32(this.sndNxt - this.sndUna),
+      peerWindow: this.peerWnd,
+      sendBuffered: this.wqBytes,
+      recvBuffered: this.recvBuffered,
+    };
+  }
+}

@@ -1,0 +1,518 @@
+// The transport engine: connection table, listeners, dial, datagrams, ping (transport.md).
+// Pure and clock-injected: the host feeds packets (handlePacket), calls tick() at
+// nextDeadline(), and receives packets through host.output().
+import {
+  type Addr,
+  EPHEMERAL_MAX,
+  EPHEMERAL_MIN,
+  FLAG_ACK,
+  FLAG_FIN,
+  FLAG_RST,
+  FLAG_SYN,
+  MSS,
+  type Packet,
+  PORT_PING,
+  PROTO_CONTROL,
+  PROTO_DATAGRAM,
+  PROTO_STREAM,
+} from "../proto/types.ts";
+import { type ConnInfo, type Listener, type StreamConn, TransportError, type TransportHost } from "./api.ts";
+import { Conn, type ConnTuning, S_CLOSED, S_ESTABLISHED, S_TIME_WAIT } from "./conn.ts";
+import { type Timed, TimerHeap } from "./timers.ts";
+
+export interface TransportOptions {
+  localAddr: Addr;
+  keepaliveMs?: number; // 30 s
+  idleTimeoutMs?: number; // 120 s
+  timeWaitMs?: number; // 10 s
+  synRateLimit?: number; // global SYN/s, bucket of the same size (100)
+  perSourceSynLimit?: number; // per source node SYN/s (10)
+  maxConnsPerPort?: number; // 1024
+  maxConnsTotal?: number; // 4096
+  acceptBacklog?: number; // 64
+  dialMaxRetries?: number; // 6 SYN retransmissions
+  /** Soft receive buffer per connection (drives the advertised window). Default 4 MiB. */
+  recvBufBytes?: number;
+  /** cwnd cap. The reference caps at 1 MiB; a larger cap only changes timing. Default 16 MiB. */
+  maxCwnd?: number;
+  /** write() returns false above this many unsent bytes. Default 4 MiB. */
+  sendHighWater?: number;
+  /** Consecutive RTO expiries with a silent peer before RST. Default 10. */
+  maxRetx?: number;
+  /** Send 3 pure dup ACKs when a hole first appears (helps the reference's fast retransmit). */
+  dupAckBurst?: boolean;
+}
+
+export interface DialOptions {
+  noDelay?: boolean;
+}
+
+const MAX_SYN_SOURCES = 4096;
+const SYN_BUCKET_AGE = 10_000;
+const SWEEP_MS = 15_000;
+const BROADCAST_NODE = 0xffffffff;
+
+class ListenerImpl implements Listener {
+  closed = false;
+  paused = false;
+  pending: Conn[] = [];
+  constructor(
+    private readonly tr: Transport,
+    readonly port: number,
+    public onAccept: (c: StreamConn) => void,
+  ) {}
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.tr.unbind(this);
+    // un-accepted connections have no owner any more
+    const p = this.pending;
+    this.pending = [];
+    for (const c of p) if (!c.dead) c.abort();
+  }
+  /** Stop handing connections to onAccept; they queue (up to the backlog, then RST). */
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+    while (!this.paused && !this.closed && this.pending.length > 0) {
+      const c = this.pending.shift()!;
+      if (!c.dead) this.onAccept(c);
+    }
+  }
+  get queued(): number {
+    return this.pending.length;
+  }
+}
+
+class PendingPing implements Timed {
+  scheduled = Infinity;
+  constructor(
+    readonly tr: Transport,
+    readonly port: number,
+    readonly seq: number,
+    readonly sentAt: number,
+    readonly deadline: number,
+    readonly resolve: (ms: number) => void,
+    readonly reject: (e: TransportError) => void,
+  ) {}
+  onTimer(now: number): void {
+    if (now >= this.deadline && this.tr.pings.get(this.port) === this) {
+      this.tr.pings.delete(this.port);
+      this.reject(new TransportError("timeout", "ping timeout"));
+    }
+  }
+}
+
+interface Bucket {
+  tokens: number;
+  last: number;
+}
+
+export class Transport {
+  readonly host: TransportHost;
+  localAddr: Addr;
+  /** Cached clock for the current entry point. */
+  now = 0;
+  readonly timers = new TimerHeap();
+  readonly keepaliveMs: number;
+  readonly idleTimeoutMs: number;
+  readonly timeWaitMs: number;
+  readonly dialMaxRetries: number;
+  private readonly synRate: number;
+  private readonly srcRate: number;
+  private readonly maxPerPort: number;
+  private readonly maxTotal: number;
+  private readonly backlog: number;
+  private readonly tune: ConnTuning;
+
+  // node -> (network·2^32 + localPort·2^16 + remotePort) -> Conn   (O(1), no allocation, T14)
+  private table = new Map<number, Map<number, Conn>>();
+  private listeners = new Map<number, ListenerImpl>();
+  private activePerPort = new Map<number, number>();
+  private totalActive = 0;
+  private nconns = 0;
+  private nextId = 1;
+  private nextEphemeral = EPHEMERAL_MIN;
+  readonly pings = new Map<number, PendingPing>();
+  private pingSeq = 1;
+  private synBucket: Bucket;
+  private srcBuckets = new Map<number, Bucket>();
+  private sweeper: Timed;
+
+  constructor(host: TransportHost, opts: TransportOptions) {
+    this.host = host;
+    this.localAddr = opts.localAddr;
+    this.keepaliveMs = opts.keepaliveMs ?? 30_000;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 120_000;
+    this.timeWaitMs = opts.timeWaitMs ?? 10_000;
+    this.dialMaxRetries = opts.dialMaxRetries ?? 6;
+    this.synRate = opts.synRateLimit ?? 100;
+    this.srcRate = opts.perSourceSynLimit ?? 10;
+    this.maxPerPort = opts.maxConnsPerPort ?? 1024;
+    this.maxTotal = opts.maxConnsTotal ?? 4096;
+    this.backlog = opts.acceptBacklog ?? 64;
+    const recv = opts.recvBufBytes ?? 4 * 1024 * 1024;
+    this.tune = {
+      recvBufBytes: recv,
+      recvHardBytes: recv + 64 * MSS,
+      oooMaxBytes: Math.max(recv, 128 * MSS),
+      sendHighWater: opts.sendHighWater ?? 4 * 1024 * 1024,
+      maxCwnd: opts.maxCwnd ?? 16 * 1024 * 1024,
+      maxRetx: opts.maxRetx ?? 10,
+      dupAckBurst: opts.dupAckBurst ?? true,
+    };
+    this.now = host.now();
+    this.synBucket = { tokens: this.synRate, last: this.now };
+    const self = this;
+    this.sweeper = {
+      scheduled: Infinity,
+      onTimer(now: number) {
+        for (const [k, b] of self.srcBuckets) if (now - b.last > SYN_BUCKET_AGE) self.srcBuckets.delete(k);
+        if (self.srcBuckets.size > 0) self.timers.arm(self.sweeper, now + SWEEP_MS);
+      },
+    };
+  }
+
+  /** Refresh the cached clock (every public entry point). */
+  enter(): void {
+    this.now = this.host.now();
+  }
+
+  setLocalAddr(addr: Addr): void {
+    this.localAddr = addr;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // timers
+  tick(): void {
+    this.enter();
+    this.timers.run(this.now);
+  }
+
+  nextDeadline(): number {
+    return this.timers.next();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // output helpers
+  out(p: Packet): void {
+    this.host.output(p);
+  }
+
+  private reply(p: Packet, flags: number, protocol: number, seq: number, ack: number, payload: Uint8Array): void {
+    this.host.output({
+      version: 1,
+      flags,
+      protocol,
+      src: this.localAddr,
+      dst: p.src,
+      srcPort: p.dstPort,
+      dstPort: p.srcPort,
+      seq: seq >>> 0,
+      ack: ack >>> 0,
+      window: 0,
+      payload,
+    });
+  }
+
+  /** RST in the reference's format: flags RST, seq 0, ack 0, window 0, ports swapped. */
+  private sendRst(p: Packet): void {
+    this.reply(p, FLAG_RST, PROTO_STREAM, 0, 0, EMPTY);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // connection table
+  private key(network: number, localPort: number, remotePort: number): number {
+    return network * 4294967296 + localPort * 65536 + remotePort;
+  }
+
+  private find(remote: Addr, localPort: number, remotePort: number): Conn | undefined {
+    const m = this.table.get(remote.node);
+    return m === undefined ? undefined : m.get(this.key(remote.network, localPort, remotePort));
+  }
+
+  private insert(c: Conn): void {
+    let m = this.table.get(c.remoteAddr.node);
+    if (m === undefined) {
+      m = new Map();
+      this.table.set(c.remoteAddr.node, m);
+    }
+    const k = this.key(c.remoteAddr.network, c.localPort, c.remotePort);
+    const old = m.get(k);
+    // T15: one entry per 4-tuple; a new incarnation replaces an old TIME_WAIT entry
+    if (old && old !== c) this.dropEntry(old);
+    m.set(k, c);
+    this.nconns++;
+  }
+
+  private dropEntry(c: Conn): void {
+    if (c.dead) return;
+    if (c.active) c.setState(S_CLOSED);
+    c.dead = true;
+    this.timers.disarm(c);
+    const m = this.table.get(c.remoteAddr.node);
+    if (m) {
+      const k = this.key(c.remoteAddr.network, c.localPort, c.remotePort);
+      if (m.get(k) === c) {
+        m.delete(k);
+        if (m.size === 0) this.table.delete(c.remoteAddr.node);
+      }
+    }
+    this.nconns--;
+  }
+
+  /** Called by Conn when it leaves the table. */
+  remove(c: Conn): void {
+    this.dropEntry(c);
+  }
+
+  /** Running counters for limits and ephemeral allocation (T14). */
+  countActive(port: number, d: number): void {
+    this.totalActive += d;
+    const n = (this.activePerPort.get(port) ?? 0) + d;
+    if (n <= 0) this.activePerPort.delete(port);
+    else this.activePerPort.set(port, n);
+  }
+
+  private newConn(localPort: number, remote: Addr, remotePort: number): Conn {
+    const c = new Conn(this, this.nextId++, this.localAddr, localPort, remote, remotePort, this.tune);
+    if (this.nextId > 0xffffffff) this.nextId = 1;
+    this.insert(c);
+    return c;
+  }
+
+  /** §12: rotating counter over 49152-65535, skipping ports used by live connections. */
+  private allocEphemeral(): number {
+    const span = EPHEMERAL_MAX - EPHEMERAL_MIN + 1;
+    let p = this.nextEphemeral;
+    for (let i = 0; i < span; i++) {
+      p = this.nextEphemeral;
+      this.nextEphemeral = p === EPHEMERAL_MAX ? EPHEMERAL_MIN : p + 1;
+      if (!this.activePerPort.has(p) && !this.pings.has(p) && !this.listeners.has(p)) return p;
+    }
+    return p;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // inbound
+  handlePacket(p: Packet): void {
+    this.enter();
+    switch (p.protocol) {
+      case PROTO_STREAM:
+        this.handleStream(p);
+        break;
+      case PROTO_DATAGRAM:
+        if (p.payload.length > 0 && this.host.onDatagram) this.host.onDatagram(p);
+        break;
+      case PROTO_CONTROL:
+        this.handleControl(p);
+        break;
+      default:
+        break; // unknown protocol: ignored (§1)
+    }
+  }
+
+  private handleStream(p: Packet): void {
+    const f = p.flags;
+    // flag precedence (§3): SYN, SYN+ACK, FIN, RST, ACK, else drop
+    if (f & FLAG_SYN) {
+      if (f & FLAG_ACK) {
+        const c = this.find(p.src, p.dstPort, p.srcPort);
+        if (c) c.onSynAck(p);
+      } else this.onSyn(p);
+      return;
+    }
+    const c = this.find(p.src, p.dstPort, p.srcPort);
+    if (c === undefined) return; // FIN/RST/ACK for nothing: ignored, no RST (§15)
+    if (f & FLAG_FIN) c.onFin(p);
+    else if (f & FLAG_RST) c.onRst();
+    else if (f & FLAG_ACK) c.onAck(p);
+  }
+
+  private takeToken(b: Bucket, rate: number): boolean {
+    // continuous refill (the reference floors and may stall the timestamp; same average rate)
+    const now = this.now;
+    b.tokens = Math.min(rate, b.tokens + ((now - b.last) * rate) / 1000);
+    b.last = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  private onSyn(p: Packet): void {
+    const l = this.listeners.get(p.dstPort);
+    if (l === undefined) {
+      this.sendRst(p);
+      return;
+    }
+    const existing = this.find(p.src, p.dstPort, p.srcPort);
+    if (existing !== undefined) {
+      if (existing.state !== S_TIME_WAIT && existing.state !== S_CLOSED) {
+        // retransmitted (or duplicated) SYN: resend SYN+ACK with the original ISN (T2 fix)
+        existing.sendSynAck();
+        return;
+      }
+      // a SYN for a dead incarnation starts a new connection (the reference would answer with
+      // a SYN+ACK for the dead one, T2); the old entry is replaced in insert()
+    }
+    if (!this.takeToken(this.synBucket, this.synRate)) return; // silent drop (§4.2 step 3)
+    let b = this.srcBuckets.get(p.src.node);
+    if (b === undefined) {
+      if (this.srcBuckets.size >= MAX_SYN_SOURCES) return;
+      b = { tokens: this.srcRate - 1, last: this.now };
+      this.srcBuckets.set(p.src.node, b);
+      this.timers.arm(this.sweeper, this.now + SWEEP_MS);
+    } else if (!this.takeToken(b, this.srcRate)) return;
+    if ((this.activePerPort.get(p.dstPort) ?? 0) >= this.maxPerPort || this.totalActive >= this.maxTotal) {
+      this.sendRst(p);
+      return;
+    }
+    // T20: accept-queue capacity is checked BEFORE the SYN+ACK (the reference sends SYN+ACK
+    // and then RST); a plain RST is compatible and does not fool the client into "connected".
+    if ((l.paused || l.closed) && l.pending.length >= this.backlog) {
+      this.sendRst(p);
+      return;
+    }
+    const c = this.newConn(p.dstPort, p.src, p.srcPort);
+    c.acceptSyn(p);
+    if (l.paused) l.pending.push(c);
+    else l.onAccept(c);
+  }
+
+  private handleControl(p: Packet): void {
+    if (p.flags & FLAG_ACK) {
+      // a pong (never answered, T18): match a pending ping by our source port and seq
+      const pp = this.pings.get(p.dstPort);
+      if (pp && p.srcPort === PORT_PING && p.seq === pp.seq) {
+        this.pings.delete(p.dstPort);
+        this.timers.disarm(pp);
+        pp.resolve(this.now - pp.sentAt);
+      }
+      return;
+    }
+    if (p.dstPort !== PORT_PING) return;
+    // pong: flags ACK, src port 0, dst port = ping's src port, seq, seq+1, window 0, same payload
+    this.reply(p, FLAG_ACK, PROTO_CONTROL, p.seq, p.seq + 1, p.payload);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // application API
+  listen(port: number, onAccept: (c: StreamConn) => void): Listener {
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TransportError("bad_port", `invalid port ${port}`);
+    if (this.listeners.has(port)) throw new TransportError("port_in_use", `port ${port} already bound`);
+    const l = new ListenerImpl(this, port, onAccept);
+    this.listeners.set(port, l);
+    return l;
+  }
+
+  unbind(l: ListenerImpl): void {
+    if (this.listeners.get(l.port) === l) this.listeners.delete(l.port);
+  }
+
+  dial(dst: Addr, dstPort: number, opts?: DialOptions): Promise<StreamConn> {
+    this.enter();
+    if (!Number.isInteger(dstPort) || dstPort < 0 || dstPort > 65535) {
+      return Promise.reject(new TransportError("bad_port", `invalid port ${dstPort}`));
+    }
+    if (this.totalActive >= this.maxTotal) {
+      return Promise.reject(new TransportError("too_many_connections", "connection limit reached"));
+    }
+    const port = this.allocEphemeral();
+    const c = this.newConn(port, dst, dstPort);
+    if (opts?.noDelay) c.setNoDelay(true);
+    return new Promise<StreamConn>((resolve, reject) => {
+      c.dialResolve = resolve;
+      c.dialReject = reject;
+      c.startDial();
+    });
+  }
+
+  sendDatagram(dst: Addr, dstPort: number, data: Uint8Array, srcPort?: number): void {
+    this.enter();
+    if (dst.node === BROADCAST_NODE) {
+      throw new TransportError("broadcast_unavailable", "broadcast is not available — custom networks are WIP");
+    }
+    if (data.length > 65535) throw new TransportError("too_large", "datagram payload exceeds 65535 bytes");
+    const sp = srcPort ?? this.allocEphemeral();
+    this.host.output({
+      version: 1,
+      flags: 0,
+      protocol: PROTO_DATAGRAM,
+      src: this.localAddr,
+      dst,
+      srcPort: sp,
+      dstPort,
+      seq: 0,
+      ack: 0,
+      window: 0,
+      payload: data,
+    });
+  }
+
+  /** Ping (control protocol, port 0) from a non-zero ephemeral port (T18). Resolves RTT ms. */
+  ping(dst: Addr, payload: Uint8Array, timeoutMs: number): Promise<number> {
+    this.enter();
+    const port = this.allocEphemeral();
+    const seq = this.pingSeq;
+    this.pingSeq = (this.pingSeq + 1) >>> 0 || 1;
+    return new Promise<number>((resolve, reject) => {
+      const pp = new PendingPing(this, port, seq, this.now, this.now + timeoutMs, resolve, reject);
+      this.pings.set(port, pp);
+      this.timers.arm(pp, pp.deadline);
+      this.host.output({
+        version: 1,
+        flags: 0,
+        protocol: PROTO_CONTROL,
+        src: this.localAddr,
+        dst,
+        srcPort: port,
+        dstPort: PORT_PING,
+        seq,
+        ack: 0,
+        window: 0,
+        payload,
+      });
+    });
+  }
+
+  connections(): ConnInfo[] {
+    const r: ConnInfo[] = [];
+    for (const m of this.table.values()) {
+      for (const c of m.values()) {
+        r.push({ id: c.id, localPort: c.localPort, remoteAddr: c.remoteAddr, remotePort: c.remotePort, state: c.state, stats: c.stats() });
+      }
+    }
+    r.sort((a, b) => a.id - b.id);
+    return r;
+  }
+
+  /** Number of connections in the table (all states). */
+  get size(): number {
+    return this.nconns;
+  }
+
+  /** Shutdown (§11.5): FIN every established connection, remove everything. */
+  closeAll(): void {
+    this.enter();
+    const all: Conn[] = [];
+    for (const m of this.table.values()) for (const c of m.values()) all.push(c);
+    for (const c of all) {
+      if (c.dead) continue;
+      if (c.state === "SYN_SENT") c.failDial(new TransportError("closed", "transport shut down"));
+      else if (c.state === S_ESTABLISHED || c.state === "FIN_WAIT") {
+        c.localClose(new TransportError("closed", "transport shut down"));
+        if (!c.dead) c.gone(undefined);
+      } else c.gone(undefined);
+    }
+    for (const l of [...this.listeners.values()]) l.close();
+    for (const pp of [...this.pings.values()]) {
+      this.pings.delete(pp.port);
+      this.timers.disarm(pp);
+      pp.reject(new TransportError("closed", "transport shut down"));
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
