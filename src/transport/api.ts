@@ -69,6 +69,13 @@ export interface StreamConn {
 export interface Listener {
   readonly port: number;
   close(): void;
+  /** (optional: the Transport's listeners have it; in-memory fakes may not) Stop handing new connections to onAccept: they wait in the accept queue (backlog 64,
+   *  beyond it new SYNs get RST). */
+  pause?(): void;
+  /** Deliver queued connections to onAccept and continue. */
+  resume?(): void;
+  /** Connections waiting in the accept queue. */
+  readonly queued?: number;
 }
 
 /** Info about one connection for IPC Info / pilotctl connections (ipc.md §4.10). */
@@ -87,8 +94,10 @@ export interface TransportHost {
   now(): number;
   /** Emit one packet towards pkt.dst (the host encodes, encrypts, routes). */
   output(pkt: import("../proto/types.ts").Packet): void;
-  /** Optional: a dial to `dst` has had `attempts` SYN timeouts (host may switch the peer to relay). */
-  onSynTimeout?(dst: Addr, attempts: number): void;
+  /** Optional: a dial to `dst` has had `attempts` SYN timeouts (host may switch the peer to relay).
+   *  Return true when the path changed (e.g. switched to relay): the SYN backoff restarts at 1 s
+   *  as in transport.md §4.3. */
+  onSynTimeout?(dst: Addr, attempts: number): boolean | void;
   /** Optional: a datagram (protocol 0x02) arrived. */
   onDatagram?(pkt: import("../proto/types.ts").Packet): void;
   /** Optional: random source (tests pass a seeded one). */
