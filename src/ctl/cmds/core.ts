@@ -1,0 +1,443 @@
+// Identity/discovery, settings, trust, management, mailbox, config and registry commands.
+import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createConnection } from "node:net";
+import { join } from "node:path";
+import { formatAddr, parseAddr } from "../../proto/addr.ts";
+import { FrameDecoder, encodeFrame } from "../../proto/framing.ts";
+import { goJsonBytes } from "../../proto/gojson.ts";
+import { catalog } from "../commands.ts";
+import {
+  type Ctx, CtlError, cfgStr, configPath, DEFAULT_BEACON_CTL, DEFAULT_REGISTRY, DEFAULT_SOCKET, flagBool, formatBytes, formatUptime,
+  getRegistry, getSocket, goQ, loadConfig, localStamp, logFile, pad, parseFlags, parseNodeId, pidFile, pilotDir, prettyJson, rfc3339Local, saveConfig,
+} from "../util.ts";
+import { connectDaemon, daemonErr, usage } from "./shared.ts";
+
+type J = Record<string, unknown>;
+
+async function daemonCall<T>(prefix: string, fn: (d: Awaited<ReturnType<typeof connectDaemon>>) => Promise<T>): Promise<T> {
+  const d = await connectDaemon();
+  try {
+    return await fn(d);
+  } catch (e) {
+    throw daemonErr(prefix, e);
+  } finally {
+    d.close();
+  }
+}
+
+// ---------- info / peers / connections ----------
+function connHeader(indent: string): string {
+  return `${indent}${pad("ID", 4)}  ${pad("LOCAL", 6)}  ${pad("REMOTE ADDR", 22)}  ${pad("RPORT", 6)}  ${pad("STATE", 11)}  ${pad("CWND", 8)}  ${pad("FLIGHT", 8)}  ${pad("SRTT", 8)}`;
+}
+
+export async function info(ctx: Ctx): Promise<void> {
+  const i = await daemonCall("info", (d) => d.info());
+  ctx.ok(i, () => {
+    const n = (k: string) => Number(i[k] ?? 0);
+    let s = "Pilot Protocol Daemon\n";
+    s += `  Node ID:     ${i.node_id}\n  Address:     ${i.address}\n`;
+    if (i.hostname) s += `  Hostname:    ${i.hostname}\n`;
+    s += `  Uptime:      ${formatUptime(n("uptime_secs"))}\n  Connections: ${n("connections")}\n  Ports:       ${n("ports")}\n  Peers:       ${n("peers")}\n`;
+    s += i.encrypt ? `  Encryption:  enabled (X25519 + AES-256-GCM), ${n("encrypted_peers")}/${n("peers")} peers encrypted, ${n("authenticated_peers")} authenticated\n` : "  Encryption:  disabled\n";
+    const pk = String(i.public_key ?? "");
+    s += i.identity ? `  Identity:    persistent (Ed25519 ${pk.length > 16 ? pk.slice(0, 16) + "..." : pk})\n` : "  Identity:    ephemeral (not persisted)\n";
+    if (i.owner) s += `  Owner:       ${i.owner}\n`;
+    s += `  Traffic:     ${formatBytes(n("bytes_sent"))} sent / ${formatBytes(n("bytes_recv"))} recv\n  Packets:     ${n("pkts_sent")} sent / ${n("pkts_recv")} recv\n`;
+    const cl = (i.conn_list as J[] | null) ?? [];
+    if (cl.length) {
+      s += `\nActive connections: ${cl.length}\n` + connHeader("  ") + "\n";
+      for (const c of cl.slice(0, 50)) {
+        s += `  ${pad(c.id as number, 4)}  ${pad(c.local_port as number, 6)}  ${pad(String(c.remote_addr), 22)}  ${pad(c.remote_port as number, 6)}  ${pad(String(c.state), 11)}  ${pad(formatBytes(Number(c.cong_win)), 8)}  ${pad(formatBytes(Number(c.in_flight)), 8)}  ${c.srtt_ms}ms${c.in_recovery ? " [RECOVERY]" : ""}\n`;
+      }
+      if (cl.length > 50) s += `\n  ... and ${cl.length - 50} more connections (showing first 50)\n`;
+    }
+    return s;
+  });
+}
+
+export async function peers(ctx: Ctx, args: string[]): Promise<void> {
+  const p = parseFlags(args);
+  const q = (p.flags.get("search") ?? "").toLowerCase();
+  const i = await daemonCall("info", (d) => d.info());
+  let list = ((i.peer_list as J[] | null) ?? []).filter((x) => !q || String(x.node_id).toLowerCase().includes(q) || String(x.endpoint).toLowerCase().includes(q));
+  const data = { peers: list.length ? list : null, total: list.length };
+  ctx.ok(data, () => {
+    if (!list.length) return q ? `no peers matching ${goQ(p.flags.get("search")!)}\n` : "no peers connected\n  peers appear when you communicate with other nodes\n";
+    let s = `${pad("NODE ID", 10)}  ${pad("ENDPOINT", 30)}  ${pad("ENCRYPTED", 20)}  AUTH\n`;
+    for (const x of list.slice(0, 50)) s += `${pad(x.node_id as number, 10)}  ${pad(String(x.endpoint), 30)}  ${pad(x.encrypted ? "yes (AES-256-GCM)" : "no", 20)}  ${x.authenticated ? "yes (Ed25519)" : "no"}\n`;
+    if (list.length > 50) s += `\n... and ${list.length - 50} more peers (showing first 50)\n`;
+    return s;
+  });
+  list = [];
+}
+
+export async function connections(ctx: Ctx): Promise<void> {
+  const i = await daemonCall("info", (d) => d.info());
+  const cl = (i.conn_list as J[] | null) ?? [];
+  ctx.ok({ connections: cl, total: cl.length }, () => {
+    if (!cl.length) return 'no active connections\n  connect to a peer: pilotctl connect <address|hostname> --message "hello"\n';
+    let s = `Active connections: ${cl.length}\n\n`;
+    s += `${pad("ID", 4)}  ${pad("LOCAL", 6)}  ${pad("REMOTE ADDR", 22)}  ${pad("RPORT", 6)}  ${pad("STATE", 11)}  ${pad("CWND", 8)}  ${pad("FLIGHT", 8)}  ${pad("SRTT", 8)}  ${pad("UNACK", 6)}  ${pad("OOO", 6)}  ${pad("PEERWIN", 8)}  ${pad("RCVWIN", 8)}\n`;
+    const fb = (x: unknown) => formatBytes(Number(x));
+    for (const c of cl.slice(0, 50)) {
+      s += `${pad(c.id as number, 4)}  ${pad(c.local_port as number, 6)}  ${pad(String(c.remote_addr), 22)}  ${pad(c.remote_port as number, 6)}  ${pad(String(c.state), 11)}  ${pad(fb(c.cong_win), 8)}  ${pad(fb(c.in_flight), 8)}  ${pad(c.srtt_ms as number, 6)}ms  ${pad(c.unacked as number, 6)}  ${pad(c.ooo_buf as number, 6)}  ${pad(fb(c.peer_recv_win), 8)}  ${pad(fb(c.recv_win), 8)}\n`;
+      s += `      tx: ${fb(c.bytes_sent)} (${c.segs_sent} segs)  rx: ${fb(c.bytes_recv)} (${c.segs_recv} segs)  retx: ${c.retransmits}  fast-retx: ${c.fast_retx}  sack: ${c.sack_sent}/${c.sack_recv}  dup-ack: ${c.dup_acks}\n`;
+    }
+    if (cl.length > 50) s += `\n... and ${cl.length - 50} more connections (showing first 50)\n`;
+    return s;
+  });
+}
+
+export async function disconnect(ctx: Ctx, args: string[]): Promise<void> {
+  if (!args.length) throw usage("pilotctl disconnect <conn_id>");
+  const id = parseNodeId(args[0], "conn");
+  // Fixed: waits for the CloseOK reply instead of hanging (ipc.md §12.2-1).
+  await daemonCall("disconnect", (d) => d.disconnect(id, { timeoutMs: 30000 }));
+  ctx.ok({ conn_id: id });
+}
+
+// ---------- trust ----------
+export async function handshake(ctx: Ctx, args: string[]): Promise<void> {
+  if (!args.length) throw usage("pilotctl handshake <node_id|address|hostname> [justification]");
+  const d = await connectDaemon();
+  try {
+    const t = args[0];
+    let node: number;
+    if (/^\d+$/.test(t) && Number(t) <= 0xffffffff) node = Number(t);
+    else {
+      let a: ReturnType<typeof parseAddr> | null = null;
+      try { a = parseAddr(t); } catch {}
+      if (a) {
+        node = a.node;
+        ctx.info(`parsed address ${t} → node ${node}\n`);
+      } else {
+        try {
+          node = Number((await d.resolveHostname(t)).node_id);
+        } catch (e) {
+          throw new CtlError("not_found", `resolve ${goQ(t)}: ${(e as Error).message}`);
+        }
+        ctx.info(`resolved ${t} → node ${node}\n`);
+      }
+    }
+    let r: J;
+    try { r = await d.handshake(node, args[1] ?? ""); } catch (e) { throw daemonErr("handshake", e); }
+    ctx.ok(r, () => r.status === "already_trusted"
+      ? `already trusted with node ${node} — ready to communicate\n`
+      : `handshake request sent to node ${node}\n  next: node ${node} must approve — or send a handshake back for auto-approval\n  check: pilotctl trust\n`);
+  } finally {
+    d.close();
+  }
+}
+
+export async function approve(ctx: Ctx, args: string[]): Promise<void> {
+  if (!args.length) throw usage("pilotctl approve <node_id>");
+  const d = await connectDaemon();
+  try {
+    const n = parseNodeId(args[0]);
+    let r: J;
+    try { r = await d.approve(n); } catch (e) { throw daemonErr("approve", e); }
+    ctx.ok(r, () => `trust established with node ${n}\n  try: pilotctl ping ${n}\n`);
+  } finally { d.close(); }
+}
+
+export async function reject(ctx: Ctx, args: string[]): Promise<void> {
+  if (!args.length) throw usage("pilotctl reject <node_id> [reason]");
+  const d = await connectDaemon();
+  try {
+    const n = parseNodeId(args[0]);
+    let r: J;
+    try { r = await d.reject(n, args[1] ?? ""); } catch (e) { throw daemonErr("reject", e); }
+    ctx.ok(r, () => `handshake from node ${n} rejected\n`);
+  } finally { d.close(); }
+}
+
+export async function untrust(ctx: Ctx, args: string[]): Promise<void> {
+  if (!args.length) throw usage("pilotctl untrust <node_id>");
+  const n = parseNodeId(args[0], "plain");
+  await daemonCall("untrust", (d) => d.untrust(n));
+  ctx.ok({ node_id: n });
+}
+
+export async function pending(ctx: Ctx): Promise<void> {
+  const r = await daemonCall("pending", (d) => d.pending());
+  const list = (r.pending as J[] | null) ?? [];
+  ctx.ok({ pending: list }, () => {
+    if (!list.length) return "no pending handshake requests\n  requests appear here when another node sends: pilotctl handshake <your-node-id>\n";
+    let s = `${pad("NODE ID", 10)}  ${pad("JUSTIFICATION", 40)}  RECEIVED\n`;
+    for (const p of list) s += `${pad(p.node_id as number, 10)}  ${pad(String(p.justification ?? ""), 40)}  ${localStamp(Number(p.received_at))}\n`;
+    return s;
+  });
+}
+
+export async function trust(ctx: Ctx): Promise<void> {
+  const r = await daemonCall("trust", (d) => d.trusted());
+  const list = (r.trusted as J[] | null) ?? [];
+  ctx.ok({ trusted: list }, () => {
+    if (!list.length) return 'no trusted peers\n  establish trust: pilotctl handshake <node_id|hostname> "reason"\n';
+    let s = `${pad("NODE ID", 10)}  ${pad("MUTUAL", 10)}  ${pad("NETWORK", 10)}  APPROVED AT\n`;
+    for (const t of list) s += `${pad(t.node_id as number, 10)}  ${pad(t.mutual ? "yes" : "no", 10)}  ${pad(Number(t.network) ? String(t.network) : "-", 10)}  ${localStamp(Number(t.approved_at))}\n`;
+    return s;
+  });
+}
+
+// ---------- discovery & settings ----------
+export async function find(ctx: Ctx, args: string[]): Promise<void> {
+  if (!args.length) throw usage("pilotctl find <hostname>");
+  const h = args[0];
+  const d = await connectDaemon();
+  let r: J;
+  try {
+    r = await d.resolveHostname(h);
+  } catch {
+    throw new CtlError("not_found", `cannot find ${goQ(h)} — hostname not found or no mutual trust`, `establish trust first: pilotctl handshake ${h} "reason"`);
+  } finally { d.close(); }
+  const data = { address: r.address, hostname: h, node_id: r.node_id, public: r.public === true };
+  ctx.ok(data, () => `Hostname:  ${h}\nNode ID:   ${r.node_id}\nAddress:   ${r.address}\nVisible:   ${r.public === true ? "public" : "private"}\n`);
+}
+
+function setCfgKey(k: string, v: string | null): void {
+  const cfg = loadConfig();
+  if (v === null) delete cfg[k];
+  else cfg[k] = v;
+  try { saveConfig(cfg); } catch {}
+}
+
+export async function setHostname(ctx: Ctx, args: string[]): Promise<void> {
+  if (!args.length) throw usage("pilotctl set-hostname <hostname>");
+  const h = args[0];
+  const r = await daemonCall("set-hostname", (d) => d.setHostname(h));
+  setCfgKey("hostname", h === "" ? null : h);
+  ctx.ok({ hostname: r.hostname ?? h, node_id: r.node_id }, () => (h === "" ? "hostname cleared\n" : `hostname set: ${h}\n`));
+}
+export async function clearHostname(ctx: Ctx): Promise<void> {
+  await daemonCall("clear-hostname", (d) => d.setHostname(""));
+  setCfgKey("hostname", null);
+  ctx.ok({ hostname: "" }, () => "hostname cleared\n");
+}
+export async function setTags(ctx: Ctx, args: string[]): Promise<void> {
+  if (!args.length) throw usage("pilotctl set-tags <tag1> [tag2] ...");
+  if (args.length > 3) throw new CtlError("invalid_argument", `set-tags: maximum 3 tags allowed, got ${args.length}`);
+  const r = await daemonCall("set-tags", (d) => d.setTags(args));
+  const tags = (r.tags as string[] | null) ?? [];
+  ctx.ok({ node_id: r.node_id, tags: r.tags ?? null }, () => `tags set: ${tags.length ? tags.map((t) => "#" + t).join(" ") : "none"}\n`);
+}
+export async function clearTags(ctx: Ctx): Promise<void> {
+  await daemonCall("clear-tags", (d) => d.setTags([]));
+  ctx.ok({ tags: [] }, () => "tags cleared\n");
+}
+export async function enableTasks(ctx: Ctx): Promise<void> {
+  ctx.ok(await daemonCall("enable-tasks", (d) => d.setTaskExec(true)));
+}
+export async function disableTasks(ctx: Ctx): Promise<void> {
+  ctx.ok(await daemonCall("disable-tasks", (d) => d.setTaskExec(false)));
+}
+export async function setPublic(ctx: Ctx): Promise<void> {
+  ctx.ok(await daemonCall("set-public", (d) => d.setVisibility(true)));
+}
+export async function setPrivate(ctx: Ctx): Promise<void> {
+  ctx.ok(await daemonCall("set-private", (d) => d.setVisibility(false)));
+}
+export async function deregister(ctx: Ctx): Promise<void> {
+  ctx.ok(await daemonCall("deregister", (d) => d.deregister()));
+}
+
+async function applyWebhook(url: string): Promise<boolean> {
+  try {
+    const d = await connectDaemon({ timeoutMs: 2000 });
+    try { await d.setWebhook(url, { timeoutMs: 10000 }); return true; } catch { return false; } finally { d.close(); }
+  } catch {
+    return false;
+  }
+}
+export async function setWebhook(ctx: Ctx, args: string[]): Promise<void> {
+  if (!args.length) throw usage("pilotctl set-webhook <url>");
+  const url = args[0];
+  if (!url.startsWith("http://") && !url.startsWith("https://")) throw new CtlError("invalid_argument", "webhook URL must start with http:// or https://");
+  const cfg = loadConfig();
+  cfg.webhook = url;
+  saveConfig(cfg);
+  const applied = await applyWebhook(url);
+  ctx.ok({ applied, webhook: url }, () => `webhook set: ${url}\n${applied ? "applied to running daemon" : "will take effect on next daemon start"}\n`);
+}
+export async function clearWebhook(ctx: Ctx): Promise<void> {
+  const cfg = loadConfig();
+  delete cfg.webhook;
+  saveConfig(cfg);
+  const applied = await applyWebhook("");
+  ctx.ok({ applied, webhook: "" }, () => `webhook cleared\n${applied ? "applied to running daemon" : "will take effect on next daemon start"}\n`);
+}
+
+// ---------- bootstrap ----------
+export async function init(ctx: Ctx, args: string[]): Promise<void> {
+  const p = parseFlags(args);
+  const cfg = loadConfig();
+  const registry = p.flags.get("registry") ?? DEFAULT_REGISTRY;
+  const beacon = p.flags.get("beacon") ?? DEFAULT_BEACON_CTL;
+  const socket = p.flags.get("socket") ?? DEFAULT_SOCKET;
+  const hostname = p.flags.get("hostname") ?? "";
+  Object.assign(cfg, { registry, beacon, socket });
+  if (hostname) cfg.hostname = hostname;
+  saveConfig(cfg);
+  ctx.ok({ beacon, config_path: configPath(), hostname, registry, socket });
+}
+
+export async function config(ctx: Ctx, args: string[]): Promise<void> {
+  const p = parseFlags(args);
+  const set = p.flags.get("set");
+  if (set !== undefined) {
+    const eq = set.indexOf("=");
+    if (eq < 0) throw new CtlError("invalid_argument", "usage: pilotctl config --set key=value");
+    const cfg = loadConfig();
+    const k = set.slice(0, eq), v = set.slice(eq + 1);
+    cfg[k] = v;
+    saveConfig(cfg);
+    return ctx.ok({ key: k, value: v });
+  }
+  const cfg = loadConfig();
+  const out: J = { ...cfg, config_path: configPath(), pid_file: pidFile(), log_file: logFile() };
+  if (cfgStr(cfg, "registry") === "" && !("registry" in cfg)) out.registry = getRegistry(cfg);
+  if (!("socket" in cfg)) out.socket = getSocket(cfg);
+  ctx.ok(out);
+}
+
+export async function context(ctx: Ctx): Promise<void> {
+  ctx.ok(catalog());
+}
+
+export async function broadcast(): Promise<void> {
+  throw new CtlError("unavailable", "broadcast is not available yet — custom networks are WIP");
+}
+
+// ---------- mailbox ----------
+export async function received(ctx: Ctx, args: string[]): Promise<void> {
+  const p = parseFlags(args);
+  const dir = join(pilotDir(), "received");
+  let names: string[] | null = null;
+  try { names = readdirSync(dir).sort(); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new CtlError("internal", `read directory: ${(e as Error).message}`);
+  }
+  if (flagBool(p, "clear")) {
+    if (names === null) throw new CtlError("not_found", "no received files");
+    let n = 0;
+    for (const f of names) { try { if (!statSync(join(dir, f)).isDirectory()) { rmSync(join(dir, f)); n++; } } catch {} }
+    return ctx.ok({ cleared: n }, () => `cleared ${n} received file(s)\n`);
+  }
+  const empty = "no received files\n  files appear here when someone sends: pilotctl send-file <your-hostname> <file>\n";
+  if (names === null) return ctx.ok({ files: [], total: 0 }, () => empty);
+  const files: J[] = [];
+  for (const f of names) {
+    try {
+      const st = statSync(join(dir, f));
+      if (st.isDirectory()) continue;
+      files.push({ bytes: st.size, modified: rfc3339Local(st.mtime), name: f, path: join(dir, f) });
+    } catch {}
+  }
+  ctx.ok({ dir, files: files.length ? files : null, total: files.length }, () => {
+    if (!files.length) return empty;
+    let s = `Received files (${dir}):\n\n  ${pad("NAME", 40)}  ${pad("SIZE", 10)}  RECEIVED\n`;
+    for (const f of files) s += `  ${pad(String(f.name), 40)}  ${pad(formatBytes(Number(f.bytes)), 10)}  ${f.modified}\n`;
+    return s + `\ntotal: ${files.length}\n`;
+  });
+}
+
+export async function inbox(ctx: Ctx, args: string[]): Promise<void> {
+  const p = parseFlags(args);
+  const dir = join(pilotDir(), "inbox");
+  let names: string[] | null = null;
+  try { names = readdirSync(dir).sort(); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new CtlError("internal", `read directory: ${(e as Error).message}`);
+  }
+  if (flagBool(p, "clear")) {
+    if (names === null) throw new CtlError("not_found", "inbox is empty");
+    let n = 0;
+    for (const f of names) { try { if (!statSync(join(dir, f)).isDirectory()) { rmSync(join(dir, f)); n++; } } catch {} }
+    return ctx.ok({ cleared: n }, () => `cleared ${n} message(s)\n`);
+  }
+  const empty = 'inbox is empty\n  messages appear here when someone sends: pilotctl send-message <your-hostname> --data "hello"\n';
+  if (names === null) return ctx.ok({ messages: [], total: 0 }, () => empty);
+  const msgs: J[] = [];
+  for (const f of names) {
+    try {
+      const v = JSON.parse(readFileSync(join(dir, f), "utf8"));
+      if (v && typeof v === "object" && !Array.isArray(v)) msgs.push(v);
+    } catch {}
+  }
+  ctx.ok({ dir, messages: msgs.length ? msgs : null, total: msgs.length }, () => {
+    if (!msgs.length) return empty;
+    let s = `Inbox (${msgs.length} messages):\n\n`;
+    for (const m of msgs) {
+      const data = String(m.data ?? "");
+      const b = Buffer.from(data);
+      const prev = b.length > 80 ? b.subarray(0, 80).toString() + "..." : data;
+      s += `  [${m.received_at}] from ${m.from} type=${m.type}\n    ${prev}\n\n`;
+    }
+    return s + "clear with: pilotctl inbox --clear\n";
+  });
+}
+
+// ---------- registry (direct) ----------
+/** One request/response on a fresh registry TCP connection (registry.md framing + JSON). */
+async function registryRequest(addr: string, msg: J, timeoutMs = 15000): Promise<J> {
+  const i = addr.lastIndexOf(":");
+  const host = addr.slice(0, i).replace(/^\[|\]$/g, "") || "127.0.0.1";
+  const port = Number(addr.slice(i + 1));
+  return new Promise((resolve, reject) => {
+    const s = createConnection({ host, port });
+    const dec = new FrameDecoder();
+    const t = setTimeout(() => { s.destroy(); reject(new CtlError("connection_failed", `cannot reach registry at ${addr}`, `check that the registry is running at ${addr}, or set PILOT_REGISTRY`)); }, timeoutMs);
+    let connected = false;
+    s.on("connect", () => { connected = true; s.write(encodeFrame(goJsonBytes(msg))); });
+    s.on("error", (e) => {
+      clearTimeout(t);
+      reject(connected ? new CtlError("connection_failed", `registry: ${e.message}`) : new CtlError("connection_failed", `cannot reach registry at ${addr}`, `check that the registry is running at ${addr}, or set PILOT_REGISTRY`));
+    });
+    s.on("data", (b: Buffer) => {
+      try {
+        const fr = dec.push(new Uint8Array(b));
+        if (fr.length) {
+          clearTimeout(t);
+          s.destroy();
+          resolve(JSON.parse(new TextDecoder().decode(fr[0])));
+        }
+      } catch (e) { clearTimeout(t); s.destroy(); reject(new CtlError("connection_failed", `registry: ${(e as Error).message}`)); }
+    });
+    s.on("close", () => { clearTimeout(t); reject(new CtlError("connection_failed", "registry: connection closed")); });
+  });
+}
+
+function regResult(prefix: string, r: J): J {
+  if (r.type === "error" || typeof r.error === "string") throw new CtlError("connection_failed", `${prefix}: registry: ${r.error ?? "request failed"}`);
+  return r;
+}
+
+export async function lookup(ctx: Ctx, args: string[]): Promise<void> {
+  if (!args.length) throw usage("pilotctl lookup <node_id>");
+  const n = parseNodeId(args[0]);
+  const r = await registryRequest(getRegistry(), { type: "lookup", node_id: n });
+  ctx.ok(regResult("lookup", r));
+}
+
+/** register / rotate-key need the node's identity to sign (fix of cli.md §11.2-2/3). */
+async function registryClient(): Promise<Record<string, unknown> | null> {
+  try {
+    return (await import("../../daemon/registry-client" + ".ts")) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+export async function register(ctx: Ctx, args: string[]): Promise<void> {
+  const mod = await registryClient();
+  if (!mod) throw new CtlError("unavailable", "register is not available in this build (registry client missing)", "start the daemon instead: pilotctl daemon start (it registers automatically)");
+  const r = await registryRequest(getRegistry(), { type: "register", listen_addr: args[0] ?? "" });
+  ctx.ok(regResult("register", r));
+}
+
+export async function rotateKey(ctx: Ctx, args: string[]): Promise<void> {
+  if (args.length < 2) throw usage("pilotctl rotate-key <node_id> <owner>");
+  const n = parseNodeId(args[0]);
+  void n;
+  throw new CtlError("unavailable", "rotate-key is not available yet (requires signing with the node identity)", "restart the daemon with a new --identity file to get a new key");
+}
+
+export { formatAddr };
