@@ -1,5 +1,278 @@
-// Placeholder until the server issue lands.
+// `rendezvous` binary (cli.md §6.3): registry (TCP) + beacon (UDP) + optional HTTP in one process.
+//
+// Prints, on stdout, one line per listener so scripts/tests can parse the chosen ports:
+//   registry listening on <host>:<port>
+//   beacon listening on <host>:<port>
+//   http listening on <host>:<port>        (only with -http)
+//   tls fingerprint sha256 <64 hex>        (only with -tls; R24: the pin daemons need)
+// Logs (slog-like text or json) go to stderr.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BeaconServer } from "./beacon.ts";
+import { Registry, importSnapshot } from "./registry.ts";
+import { RegistryServer, splitHostPort, type TlsFiles } from "./server.ts";
+import { SqliteStore, type Store } from "./store.ts";
+import { startHttp } from "./http.ts";
+
+interface Flags {
+  config: string;
+  "registry-addr": string;
+  "beacon-addr": string;
+  store: string;
+  tls: boolean;
+  "tls-cert": string;
+  "tls-key": string;
+  standby: string;
+  http: string;
+  "admin-token": string;
+  "log-level": string;
+  "log-format": string;
+  "store-sync": string;
+}
+
+const DEFAULTS: Flags = {
+  config: "", "registry-addr": ":9000", "beacon-addr": ":9001", store: "", tls: false, "tls-cert": "", "tls-key": "",
+  standby: "", http: "", "admin-token": "", "log-level": "info", "log-format": "text", "store-sync": "normal",
+};
+const BOOL_FLAGS = new Set(["tls"]);
+
+export class UsageError extends Error {}
+
+/** Go `flag` style: -name value, -name=value, --name; booleans take no value (or =true/false). */
+export function parseFlags(args: string[]): { flags: Flags; given: Set<string> } {
+  const flags: Flags = { ...DEFAULTS };
+  const given = new Set<string>();
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (!a.startsWith("-") || a === "-" || a === "--") throw new UsageError(`unexpected argument ${JSON.stringify(a)}`);
+    let name = a.replace(/^--?/, "");
+    let val: string | undefined;
+    const eq = name.indexOf("=");
+    if (eq >= 0) { val = name.slice(eq + 1); name = name.slice(0, eq); }
+    if (name === "h" || name === "help") throw new UsageError("");
+    if (!(name in DEFAULTS)) throw new UsageError(`flag provided but not defined: -${name}`);
+    if (BOOL_FLAGS.has(name)) {
+      (flags as any)[name] = val === undefined ? true : val === "true" || val === "1";
+    } else {
+      if (val === undefined) {
+        if (i + 1 >= args.length) throw new UsageError(`flag needs an argument: -${name}`);
+        val = args[++i];
+      }
+      (flags as any)[name] = val;
+    }
+    given.add(name);
+  }
+  if (flags.config) {
+    let cfg: any;
+    try {
+      cfg = JSON.parse(readFileSync(flags.config, "utf8"));
+    } catch (e) {
+      throw new UsageError(`load config: ${(e as Error).message}`);
+    }
+    for (const k of Object.keys(DEFAULTS)) {
+      if (given.has(k)) continue;
+      const v = cfg[k] ?? cfg[k.replace(/-/g, "_")];
+      if (v === undefined || v === null || typeof v === "object") continue;
+      if (BOOL_FLAGS.has(k)) (flags as any)[k] = v === true || v === "true";
+      else (flags as any)[k] = String(v);
+    }
+  }
+  return { flags, given };
+}
+
+const USAGE = `Usage of rendezvous:
+  -config string         JSON config file
+  -registry-addr string  registry TCP listen address (default ":9000")
+  -beacon-addr string    beacon UDP listen address (default ":9001")
+  -store string          state store: SQLite file path, postgres:// URL, or a reference JSON snapshot
+                         (imported on first start into <path>.db); empty = in memory
+  -store-sync string     SQLite synchronous mode: normal (default) or full
+  -tls                   TLS for registry connections
+  -tls-cert string       certificate PEM file (empty with -tls = auto-generated self-signed)
+  -tls-key string        key PEM file
+  -standby string        hot standby (not supported by this implementation)
+  -http string           HTTP address for /metrics, /healthz, /api/stats (empty = off)
+  -admin-token string    admin token (network management is disabled; accepted for compatibility)
+  -log-level string      debug|info|warn|error (default "info")
+  -log-format string     text|json (default "text")
+`;
+
+const LEVELS: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+export function makeLogger(level: string, format: string) {
+  const min = LEVELS[level.toLowerCase()] ?? 1;
+  const q = (v: string) => (v === "" || /[\s="\\]/.test(v) ? JSON.stringify(v) : v);
+  return (lvl: "debug" | "info" | "warn" | "error", msg: string, attrs: Record<string, unknown> = {}) => {
+    if (LEVELS[lvl] < min) return;
+    const time = new Date().toISOString();
+    if (format === "json") {
+      process.stderr.write(JSON.stringify({ time, level: lvl.toUpperCase(), msg, ...attrs }) + "\n");
+    } else {
+      const kv = Object.entries(attrs).map(([k, v]) => `${k}=${q(String(v))}`).join(" ");
+      process.stderr.write(`time=${time} level=${lvl.toUpperCase()} msg=${q(msg)}${kv ? " " + kv : ""}\n`);
+    }
+  };
+}
+
+/** Open the store named by -store (see USAGE). */
+export async function openStore(spec: string, sync: string, log: ReturnType<typeof makeLogger>): Promise<Store> {
+  if (/^postgres(ql)?:\/\//.test(spec)) {
+    const { PgStore } = await import("./store-pg.ts");
+    return PgStore.open(spec);
+  }
+  if (!spec) return new SqliteStore(":memory:");
+  let dbPath = spec;
+  let snapshot: unknown = undefined;
+  if (existsSync(spec)) {
+    const head = Buffer.alloc(16);
+    const fd = require("node:fs").openSync(spec, "r");
+    const n = require("node:fs").readSync(fd, head, 0, 16, 0);
+    require("node:fs").closeSync(fd);
+    const text = head.subarray(0, n).toString("utf8").trimStart();
+    if (text.startsWith("{")) {
+      dbPath = spec + ".db";
+      try {
+        snapshot = JSON.parse(readFileSync(spec, "utf8"));
+      } catch (e) {
+        // R17: refuse to start on a corrupt snapshot instead of silently starting empty.
+        throw new UsageError(`store: ${spec} looks like a JSON snapshot but does not parse: ${(e as Error).message}`);
+      }
+    }
+  }
+  const store = new SqliteStore(dbPath, { sync: sync === "full" ? "full" : "normal" });
+  if (snapshot !== undefined && (await store.isEmpty())) {
+    const r = await importSnapshot(store, snapshot);
+    log("info", "imported reference snapshot", { path: spec, nodes: r.nodes, trust_pairs: r.pairs, db: dbPath });
+  }
+  return store;
+}
+
+/** Self-signed certificate via the openssl CLI (ECDSA P-256, SANs localhost/127.0.0.1/::1, 365 d). */
+function selfSigned(): TlsFiles {
+  const dir = mkdtempSync(join(tmpdir(), "pilot-tls-"));
+  try {
+    const key = join(dir, "key.pem");
+    const cert = join(dir, "cert.pem");
+    const r = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+      "-keyout", key, "-out", cert, "-days", "365", "-subj", "/O=Pilot Protocol",
+      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
+      "-addext", "keyUsage=digitalSignature,keyEncipherment", "-addext", "extendedKeyUsage=serverAuth"], { stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`openssl failed: ${r.stderr.toString().trim()}`);
+    return { cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Lower-case hex SHA-256 of the leaf certificate's DER (registry.md §1.6 pinning rule). */
+export function certFingerprint(pem: string): string {
+  const m = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(pem);
+  if (!m) return "";
+  const der = Buffer.from(m[1].replace(/\s+/g, ""), "base64");
+  return new Bun.CryptoHasher("sha256").update(der).digest("hex");
+}
+
+export interface Rendezvous {
+  registry: Registry;
+  server: RegistryServer;
+  beacon: BeaconServer;
+  registryPort: number;
+  beaconPort: number;
+  httpPort: number;
+  fingerprint: string;
+  stop(): Promise<void>;
+}
+
+/** Start everything in-process (used by run() and by tests). */
+export async function startRendezvous(flags: Partial<Flags> & { opaqueErrors?: boolean; noRateLimit?: boolean; quiet?: boolean; store_?: Store }): Promise<Rendezvous> {
+  const f: Flags = { ...DEFAULTS, ...flags };
+  const log = flags.quiet ? () => {} : makeLogger(f["log-level"], f["log-format"]);
+  const store = flags.store_ ?? (await openStore(f.store, f["store-sync"], log));
+  const registry = new Registry(store, { opaqueErrors: flags.opaqueErrors, noRateLimit: flags.noRateLimit });
+  const server = new RegistryServer(registry);
+  let tls: TlsFiles | undefined;
+  let fingerprint = "";
+  if (f.tls) {
+    if (f["tls-cert"] && f["tls-key"]) tls = { cert: readFileSync(f["tls-cert"], "utf8"), key: readFileSync(f["tls-key"], "utf8") };
+    else tls = selfSigned();
+    fingerprint = certFingerprint(tls.cert);
+  }
+  const reg = server.listen(f["registry-addr"], tls);
+  const beacon = new BeaconServer({ authorize: (a, b) => registry.mayResolve(a, b) });
+  let bc: { host: string; port: number };
+  try {
+    bc = await beacon.listen(f["beacon-addr"]);
+  } catch (e) {
+    server.stop();
+    throw new Error(`beacon: ${(e as Error).message}`);
+  }
+  let http: { port: number; stop(): void } | null = null;
+  if (f.http) {
+    const { host, port } = splitHostPort(f.http);
+    http = startHttp(registry, beacon, host || "0.0.0.0", port);
+  }
+  // Housekeeping tick (§7): reap, beacon table expiry, limiter cleanup.
+  const tick = setInterval(() => {
+    registry.reap().then((ids) => { if (ids.length) log("info", "reaped stale nodes", { count: ids.length }); }, (e) => log("error", "reap failed", { err: String(e) }));
+    beacon.expire();
+  }, 60_000);
+  (tick as any).unref?.();
+  return {
+    registry, server, beacon, registryPort: reg.port, beaconPort: bc.port, httpPort: http?.port ?? 0, fingerprint,
+    async stop() {
+      clearInterval(tick);
+      server.stop();
+      beacon.stop();
+      http?.stop();
+      await store.close();
+    },
+  };
+}
+
 export async function run(args: string[]): Promise<number> {
-  process.stderr.write("usage: not implemented yet: " + args.join(" ") + "\n");
-  return 2;
+  let flags: Flags;
+  try {
+    flags = parseFlags(args).flags;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      if (e.message) process.stderr.write(e.message + "\n");
+      process.stderr.write(USAGE);
+      return 2;
+    }
+    throw e;
+  }
+  const log = makeLogger(flags["log-level"], flags["log-format"]);
+  log("info", "starting rendezvous server");
+  if (flags.standby) {
+    log("error", "hot standby is not supported by this implementation", { primary: flags.standby });
+    return 1;
+  }
+  let rv: Rendezvous;
+  try {
+    rv = await startRendezvous(flags);
+  } catch (e) {
+    log("error", (e as Error).message);
+    process.stderr.write(`rendezvous: ${(e as Error).message}\n`);
+    return 1;
+  }
+  const host = (h: string) => (h.includes(":") ? `[${h}]` : h);
+  const regHost = splitHostPort(flags["registry-addr"]).host || "0.0.0.0";
+  const bcHost = splitHostPort(flags["beacon-addr"]).host || "0.0.0.0";
+  process.stdout.write(`registry listening on ${host(regHost)}:${rv.registryPort}\n`);
+  process.stdout.write(`beacon listening on ${host(bcHost)}:${rv.beaconPort}\n`);
+  if (flags.http) process.stdout.write(`http listening on ${host(splitHostPort(flags.http).host || "0.0.0.0")}:${rv.httpPort}\n`);
+  if (rv.fingerprint) process.stdout.write(`tls fingerprint sha256 ${rv.fingerprint}\n`);
+  log("info", "rendezvous running", { registry: `:${rv.registryPort}`, beacon: `:${rv.beaconPort}`, mode: "primary", store: rv.registry.store.description });
+  await new Promise<void>((resolve) => {
+    const onSig = () => {
+      process.off("SIGINT", onSig);
+      process.off("SIGTERM", onSig);
+      resolve();
+    };
+    process.on("SIGINT", onSig);
+    process.on("SIGTERM", onSig);
+  });
+  log("info", "shutting down");
+  await rv.stop();
+  return 0;
 }

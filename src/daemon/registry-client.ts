@@ -1,0 +1,397 @@
+// Registry client (registry.md §1.7, §11) used by the daemon and pilotctl.
+//
+// * One TCP (optionally TLS, pinned by SHA-256 of the leaf certificate DER, §1.6) connection.
+// * Requests are pipelined: the server answers strictly in order (§1.1), so responses are matched
+//   positionally with a FIFO. Frames with `type: "push"` are unsolicited pushes (extension, only
+//   after subscribe()) and go to onPush handlers instead.
+// * Connection failure: reconnect with backoff (5 attempts, 0.5/1/2/4/8 s) and resend every
+//   unanswered request once, like the reference (R25 caveat applies). Error responses are never
+//   retried. Every request has a deadline (R16).
+import type { Socket } from "bun";
+import { FrameDecoder, encodeFrame } from "../proto/framing.ts";
+import { goJsonBytes } from "../proto/gojson.ts";
+
+export class RegistryError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly response?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = "RegistryError";
+  }
+}
+
+export type Signer = (challenge: string) => string; // base64 Ed25519 signature
+export type PushHandler = (msg: Record<string, unknown>) => void;
+
+export interface RegistryClientOptions {
+  /** TLS with a pinned lower-case hex SHA-256 fingerprint of the server's leaf certificate. */
+  tls?: { fingerprint: string };
+  sign?: Signer;
+  dialTimeoutMs?: number; // default 5000
+  requestTimeoutMs?: number; // default 15000
+  reconnectAttempts?: number; // default 5
+  backoffMs?: number; // first backoff, default 500 (doubling, cap 10 s)
+  /**
+   * Send timestamped signatures (`ts` field, challenge + ":" + ts): replay-resistant, but only a
+   * pilot-ts registry accepts them. Turned on automatically after a successful subscribe().
+   */
+  freshSignatures?: boolean;
+}
+
+interface Pending {
+  msg: Record<string, unknown>;
+  resolve: (v: Record<string, unknown>) => void;
+  reject: (e: Error) => void;
+  retried: boolean;
+  timer: ReturnType<typeof setTimeout> | null;
+}
+
+const td = new TextDecoder();
+
+export class RegistryClient {
+  private sock: Socket<undefined> | null = null;
+  private connecting: Promise<void> | null = null;
+  private dec = new FrameDecoder();
+  private inflight: Pending[] = [];
+  private pushHandlers: PushHandler[] = [];
+  private closed = false;
+  private host: string;
+  private port: number;
+  private outq: Uint8Array[] = [];
+  sign?: Signer;
+  freshSignatures: boolean;
+  /** Node ID for which we are subscribed (re-subscribed after reconnects). */
+  private subscribedNode = 0;
+
+  constructor(readonly addr: string, readonly opts: RegistryClientOptions = {}) {
+    const i = addr.lastIndexOf(":");
+    if (i < 0) throw new RegistryError("bad_address", `registry address ${JSON.stringify(addr)} has no port`);
+    let h = addr.slice(0, i);
+    if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
+    this.host = h || "127.0.0.1";
+    this.port = Number(addr.slice(i + 1));
+    if (!Number.isInteger(this.port) || this.port <= 0 || this.port > 65535) throw new RegistryError("bad_address", `invalid port in ${JSON.stringify(addr)}`);
+    this.sign = opts.sign;
+    this.freshSignatures = !!opts.freshSignatures;
+  }
+
+  onPush(h: PushHandler): () => void {
+    this.pushHandlers.push(h);
+    return () => { this.pushHandlers = this.pushHandlers.filter((x) => x !== h); };
+  }
+
+  get connected(): boolean {
+    return this.sock !== null;
+  }
+
+  /** Connect (single attempt). */
+  connect(): Promise<void> {
+    if (this.sock) return Promise.resolve();
+    if (this.connecting) return this.connecting;
+    this.connecting = this.dial().finally(() => { this.connecting = null; });
+    return this.connecting;
+  }
+
+  private dial(): Promise<void> {
+    const self = this;
+    const timeout = this.opts.dialTimeoutMs ?? 5000;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const done = (e?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        e ? reject(e) : resolve();
+      };
+      const timer = setTimeout(() => done(new RegistryError("dial_timeout", `connect to ${self.addr} timed out`)), timeout);
+      const pin = this.opts.tls?.fingerprint;
+      Bun.connect<undefined>({
+        hostname: this.host,
+        port: this.port,
+        tls: pin !== undefined ? { rejectUnauthorized: false } : undefined,
+        socket: {
+          open(s) {
+            if (pin !== undefined) return; // wait for handshake
+            self.attach(s);
+            done();
+          },
+          handshake(s, success) {
+            if (pin === undefined) return;
+            let fp = "";
+            try {
+              const der = (s as any).getPeerX509Certificate?.()?.raw as Buffer | undefined;
+              if (der) fp = new Bun.CryptoHasher("sha256").update(der).digest("hex");
+            } catch {}
+            if (!success && !fp) { s.end(); done(new RegistryError("tls_failed", "TLS handshake failed")); return; }
+            if (fp !== pin) {
+              s.end();
+              done(new RegistryError("tls_pin_mismatch", `registry certificate fingerprint ${fp || "(none)"} does not match the pinned one`));
+              return;
+            }
+            self.attach(s);
+            done();
+          },
+          data(_s, chunk) { self.onData(chunk); },
+          drain(s) { self.flush(s); },
+          close(s) { self.onClose(s); },
+          error(s) { self.onClose(s); },
+          connectError(_s, err) { done(new RegistryError("connect_failed", `connect to ${self.addr}: ${err?.message ?? err}`)); },
+        },
+      }).catch((e: Error) => done(new RegistryError("connect_failed", `connect to ${self.addr}: ${e.message}`)));
+    });
+  }
+
+  private attach(s: Socket<undefined>): void {
+    this.sock = s;
+    this.dec = new FrameDecoder();
+  }
+
+  private onData(chunk: Uint8Array): void {
+    let frames: Uint8Array[];
+    try {
+      frames = this.dec.push(chunk);
+    } catch {
+      this.sock?.end(); // oversized frame: connection failure (§1.2)
+      return;
+    }
+    for (const f of frames) {
+      let msg: Record<string, unknown>;
+      try {
+        msg = JSON.parse(td.decode(f));
+      } catch {
+        this.sock?.end();
+        return;
+      }
+      if (msg && msg.type === "push" && typeof msg.error !== "string") {
+        for (const h of this.pushHandlers) { try { h(msg); } catch {} }
+        continue;
+      }
+      const p = this.inflight.shift();
+      if (!p) continue;
+      if (p.timer) clearTimeout(p.timer);
+      if (msg && typeof msg === "object" && typeof msg.error === "string") {
+        p.reject(new RegistryError(typeof msg.code === "string" ? msg.code : "request_failed", msg.error, msg));
+      } else if (!msg || typeof msg !== "object") {
+        p.reject(new RegistryError("bad_response", "registry response is not an object"));
+      } else {
+        p.resolve(msg);
+      }
+    }
+  }
+
+  private onClose(s: Socket<undefined>): void {
+    if (this.sock !== s && this.sock !== null) return;
+    if (this.sock === null && !this.inflight.length) return;
+    this.sock = null;
+    this.outq = [];
+    const pending = this.inflight;
+    this.inflight = [];
+    if (this.closed) {
+      for (const p of pending) { if (p.timer) clearTimeout(p.timer); p.reject(new RegistryError("closed", "registry client closed")); }
+      return;
+    }
+    // Resend unanswered requests once after reconnecting.
+    const retry: Pending[] = [];
+    for (const p of pending) {
+      if (p.retried) { if (p.timer) clearTimeout(p.timer); p.reject(new RegistryError("connection_lost", "registry connection lost")); }
+      else { p.retried = true; retry.push(p); }
+    }
+    if (retry.length || this.subscribedNode) void this.reconnectAndResend(retry);
+  }
+
+  private async reconnectAndResend(retry: Pending[]): Promise<void> {
+    try {
+      await this.reconnect();
+    } catch (e) {
+      for (const p of retry) { if (p.timer) clearTimeout(p.timer); p.reject(e as Error); }
+      return;
+    }
+    for (const p of retry) this.transmit(p);
+    if (this.subscribedNode) this.subscribe(this.subscribedNode).catch(() => {});
+  }
+
+  /** Reconnect with backoff: attempts × (dial, then sleep 0.5, 1, 2, 4, 8 s on failure). */
+  async reconnect(): Promise<void> {
+    const n = this.opts.reconnectAttempts ?? 5;
+    let delay = this.opts.backoffMs ?? 500;
+    let last: Error = new RegistryError("connect_failed", "no attempt");
+    for (let i = 0; i < n && !this.closed; i++) {
+      try {
+        await this.connect();
+        return;
+      } catch (e) {
+        last = e as Error;
+      }
+      await Bun.sleep(delay);
+      delay = Math.min(delay * 2, 10_000);
+    }
+    throw new RegistryError("reconnect_failed", `registry unreachable after ${n} attempts: ${last.message}`);
+  }
+
+  private transmit(p: Pending): void {
+    const s = this.sock;
+    if (!s) { p.reject(new RegistryError("not_connected", "not connected")); return; }
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame(goJsonBytes(p.msg));
+    } catch (e) {
+      p.reject(new RegistryError("request_too_large", (e as Error).message));
+      return;
+    }
+    this.inflight.push(p);
+    if (this.outq.length) { this.outq.push(frame); return; }
+    const n = s.write(frame);
+    if (n < frame.length) this.outq.push(frame.subarray(Math.max(0, n)));
+  }
+
+  private flush(s: Socket<undefined>): void {
+    while (this.outq.length) {
+      const f = this.outq[0];
+      const n = s.write(f);
+      if (n < f.length) { this.outq[0] = f.subarray(Math.max(0, n)); return; }
+      this.outq.shift();
+    }
+  }
+
+  /** Send one request, resolve with the success response; RegistryError for error responses. */
+  async request(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (this.closed) throw new RegistryError("closed", "registry client closed");
+    if (!this.sock) await this.reconnect();
+    return new Promise((resolve, reject) => {
+      const p: Pending = { msg, resolve, reject, retried: false, timer: null };
+      const to = this.opts.requestTimeoutMs ?? 15_000;
+      p.timer = setTimeout(() => {
+        // A lost response breaks positional matching: drop the connection, fail this request.
+        const i = this.inflight.indexOf(p);
+        if (i >= 0) {
+          p.retried = true;
+          reject(new RegistryError("timeout", `registry request ${String(msg.type)} timed out`));
+          this.sock?.end();
+        }
+      }, to);
+      this.transmit(p);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.subscribedNode = 0;
+    const s = this.sock;
+    this.sock = null;
+    for (const p of this.inflight) { if (p.timer) clearTimeout(p.timer); p.reject(new RegistryError("closed", "registry client closed")); }
+    this.inflight = [];
+    s?.end();
+  }
+
+  // ---------------------------------------------------------------- signing helpers
+
+  private signed(challenge: string, msg: Record<string, unknown>): Record<string, unknown> {
+    if (!this.sign) return msg;
+    if (this.freshSignatures) {
+      const ts = Math.floor(Date.now() / 1000);
+      return { ...msg, ts, signature: this.sign(`${challenge}:${ts}`) };
+    }
+    return { ...msg, signature: this.sign(challenge) };
+  }
+
+  // ---------------------------------------------------------------- messages (registry.md §5)
+
+  register(publicKey: string, listenAddr: string, owner = "", hostname = "") {
+    const m: Record<string, unknown> = { type: "register", public_key: publicKey, listen_addr: listenAddr };
+    if (owner) m.owner = owner;
+    if (hostname) m.hostname = hostname;
+    return this.request(m).then((r) => {
+      if (Array.isArray(r.extensions) && r.extensions.includes("fresh_signatures") && this.opts.freshSignatures !== false) this.freshSignatures = true;
+      return r;
+    });
+  }
+  heartbeat(nodeId: number) {
+    return this.request(this.signed(`heartbeat:${nodeId}`, { type: "heartbeat", node_id: nodeId }));
+  }
+  deregister(nodeId: number) {
+    return this.request(this.signed(`deregister:${nodeId}`, { type: "deregister", node_id: nodeId }));
+  }
+  lookup(nodeId: number) {
+    return this.request({ type: "lookup", node_id: nodeId });
+  }
+  resolve(nodeId: number, requesterId: number) {
+    return this.request(this.signed(`resolve:${requesterId}:${nodeId}`, { type: "resolve", node_id: nodeId, requester_id: requesterId }));
+  }
+  resolveHostname(hostname: string) {
+    return this.request({ type: "resolve_hostname", hostname });
+  }
+  setHostname(nodeId: number, hostname: string) {
+    return this.request(this.signed(`set_hostname:${nodeId}`, { type: "set_hostname", node_id: nodeId, hostname }));
+  }
+  setVisibility(nodeId: number, isPublic: boolean) {
+    return this.request(this.signed(`set_visibility:${nodeId}`, { type: "set_visibility", node_id: nodeId, public: isPublic }));
+  }
+  reportTrust(nodeId: number, peerId: number) {
+    return this.request(this.signed(`report_trust:${nodeId}:${peerId}`, { type: "report_trust", node_id: nodeId, peer_id: peerId }));
+  }
+  revokeTrust(nodeId: number, peerId: number) {
+    return this.request(this.signed(`revoke_trust:${nodeId}:${peerId}`, { type: "revoke_trust", node_id: nodeId, peer_id: peerId }));
+  }
+  requestHandshake(fromNodeId: number, toNodeId: number, justification: string) {
+    return this.request(this.signed(`handshake:${fromNodeId}:${toNodeId}`, { type: "request_handshake", from_node_id: fromNodeId, to_node_id: toNodeId, justification }));
+  }
+  pollHandshakes(nodeId: number) {
+    return this.request(this.signed(`poll_handshakes:${nodeId}`, { type: "poll_handshakes", node_id: nodeId }));
+  }
+  respondHandshake(nodeId: number, peerId: number, accept: boolean) {
+    return this.request(this.signed(`respond:${nodeId}:${peerId}`, { type: "respond_handshake", node_id: nodeId, peer_id: peerId, accept }));
+  }
+  punch(requesterId: number, nodeA: number, nodeB: number) {
+    return this.request(this.signed(`punch:${nodeA}:${nodeB}`, { type: "punch", requester_id: requesterId, node_a: nodeA, node_b: nodeB }));
+  }
+  setTags(nodeId: number, tags: string[]) {
+    return this.request(this.signed(`set_tags:${nodeId}`, { type: "set_tags", node_id: nodeId, tags }));
+  }
+  setTaskExec(nodeId: number, enabled: boolean) {
+    return this.request(this.signed(`set_task_exec:${nodeId}`, { type: "set_task_exec", node_id: nodeId, enabled }));
+  }
+  /** `signature` = sign("rotate:<id>") with the CURRENT key (the caller provides it, §3.1). */
+  rotateKey(nodeId: number, newPublicKey: string, signature?: string) {
+    const sig = signature ?? (this.sign ? this.sign(`rotate:${nodeId}`) : "");
+    return this.request({ type: "rotate_key", node_id: nodeId, new_public_key: newPublicKey, signature: sig });
+  }
+  listNetworks() {
+    return this.request({ type: "list_networks" });
+  }
+  listNodes(networkId: number) {
+    return this.request({ type: "list_nodes", network_id: networkId });
+  }
+  updatePoloScore(nodeId: number, delta: number) {
+    return this.request({ type: "update_polo_score", node_id: nodeId, delta });
+  }
+  setPoloScore(nodeId: number, score: number) {
+    return this.request({ type: "set_polo_score", node_id: nodeId, polo_score: score });
+  }
+  getPoloScore(nodeId: number) {
+    return this.request({ type: "get_polo_score", node_id: nodeId });
+  }
+  beaconRegister(beaconId: number, addr: string) {
+    return this.request({ type: "beacon_register", beacon_id: beaconId, addr });
+  }
+  beaconList() {
+    return this.request({ type: "beacon_list" });
+  }
+
+  /**
+   * Push extension (pilot-ts registries only): after success the server pushes
+   * {"type":"push","event":"handshake_request"|"handshake_response",...} frames for `nodeId`
+   * to onPush handlers, and this client switches to timestamped signatures. A reference registry
+   * answers with an error (unknown type) — callers should then keep polling.
+   */
+  async subscribe(nodeId: number): Promise<Record<string, unknown>> {
+    if (!this.sign) throw new RegistryError("no_signer", "subscribe needs a signer");
+    const ts = Math.floor(Date.now() / 1000);
+    const r = await this.request({ type: "subscribe", node_id: nodeId, timestamp: ts, signature: this.sign(`subscribe:${nodeId}:${ts}`) });
+    this.subscribedNode = nodeId;
+    const ext = Array.isArray(r.extensions) ? r.extensions : [];
+    if (ext.includes("fresh_signatures") && this.opts.freshSignatures !== false) this.freshSignatures = true;
+    return r;
+  }
+}

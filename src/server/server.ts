@@ -1,0 +1,202 @@
+// Registry TCP listener (registry.md §1): framing, per-connection sequential processing, push
+// delivery to subscribed connections, TLS.
+import type { Socket, TCPSocketListener } from "bun";
+import { FrameDecoder, encodeFrame } from "../proto/framing.ts";
+import { goJsonBytes } from "../proto/gojson.ts";
+import { ProtoError } from "../proto/types.ts";
+import { newCtx, type ConnCtx, type Registry } from "./registry.ts";
+import type { PushEvent } from "./store.ts";
+
+export const IDLE_TIMEOUT_S = 300;
+
+interface ConnState {
+  ctx: ConnCtx;
+  dec: FrameDecoder;
+  queue: Uint8Array[];
+  busy: boolean;
+  out: Uint8Array[]; // pending writes (backpressure)
+  closed: boolean;
+}
+
+export interface TlsFiles {
+  cert: string; // PEM text
+  key: string; // PEM text
+}
+
+const td = new TextDecoder("utf-8", { fatal: false });
+
+/** Split "host:port" / "[v6]:port" / ":port". Empty host → "" (wildcard). */
+export function splitHostPort(a: string): { host: string; port: number } {
+  const i = a.lastIndexOf(":");
+  if (i < 0) throw new ProtoError("bad_address", `address ${JSON.stringify(a)} has no port`, "use host:port, e.g. :9000 or 127.0.0.1:9000");
+  let host = a.slice(0, i);
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  const pt = a.slice(i + 1);
+  const port = Number(pt);
+  if (!/^\d+$/.test(pt) || port > 65535) throw new ProtoError("bad_address", `invalid port in ${JSON.stringify(a)}`, "ports are 0-65535");
+  return { host, port };
+}
+
+export class RegistryServer {
+  private listener: TCPSocketListener<ConnState> | null = null;
+  private subs = new Map<number, Set<Socket<ConnState>>>();
+  private conns = new Set<Socket<ConnState>>();
+
+  constructor(readonly registry: Registry) {
+    registry.store.onPush((ev) => this.deliverPush(ev));
+  }
+
+  get port(): number {
+    return this.listener?.port ?? 0;
+  }
+  get hostname(): string {
+    return this.listener?.hostname ?? "";
+  }
+
+  listen(addr: string, tls?: TlsFiles): { host: string; port: number } {
+    const { host, port } = splitHostPort(addr);
+    const self = this;
+    const opts = {
+      port,
+      tls: tls ? { cert: tls.cert, key: tls.key } : undefined,
+      socket: {
+        open(s: Socket<ConnState>) {
+          const ip = s.remoteAddress ?? "";
+          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new FrameDecoder(), queue: [], busy: false, out: [], closed: false };
+          s.timeout(IDLE_TIMEOUT_S);
+          self.conns.add(s);
+        },
+        data(s: Socket<ConnState>, chunk: Buffer) {
+          const st = s.data;
+          if (st.closed) return;
+          let frames: Uint8Array[];
+          try {
+            frames = st.dec.push(chunk);
+          } catch {
+            // Oversized frame: close without replying (§1.2).
+            self.kill(s);
+            return;
+          }
+          if (frames.length === 0) return;
+          s.timeout(IDLE_TIMEOUT_S);
+          for (const f of frames) st.queue.push(f);
+          if (!st.busy) void self.pump(s);
+        },
+        drain(s: Socket<ConnState>) {
+          self.flush(s);
+        },
+        timeout(s: Socket<ConnState>) {
+          self.kill(s);
+        },
+        close(s: Socket<ConnState>) {
+          self.cleanup(s);
+        },
+        error(s: Socket<ConnState>) {
+          self.cleanup(s);
+        },
+      },
+    };
+    const tryListen = (h: string) => Bun.listen<ConnState>({ ...opts, hostname: h } as any);
+    if (host === "") {
+      // ":9000" = all interfaces; prefer dual-stack "::", fall back to IPv4 only.
+      try { this.listener = tryListen("::"); } catch { this.listener = tryListen("0.0.0.0"); }
+    } else {
+      this.listener = tryListen(host);
+    }
+    return { host: this.listener.hostname, port: this.listener.port };
+  }
+
+  private async pump(s: Socket<ConnState>): Promise<void> {
+    const st = s.data;
+    st.busy = true;
+    try {
+      while (st.queue.length && !st.closed) {
+        const f = st.queue.shift()!;
+        let msg: unknown;
+        try {
+          msg = JSON.parse(td.decode(f));
+        } catch {
+          this.kill(s); // invalid JSON: close without reply (§1.2)
+          return;
+        }
+        if (msg !== null && (typeof msg !== "object" || Array.isArray(msg))) {
+          this.kill(s); // valid JSON but not an object
+          return;
+        }
+        const res = await this.registry.handle(msg as Record<string, unknown> | null, st.ctx);
+        if (st.closed) return;
+        this.send(s, res);
+        for (const id of st.ctx.subscribed) {
+          let set = this.subs.get(id);
+          if (!set) this.subs.set(id, (set = new Set()));
+          set.add(s);
+        }
+        if (st.ctx.closeAfter) {
+          st.closed = true;
+          s.end();
+          return;
+        }
+      }
+    } finally {
+      st.busy = false;
+    }
+  }
+
+  private send(s: Socket<ConnState>, obj: unknown): void {
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame(goJsonBytes(obj));
+    } catch {
+      frame = encodeFrame(goJsonBytes({ type: "error", error: "response too large", code: "response_too_large" }));
+    }
+    const st = s.data;
+    if (st.out.length) {
+      st.out.push(frame);
+      return;
+    }
+    const n = s.write(frame);
+    if (n < frame.length) st.out.push(frame.subarray(Math.max(0, n)));
+  }
+
+  private flush(s: Socket<ConnState>): void {
+    const st = s.data;
+    while (st.out.length) {
+      const f = st.out[0];
+      const n = s.write(f);
+      if (n < f.length) {
+        st.out[0] = f.subarray(Math.max(0, n));
+        return;
+      }
+      st.out.shift();
+    }
+  }
+
+  private deliverPush(ev: PushEvent): void {
+    const set = this.subs.get(ev.node_id);
+    if (!set) return;
+    for (const s of set) if (!s.data.closed) this.send(s, { type: "push", ...ev });
+  }
+
+  private kill(s: Socket<ConnState>): void {
+    if (s.data) s.data.closed = true;
+    try { s.terminate(); } catch { try { s.end(); } catch {} }
+    this.cleanup(s);
+  }
+
+  private cleanup(s: Socket<ConnState>): void {
+    this.conns.delete(s);
+    if (!s.data) return;
+    s.data.closed = true;
+    for (const id of s.data.ctx.subscribed) {
+      const set = this.subs.get(id);
+      if (set) { set.delete(s); if (!set.size) this.subs.delete(id); }
+    }
+  }
+
+  stop(): void {
+    this.listener?.stop(true);
+    for (const s of this.conns) { try { s.end(); } catch {} }
+    this.conns.clear();
+    this.listener = null;
+  }
+}

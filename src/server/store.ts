@@ -1,0 +1,313 @@
+// Registry storage behind one small interface (registry.md §2, §8).
+//
+// Every registry request runs inside Store.tx(): the whole handler is one database transaction,
+// committed before the response is written, so anything acknowledged survives a SIGKILL (fixes
+// R17: the reference saved at most once per second and never saved heartbeats/inboxes).
+// Records are stored per row (fixes R13: no full-state rewrite per save).
+//
+// Implementations: SqliteStore (bun:sqlite, default) here, PgStore (Bun.sql) in store-pg.ts.
+import { Database } from "bun:sqlite";
+
+export interface NodeRec {
+  id: number;
+  owner: string;
+  publicKey: string; // canonical standard base64 of the 32-byte key
+  realAddr: string;
+  networks: number[];
+  public: boolean;
+  lastSeen: number; // ms since epoch
+  hostname: string; // "" = none
+  tags: string[];
+  polo: number;
+  taskExec: boolean;
+  /** Backbone membership order (registration order, registry.md §2.2). */
+  seq: number;
+  /** Node has proven it can sign fresh (timestamped) challenges; plain replays are refused. */
+  strict: boolean;
+}
+
+export interface NetworkRec {
+  id: number;
+  name: string;
+  joinRule: string;
+  token: string;
+  members: number[];
+  created: number; // ms
+}
+
+export interface InboxReq { from: number; justification: string; ts: number /* ms */ }
+export interface InboxResp { from: number; accept: boolean; ts: number /* ms */ }
+
+/** Push event published after commit (handshake relay push extension, see registry.ts). */
+export interface PushEvent {
+  node_id: number;
+  event: "handshake_request" | "handshake_response";
+  from_node_id: number;
+  justification?: string;
+  accept?: boolean;
+  timestamp: number; // unix seconds
+}
+
+/** Operations available inside one transaction. All are async so SQLite and PG share handlers. */
+export interface Tx {
+  getNode(id: number): Promise<NodeRec | null>;
+  putNode(n: NodeRec): Promise<void>;
+  deleteNode(id: number): Promise<void>;
+  touchNode(id: number, lastSeen: number): Promise<void>;
+  nodeByHostname(h: string): Promise<number | null>;
+  allocNodeId(): Promise<number>;
+  /** Raise the next-node counter to at least v (snapshot import). */
+  bumpNextNode(v: number): Promise<void>;
+  nextSeq(): Promise<number>;
+  keyGet(key: string): Promise<number | null>;
+  keySet(key: string, id: number): Promise<void>;
+  keyDelete(key: string): Promise<void>;
+  ownerGet(owner: string): Promise<number | null>;
+  ownerSet(owner: string, id: number): Promise<void>;
+  /** Directional trust grant: `grantee` may resolve `grantor` (registry.ts explains R1). */
+  grantHas(grantor: number, grantee: number): Promise<boolean>;
+  grantAdd(grantor: number, grantee: number): Promise<void>;
+  /** Remove both directions; returns whether anything existed. */
+  pairRemove(a: number, b: number): Promise<boolean>;
+  inboxCount(target: number): Promise<number>;
+  inboxHasFrom(target: number, from: number): Promise<boolean>;
+  inboxAdd(target: number, r: InboxReq): Promise<void>;
+  respCount(requester: number): Promise<number>;
+  respAdd(requester: number, r: InboxResp): Promise<void>;
+  inboxTake(node: number): Promise<{ requests: InboxReq[]; responses: InboxResp[] }>;
+  networks(): Promise<NetworkRec[]>;
+  network(id: number): Promise<NetworkRec | null>;
+  putNetwork(n: NetworkRec): Promise<void>;
+  nodeCount(): Promise<number>;
+  /** All live nodes in backbone order (dashboard, list_nodes, snapshots). */
+  allNodes(): Promise<NodeRec[]>;
+  staleNodes(before: number): Promise<number[]>;
+  pairCount(): Promise<number>;
+  pairs(): Promise<[number, number][]>;
+}
+
+export interface Store {
+  readonly kind: "sqlite" | "postgres";
+  readonly description: string;
+  /** Run fn atomically (serialised against every other tx, across processes for PG). Commits before resolving. */
+  tx<T>(fn: (t: Tx) => Promise<T>): Promise<T>;
+  /** Run read-only fn (no write lock). */
+  read<T>(fn: (t: Tx) => Promise<T>): Promise<T>;
+  /** Deliver a push event to every process (local emit for SQLite, NOTIFY for PG). */
+  publish(ev: PushEvent): Promise<void>;
+  onPush(cb: (ev: PushEvent) => void): void;
+  /** True if the store holds no state yet (first start: import a snapshot). */
+  isEmpty(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Simple async mutex (FIFO). */
+export class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  async lock(): Promise<() => void> {
+    let release!: () => void;
+    const next = new Promise<void>((r) => (release = r));
+    const prev = this.tail;
+    this.tail = prev.then(() => next);
+    await prev;
+    return release;
+  }
+}
+
+export const SCHEMA = [
+  `CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS nodes (id BIGINT PRIMARY KEY, owner TEXT NOT NULL, public_key TEXT NOT NULL,
+     real_addr TEXT NOT NULL, networks TEXT NOT NULL, public INTEGER NOT NULL, last_seen BIGINT NOT NULL,
+     hostname TEXT, tags TEXT NOT NULL, polo BIGINT NOT NULL, task_exec INTEGER NOT NULL, seq BIGINT NOT NULL,
+     strict INTEGER NOT NULL DEFAULT 0)`,
+  `CREATE UNIQUE INDEX IF NOT EXISTS nodes_hostname ON nodes(hostname)`,
+  `CREATE INDEX IF NOT EXISTS nodes_seen ON nodes(last_seen)`,
+  `CREATE TABLE IF NOT EXISTS keyidx (k TEXT PRIMARY KEY, node_id BIGINT NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS owneridx (owner TEXT PRIMARY KEY, node_id BIGINT NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS grants (grantor BIGINT NOT NULL, grantee BIGINT NOT NULL, PRIMARY KEY (grantor, grantee))`,
+  `CREATE TABLE IF NOT EXISTS inbox (target BIGINT NOT NULL, from_id BIGINT NOT NULL, justification TEXT NOT NULL, ts BIGINT NOT NULL, n BIGINT NOT NULL)`,
+  `CREATE INDEX IF NOT EXISTS inbox_t ON inbox(target, n)`,
+  `CREATE TABLE IF NOT EXISTS responses (requester BIGINT NOT NULL, from_id BIGINT NOT NULL, accept INTEGER NOT NULL, ts BIGINT NOT NULL, n BIGINT NOT NULL)`,
+  `CREATE INDEX IF NOT EXISTS responses_t ON responses(requester, n)`,
+  `CREATE TABLE IF NOT EXISTS networks (id BIGINT PRIMARY KEY, name TEXT NOT NULL, join_rule TEXT NOT NULL, token TEXT NOT NULL, members TEXT NOT NULL, created BIGINT NOT NULL)`,
+];
+
+export function rowToNode(r: any): NodeRec {
+  return {
+    id: Number(r.id),
+    owner: r.owner,
+    publicKey: r.public_key,
+    realAddr: r.real_addr,
+    networks: JSON.parse(r.networks),
+    public: !!Number(r.public),
+    lastSeen: Number(r.last_seen),
+    hostname: r.hostname ?? "",
+    tags: JSON.parse(r.tags),
+    polo: Number(r.polo),
+    taskExec: !!Number(r.task_exec),
+    seq: Number(r.seq),
+    strict: !!Number(r.strict),
+  };
+}
+
+export function rowToNet(r: any): NetworkRec {
+  return { id: Number(r.id), name: r.name, joinRule: r.join_rule, token: r.token, members: JSON.parse(r.members), created: Number(r.created) };
+}
+
+/**
+ * SQLite store. Durability choice: WAL with synchronous=NORMAL by default. In WAL mode a commit
+ * is a write() of the WAL frames into the OS page cache before COMMIT returns, so a process
+ * crash (SIGKILL) cannot lose an acknowledged transaction; only an OS crash / power loss can
+ * lose the last few commits. `sync: "full"` fsyncs the WAL on every commit for power-loss safety
+ * at a large throughput cost.
+ */
+export class SqliteStore implements Store {
+  readonly kind = "sqlite" as const;
+  readonly description: string;
+  private db: Database;
+  private mu = new Mutex();
+  private pushCbs: ((ev: PushEvent) => void)[] = [];
+  private q: Record<string, any> = {};
+  private t: Tx;
+
+  constructor(path: string, opts: { sync?: "normal" | "full" } = {}) {
+    this.description = `sqlite:${path}`;
+    this.db = new Database(path, { create: true, strict: true });
+    if (path !== ":memory:") {
+      try { require("node:fs").chmodSync(path, 0o600); } catch {} // R8: store is secret-bearing
+    }
+    this.db.exec("PRAGMA journal_mode=WAL");
+    this.db.exec(`PRAGMA synchronous=${opts.sync === "full" ? "FULL" : "NORMAL"}`);
+    this.db.exec("PRAGMA busy_timeout=5000");
+    for (const s of SCHEMA) this.db.exec(s);
+    this.db.exec(`INSERT OR IGNORE INTO meta(k,v) VALUES ('next_node',1),('next_net',1),('seq',1),('inbox_n',1)`);
+    const now = Date.now();
+    this.db.run(`INSERT OR IGNORE INTO networks(id,name,join_rule,token,members,created) VALUES (0,'backbone','open','','[]',?)`, [now]);
+    const p = (sql: string) => this.db.prepare(sql);
+    this.q = {
+      getNode: p(`SELECT * FROM nodes WHERE id=?`),
+      putNode: p(`INSERT OR REPLACE INTO nodes(id,owner,public_key,real_addr,networks,public,last_seen,hostname,tags,polo,task_exec,seq,strict)
+                  VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`),
+      delNode: p(`DELETE FROM nodes WHERE id=?`),
+      touch: p(`UPDATE nodes SET last_seen=? WHERE id=?`),
+      byHost: p(`SELECT id FROM nodes WHERE hostname=?`),
+      metaGet: p(`SELECT v FROM meta WHERE k=?`),
+      metaSet: p(`UPDATE meta SET v=? WHERE k=?`),
+      keyGet: p(`SELECT node_id FROM keyidx WHERE k=?`),
+      keySet: p(`INSERT OR REPLACE INTO keyidx(k,node_id) VALUES (?,?)`),
+      keyDel: p(`DELETE FROM keyidx WHERE k=?`),
+      ownerGet: p(`SELECT node_id FROM owneridx WHERE owner=?`),
+      ownerSet: p(`INSERT OR REPLACE INTO owneridx(owner,node_id) VALUES (?,?)`),
+      grantHas: p(`SELECT 1 AS x FROM grants WHERE grantor=? AND grantee=?`),
+      grantAdd: p(`INSERT OR IGNORE INTO grants(grantor,grantee) VALUES (?,?)`),
+      pairDel: p(`DELETE FROM grants WHERE (grantor=? AND grantee=?) OR (grantor=? AND grantee=?)`),
+      inboxCount: p(`SELECT COUNT(*) AS c FROM inbox WHERE target=?`),
+      inboxHas: p(`SELECT 1 AS x FROM inbox WHERE target=? AND from_id=?`),
+      inboxAdd: p(`INSERT INTO inbox(target,from_id,justification,ts,n) VALUES (?,?,?,?,?)`),
+      respCount: p(`SELECT COUNT(*) AS c FROM responses WHERE requester=?`),
+      respAdd: p(`INSERT INTO responses(requester,from_id,accept,ts,n) VALUES (?,?,?,?,?)`),
+      inboxList: p(`SELECT from_id,justification,ts FROM inbox WHERE target=? ORDER BY n`),
+      respList: p(`SELECT from_id,accept,ts FROM responses WHERE requester=? ORDER BY n`),
+      inboxClear: p(`DELETE FROM inbox WHERE target=?`),
+      respClear: p(`DELETE FROM responses WHERE requester=?`),
+      nets: p(`SELECT * FROM networks ORDER BY id`),
+      net: p(`SELECT * FROM networks WHERE id=?`),
+      putNet: p(`INSERT OR REPLACE INTO networks(id,name,join_rule,token,members,created) VALUES (?,?,?,?,?,?)`),
+      nodeCount: p(`SELECT COUNT(*) AS c FROM nodes`),
+      allNodes: p(`SELECT * FROM nodes ORDER BY seq`),
+      stale: p(`SELECT id FROM nodes WHERE last_seen < ?`),
+      pairs: p(`SELECT DISTINCT MIN(grantor,grantee) AS a, MAX(grantor,grantee) AS b FROM grants`),
+    };
+    this.t = this.makeTx();
+  }
+
+  private meta(k: string): number {
+    return Number((this.q.metaGet.get(k) as any).v);
+  }
+
+  private makeTx(): Tx {
+    const q = this.q;
+    const self = this;
+    return {
+      async getNode(id) { const r = q.getNode.get(id); return r ? rowToNode(r) : null; },
+      async putNode(n) {
+        q.putNode.run(n.id, n.owner, n.publicKey, n.realAddr, JSON.stringify(n.networks), n.public ? 1 : 0, n.lastSeen,
+          n.hostname === "" ? null : n.hostname, JSON.stringify(n.tags), n.polo, n.taskExec ? 1 : 0, n.seq, n.strict ? 1 : 0);
+      },
+      async deleteNode(id) { q.delNode.run(id); },
+      async touchNode(id, ls) { q.touch.run(ls, id); },
+      async nodeByHostname(h) { const r = q.byHost.get(h) as any; return r ? Number(r.id) : null; },
+      async allocNodeId() { const v = self.meta("next_node"); q.metaSet.run(v + 1, "next_node"); return v; },
+      async bumpNextNode(v) { if (self.meta("next_node") < v) q.metaSet.run(v, "next_node"); },
+      async nextSeq() { const v = self.meta("seq"); q.metaSet.run(v + 1, "seq"); return v; },
+      async keyGet(k) { const r = q.keyGet.get(k) as any; return r ? Number(r.node_id) : null; },
+      async keySet(k, id) { q.keySet.run(k, id); },
+      async keyDelete(k) { q.keyDel.run(k); },
+      async ownerGet(o) { const r = q.ownerGet.get(o) as any; return r ? Number(r.node_id) : null; },
+      async ownerSet(o, id) { q.ownerSet.run(o, id); },
+      async grantHas(a, b) { return !!q.grantHas.get(a, b); },
+      async grantAdd(a, b) { q.grantAdd.run(a, b); },
+      async pairRemove(a, b) { return q.pairDel.run(a, b, b, a).changes > 0; },
+      async inboxCount(t) { return Number((q.inboxCount.get(t) as any).c); },
+      async inboxHasFrom(t, f) { return !!q.inboxHas.get(t, f); },
+      async inboxAdd(t, r) { const n = self.meta("inbox_n"); q.metaSet.run(n + 1, "inbox_n"); q.inboxAdd.run(t, r.from, r.justification, r.ts, n); },
+      async respCount(t) { return Number((q.respCount.get(t) as any).c); },
+      async respAdd(t, r) { const n = self.meta("inbox_n"); q.metaSet.run(n + 1, "inbox_n"); q.respAdd.run(t, r.from, r.accept ? 1 : 0, r.ts, n); },
+      async inboxTake(node) {
+        const requests = (q.inboxList.all(node) as any[]).map((r) => ({ from: Number(r.from_id), justification: r.justification, ts: Number(r.ts) }));
+        const responses = (q.respList.all(node) as any[]).map((r) => ({ from: Number(r.from_id), accept: !!Number(r.accept), ts: Number(r.ts) }));
+        if (requests.length) q.inboxClear.run(node);
+        if (responses.length) q.respClear.run(node);
+        return { requests, responses };
+      },
+      async networks() { return (q.nets.all() as any[]).map(rowToNet); },
+      async network(id) { const r = q.net.get(id); return r ? rowToNet(r) : null; },
+      async putNetwork(n) { q.putNet.run(n.id, n.name, n.joinRule, n.token, JSON.stringify(n.members), n.created); },
+      async nodeCount() { return Number((q.nodeCount.get() as any).c); },
+      async allNodes() { return (q.allNodes.all() as any[]).map(rowToNode); },
+      async staleNodes(before) { return (q.stale.all(before) as any[]).map((r) => Number(r.id)); },
+      async pairCount() { return (q.pairs.all() as any[]).length; },
+      async pairs() { return (q.pairs.all() as any[]).map((r) => [Number(r.a), Number(r.b)] as [number, number]); },
+    };
+  }
+
+  async tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    const release = await this.mu.lock();
+    try {
+      this.db.exec("BEGIN IMMEDIATE");
+      try {
+        const r = await fn(this.t);
+        this.db.exec("COMMIT");
+        return r;
+      } catch (e) {
+        this.db.exec("ROLLBACK");
+        throw e;
+      }
+    } finally {
+      release();
+    }
+  }
+
+  async read<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    // Same connection as writers: take the mutex so a read never observes a half-done tx.
+    const release = await this.mu.lock();
+    try {
+      return await fn(this.t);
+    } finally {
+      release();
+    }
+  }
+
+  async publish(ev: PushEvent): Promise<void> {
+    for (const cb of this.pushCbs) cb(ev);
+  }
+  onPush(cb: (ev: PushEvent) => void): void {
+    this.pushCbs.push(cb);
+  }
+  async isEmpty(): Promise<boolean> {
+    return this.meta("next_node") === 1 && Number((this.q.nodeCount.get() as any).c) === 0;
+  }
+  async close(): Promise<void> {
+    try { this.db.close(); } catch {}
+  }
+}
