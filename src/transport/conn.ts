@@ -352,14 +352,21 @@ export class Conn implements StreamConn, Timed {
     const q = this.q;
     let i = this.qHead;
     let sampleAt = -1;
+    let clean = !this.inRecovery;
     while (i < q.length) {
       const s = q[i];
       if (!seqLe(s.seq + s.data.length, a)) break;
-      if (s.sacked) this.sackedBytes -= s.data.length;
-      else if (s.tx === 1) sampleAt = s.sentAt; // Karn: only never-retransmitted segments
+      if (s.sacked) {
+        this.sackedBytes -= s.data.length;
+        clean = false;
+      } else if (s.tx === 1) sampleAt = s.sentAt; // Karn: only never-retransmitted segments
+      else clean = false;
       q[i] = undefined as unknown as Seg;
       i++;
     }
+    // An ACK that jumps over a repaired hole was delayed by the repair, not by the path:
+    // no sample from it (SACK arrivals give precise samples instead, see processSack).
+    if (!clean) sampleAt = -1;
     this.qHead = i;
     if (i === q.length) {
       q.length = 0;
@@ -430,6 +437,7 @@ export class Conn implements StreamConn, Timed {
     const tmp = this.sackTmp;
     const base = this.sndUna;
     const span = u32(this.sndNxt - base);
+    let sampleAt = -1;
     for (let b = 0; b < n; b++) {
       const L = tmp[2 * b], R = tmp[2 * b + 1];
       const lo = u32(L - base), hi = u32(R - base);
@@ -445,6 +453,7 @@ export class Conn implements StreamConn, Timed {
         if (u32(s.seq + s.data.length - base) > hi || s.sacked) break;
         s.sacked = true;
         this.sackedBytes += s.data.length;
+        if (s.tx === 1 && s.sentAt > sampleAt) sampleAt = s.sentAt;
         i++;
       }
       let j = this.idxAtOrAfter(R) - 1;
@@ -454,10 +463,14 @@ export class Conn implements StreamConn, Timed {
         if (u32(s.seq + s.data.length - base) <= hi) {
           s.sacked = true;
           this.sackedBytes += s.data.length;
+          if (s.tx === 1 && s.sentAt > sampleAt) sampleAt = s.sentAt;
         }
         j--;
       }
     }
+    // the receiver SACKs immediately on an out-of-order arrival: the newest newly-SACKed
+    // original transmission is what triggered this ACK, a clean RTT sample
+    if (sampleAt >= 0) this.rttSample(this.t.now - sampleAt);
   }
 
   /**
@@ -468,7 +481,11 @@ export class Conn implements StreamConn, Timed {
   private lossDetect(): void {
     if (this.sndUna === this.sndNxt) return;
     if (!this.inRecovery) {
-      if (this.dupAcks < 3) return;
+      // Early retransmit (RFC 5827): with fewer than 4 segments outstanding three duplicates
+      // can never arrive; lower the threshold instead of waiting for the RTO.
+      const outSegs = this.q.length - this.qHead;
+      const thresh = outSegs >= 4 ? 3 : Math.max(1, outSegs - 1);
+      if (this.dupAcks < thresh) return;
       this.inRecovery = true;
       this.recoveryPoint = this.sndNxt;
       this.epoch++;
@@ -520,7 +537,9 @@ export class Conn implements StreamConn, Timed {
    */
   private effWindow(): number {
     const pw = this.peerWnd === 0 ? MSS : this.peerWnd * MSS;
-    return this.cwnd < pw ? this.cwnd : pw;
+    // limited transmit (RFC 3042): each of the first two duplicate ACKs releases one segment
+    const cw = this.inRecovery || this.dupAcks === 0 ? this.cwnd : this.cwnd + (this.dupAcks < 2 ? this.dupAcks : 2) * MSS;
+    return cw < pw ? cw : pw;
   }
 
   // =====================================================================================
