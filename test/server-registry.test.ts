@@ -248,7 +248,7 @@ describe("signed operations", () => {
     b.c.freshSignatures = true;
     expect((await b.c.heartbeat(b.id)).type).toBe("heartbeat_ok");
     await expectErr(a.c.request({ type: "heartbeat", node_id: b.id, signature: b.sign(`heartbeat:${b.id}`) }), "fresh_signature_required");
-    const ts = Math.floor(Date.now() / 1000);
+    const ts = Date.now() + 5000;
     const fresh = { type: "heartbeat", node_id: b.id, ts, signature: b.sign(`heartbeat:${b.id}:${ts}`) };
     expect((await a.c.request(fresh)).type).toBe("heartbeat_ok");
     await expectErr(a.c.request(fresh), "replayed_signature");

@@ -64,6 +64,7 @@ export class RegistryClient {
   freshSignatures: boolean;
   /** Node ID for which we are subscribed (re-subscribed after reconnects). */
   private subscribedNode = 0;
+  private lastTs = 0;
 
   constructor(readonly addr: string, readonly opts: RegistryClientOptions = {}) {
     const i = addr.lastIndexOf(":");
@@ -290,7 +291,7 @@ export class RegistryClient {
   private signed(challenge: string, msg: Record<string, unknown>): Record<string, unknown> {
     if (!this.sign) return msg;
     if (this.freshSignatures) {
-      const ts = Math.floor(Date.now() / 1000);
+      const ts = (this.lastTs = Math.max(Date.now(), this.lastTs + 1)); // Unix ms, strictly increasing
       return { ...msg, ts, signature: this.sign(`${challenge}:${ts}`) };
     }
     return { ...msg, signature: this.sign(challenge) };

@@ -18,7 +18,7 @@
 //   a live node (case B1): such a request gets a fresh node ID instead (the owner index is left
 //   pointing at the original node); recovery of a *dead* node by owner (B2) is kept.
 // * R3 (replayable signatures): challenges are unchanged (reference daemons), but a client may add
-//   a numeric `ts` field and sign `<challenge>:<ts>`; it must be within ±120 s and each such
+//   a numeric `ts` field (Unix ms) and sign `<challenge>:<ts>`; it must be within ±120 s and each such
 //   signature is accepted once. A node that has used this form once is marked strict and plain
 //   (replayable) signatures for it are refused from then on. Reference daemons never opt in.
 // * R4: polo-score writes no longer refresh last-seen (kept unauthenticated: reference daemons'
@@ -330,7 +330,9 @@ export class Registry {
     const fresh = typeof m.ts === "number";
     if (fresh) {
       const ts = m.ts as number;
-      if (Math.abs(this.now() / 1000 - ts) > FRESH_WINDOW_S) fail("stale_signature", "signature timestamp outside ±120 s");
+      // `ts` = Unix milliseconds (clients keep it strictly increasing so that two identical
+      // requests in the same millisecond still get distinct, non-replayable signatures).
+      if (Math.abs(this.now() - ts) > FRESH_WINDOW_S * 1000) fail("stale_signature", "signature timestamp outside ±120 s");
       msgText = `${challenge}:${Math.trunc(ts)}`;
     } else if (node.strict) {
       fail("fresh_signature_required", "this node uses timestamped signatures; plain signatures are refused (replay protection)");
