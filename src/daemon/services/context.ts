@@ -41,6 +41,14 @@ export interface TrustRegistry {
   revokeTrust(peerId: number, signature: string): Promise<void>;
 }
 
+/** Registry polo-score extension used by the task service (registry.md §5.16). */
+export interface PoloRegistry {
+  /** get_polo_score {node_id} → polo_score */
+  get(nodeId: number): Promise<number>;
+  /** update_polo_score {node_id, delta} */
+  update(nodeId: number, delta: number): Promise<void>;
+}
+
 export interface ServiceIdentity {
   /** Ed25519 public key, standard base64 with padding (44 chars), as the registry stores it. */
   readonly publicKey: string;
@@ -61,6 +69,8 @@ export interface ServiceContext {
   readonly identity: ServiceIdentity | null;
   verify(publicKeyB64: string, challenge: string, signatureB64: string): boolean;
   readonly registry: TrustRegistry;
+  /** Polo scores for the task service (port 1003); absent ⇒ every submission is accepted. */
+  readonly polo?: PoloRegistry;
   /** Tear down the tunnel to a node (used by untrust, services.md §3.6). Optional. */
   dropTunnel?(nodeId: number): void;
   /** Emit a webhook event (services.md §11.3); must never block or throw. */
