@@ -91,7 +91,7 @@ export class Conn implements StreamConn, Timed {
   rto = RTO_INITIAL;
   private rtoAt = Infinity;
   private rtoStreak = 0;
-  private streakHeard = 0;
+  private streakResponses = 0;
   peerWnd = 0; // segments, as received
   private noDelay = false;
   private nagleAt = Infinity;
@@ -310,6 +310,7 @@ export class Conn implements StreamConn, Timed {
     this.lastActivity = now;
     const oldWnd = this.peerWnd;
     this.peerWnd = p.window;
+    if (this.rtoStreak > 0) this.streakResponses++;
     const st = this._state;
     if (st === S_SYN_SENT || st === S_CLOSED) return;
     const payload = p.payload;
@@ -882,11 +883,12 @@ export class Conn implements StreamConn, Timed {
       this.rtoAt = Infinity;
       return;
     }
-    if (this.rtoStreak === 0) this.streakHeard = this.lastHeard;
+    if (this.rtoStreak === 0) this.streakResponses = 0;
     this.rtoStreak++;
-    // Patience (T11): abort only after maxRetx consecutive expiries AND silence from the peer
-    // since the streak began (a live but window-limited peer keeps the connection).
-    if (this.rtoStreak > this.tune.maxRetx && this.lastHeard === this.streakHeard) {
+    // Patience (T11): abort after maxRetx consecutive expiries unless the peer answers most of
+    // our retransmissions (a live receiver whose buffer is full answers each probe with an ACK;
+    // an occasional keepalive from a one-way-broken path does not count as answering).
+    if (this.rtoStreak > this.tune.maxRetx && this.streakResponses * 2 < this.rtoStreak) {
       this.abortWith(new TransportError("timeout", "retransmission limit reached"));
       return;
     }

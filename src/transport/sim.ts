@@ -42,6 +42,11 @@ export class SimNet {
   /** Optional observer/filter: return false to drop the packet. `from` is 0 (a) or 1 (b). */
   tap: ((p: Packet, from: number) => boolean | void) | null = null;
   dropped = 0;
+  /** Datagrams delivered to a (index 0) and b (index 1). */
+  readonly datagrams: [Packet[], Packet[]] = [[], []];
+  /** onSynTimeout calls per side; `relayAt` makes the host report a path change at that count. */
+  readonly synTimeouts: [number[], number[]] = [[], []];
+  relayAt = 0;
   delivered = 0;
   private et: number[] = [];
   private eo: number[] = []; // tie-break order
@@ -74,6 +79,13 @@ export class SimNet {
       now: () => this.now,
       output: (p) => this.send(p, side),
       random: this.rng,
+      onDatagram: (p) => {
+        this.datagrams[side].push(p);
+      },
+      onSynTimeout: (_dst, n) => {
+        this.synTimeouts[side].push(this.now);
+        return this.relayAt > 0 && n === this.relayAt;
+      },
     };
   }
 
@@ -165,6 +177,7 @@ export class SimNet {
     while (!pred()) {
       if (!this.step(limit)) {
         if (pred()) return true;
+        if (limit !== Infinity) this.now = limit;
         return false;
       }
     }
