@@ -1,2 +1,131 @@
-// Placeholder replaced below.
-export const PgStore = { async open(_url: string): Promise<never> { throw new Error("postgres store not implemented yet"); } };
+// PostgreSQL store (Bun.sql). Several rendezvous processes may share one database:
+// * every mutating request runs in one transaction that first takes a transaction-scoped advisory
+//   lock (the reference's global lock, now across processes), so node-ID allocation, hostname
+//   uniqueness and inbox limits are atomic across processes;
+// * push events are published with NOTIFY on channel `pilot_push` and every process LISTENs, so a
+//   handshake relayed through one process reaches a subscribed node connected to another.
+import { SQL } from "bun";
+import { SCHEMA, rowToNet, rowToNode, type NodeRec, type PushEvent, type Store, type Tx } from "./store.ts";
+
+const LOCK_KEY = 7300114; // arbitrary, constant for all pilot-ts processes
+const CHANNEL = "pilot_push";
+
+function makeTx(q: any): Tx {
+  const meta = async (k: string) => Number((await q`SELECT v FROM meta WHERE k=${k}`)[0].v);
+  const bumpMeta = async (k: string) => Number((await q`UPDATE meta SET v=v+1 WHERE k=${k} RETURNING v-1 AS v`)[0].v);
+  return {
+    async getNode(id) { const r = await q`SELECT * FROM nodes WHERE id=${id}`; return r.length ? rowToNode(r[0]) : null; },
+    async putNode(n: NodeRec) {
+      const host = n.hostname === "" ? null : n.hostname;
+      await q`INSERT INTO nodes(id,owner,public_key,real_addr,networks,public,last_seen,hostname,tags,polo,task_exec,seq,strict)
+        VALUES (${n.id},${n.owner},${n.publicKey},${n.realAddr},${JSON.stringify(n.networks)},${n.public ? 1 : 0},${n.lastSeen},${host},${JSON.stringify(n.tags)},${n.polo},${n.taskExec ? 1 : 0},${n.seq},${n.strict ? 1 : 0})
+        ON CONFLICT (id) DO UPDATE SET owner=EXCLUDED.owner, public_key=EXCLUDED.public_key, real_addr=EXCLUDED.real_addr,
+          networks=EXCLUDED.networks, public=EXCLUDED.public, last_seen=EXCLUDED.last_seen, hostname=EXCLUDED.hostname,
+          tags=EXCLUDED.tags, polo=EXCLUDED.polo, task_exec=EXCLUDED.task_exec, seq=EXCLUDED.seq, strict=EXCLUDED.strict`;
+    },
+    async deleteNode(id) { await q`DELETE FROM nodes WHERE id=${id}`; },
+    async touchNode(id, ls) { await q`UPDATE nodes SET last_seen=${ls} WHERE id=${id}`; },
+    async nodeByHostname(h) { const r = await q`SELECT id FROM nodes WHERE hostname=${h}`; return r.length ? Number(r[0].id) : null; },
+    allocNodeId: () => bumpMeta("next_node"),
+    async bumpNextNode(v) { await q`UPDATE meta SET v=GREATEST(v, ${v}) WHERE k='next_node'`; },
+    nextSeq: () => bumpMeta("seq"),
+    async keyGet(k) { const r = await q`SELECT node_id FROM keyidx WHERE k=${k}`; return r.length ? Number(r[0].node_id) : null; },
+    async keySet(k, id) { await q`INSERT INTO keyidx(k,node_id) VALUES (${k},${id}) ON CONFLICT (k) DO UPDATE SET node_id=EXCLUDED.node_id`; },
+    async keyDelete(k) { await q`DELETE FROM keyidx WHERE k=${k}`; },
+    async ownerGet(o) { const r = await q`SELECT node_id FROM owneridx WHERE owner=${o}`; return r.length ? Number(r[0].node_id) : null; },
+    async ownerSet(o, id) { await q`INSERT INTO owneridx(owner,node_id) VALUES (${o},${id}) ON CONFLICT (owner) DO UPDATE SET node_id=EXCLUDED.node_id`; },
+    async grantHas(a, b) { return (await q`SELECT 1 FROM grants WHERE grantor=${a} AND grantee=${b}`).length > 0; },
+    async grantAdd(a, b) { await q`INSERT INTO grants(grantor,grantee) VALUES (${a},${b}) ON CONFLICT DO NOTHING`; },
+    async pairRemove(a, b) {
+      const r = await q`DELETE FROM grants WHERE (grantor=${a} AND grantee=${b}) OR (grantor=${b} AND grantee=${a}) RETURNING 1`;
+      return r.length > 0;
+    },
+    async inboxCount(t) { return Number((await q`SELECT COUNT(*) AS c FROM inbox WHERE target=${t}`)[0].c); },
+    async inboxHasFrom(t, f) { return (await q`SELECT 1 FROM inbox WHERE target=${t} AND from_id=${f}`).length > 0; },
+    async inboxAdd(t, r) { const n = await bumpMeta("inbox_n"); await q`INSERT INTO inbox(target,from_id,justification,ts,n) VALUES (${t},${r.from},${r.justification},${r.ts},${n})`; },
+    async respCount(t) { return Number((await q`SELECT COUNT(*) AS c FROM responses WHERE requester=${t}`)[0].c); },
+    async respAdd(t, r) { const n = await bumpMeta("inbox_n"); await q`INSERT INTO responses(requester,from_id,accept,ts,n) VALUES (${t},${r.from},${r.accept ? 1 : 0},${r.ts},${n})`; },
+    async inboxTake(node) {
+      const rq = await q`DELETE FROM inbox WHERE target=${node} RETURNING from_id, justification, ts, n`;
+      const rs = await q`DELETE FROM responses WHERE requester=${node} RETURNING from_id, accept, ts, n`;
+      const byN = (a: any, b: any) => Number(a.n) - Number(b.n);
+      return {
+        requests: [...rq].sort(byN).map((r: any) => ({ from: Number(r.from_id), justification: r.justification, ts: Number(r.ts) })),
+        responses: [...rs].sort(byN).map((r: any) => ({ from: Number(r.from_id), accept: !!Number(r.accept), ts: Number(r.ts) })),
+      };
+    },
+    async networks() { return [...(await q`SELECT * FROM networks ORDER BY id`)].map(rowToNet); },
+    async network(id) { const r = await q`SELECT * FROM networks WHERE id=${id}`; return r.length ? rowToNet(r[0]) : null; },
+    async putNetwork(n) {
+      await q`INSERT INTO networks(id,name,join_rule,token,members,created) VALUES (${n.id},${n.name},${n.joinRule},${n.token},${JSON.stringify(n.members)},${n.created})
+        ON CONFLICT (id) DO UPDATE SET name=EXCLUDED.name, join_rule=EXCLUDED.join_rule, token=EXCLUDED.token, members=EXCLUDED.members, created=EXCLUDED.created`;
+    },
+    async nodeCount() { return Number((await q`SELECT COUNT(*) AS c FROM nodes`)[0].c); },
+    async allNodes() { return [...(await q`SELECT * FROM nodes ORDER BY seq`)].map(rowToNode); },
+    async staleNodes(before) { return [...(await q`SELECT id FROM nodes WHERE last_seen < ${before}`)].map((r: any) => Number(r.id)); },
+    async pairCount() { return Number((await q`SELECT COUNT(*) AS c FROM (SELECT DISTINCT LEAST(grantor,grantee), GREATEST(grantor,grantee) FROM grants) x`)[0].c); },
+    async pairs() {
+      return [...(await q`SELECT DISTINCT LEAST(grantor,grantee) AS a, GREATEST(grantor,grantee) AS b FROM grants`)].map((r: any) => [Number(r.a), Number(r.b)] as [number, number]);
+    },
+  };
+  void meta;
+}
+
+export class PgStore implements Store {
+  readonly kind = "postgres" as const;
+  readonly description: string;
+  private cbs: ((ev: PushEvent) => void)[] = [];
+  private sub: { unlisten(): Promise<void> } | null = null;
+  private t: Tx;
+
+  private constructor(private sql: SQL, url: string) {
+    this.description = "postgres:" + url.replace(/\/\/[^@]*@/, "//***@");
+    this.t = makeTx(sql);
+  }
+
+  static async open(url: string): Promise<PgStore> {
+    const sql = new SQL(url, { max: 8 } as any);
+    // Schema creation is itself serialised by the advisory lock (two processes starting together).
+    await sql.begin(async (tx: any) => {
+      await tx`SELECT pg_advisory_xact_lock(${LOCK_KEY})`;
+      for (const s of SCHEMA) await tx.unsafe(s);
+      await tx`INSERT INTO meta(k,v) VALUES ('next_node',1),('next_net',1),('seq',1),('inbox_n',1) ON CONFLICT DO NOTHING`;
+      await tx`INSERT INTO networks(id,name,join_rule,token,members,created) VALUES (0,'backbone','open','','[]',${Date.now()}) ON CONFLICT DO NOTHING`;
+    });
+    const st = new PgStore(sql, url);
+    st.sub = await (sql as any).listen(CHANNEL, (payload: string) => {
+      let ev: PushEvent;
+      try { ev = JSON.parse(payload); } catch { return; }
+      for (const cb of st.cbs) cb(ev);
+    });
+    return st;
+  }
+
+  async tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    return (await this.sql.begin(async (tx: any) => {
+      await tx`SELECT pg_advisory_xact_lock(${LOCK_KEY})`;
+      return fn(makeTx(tx));
+    })) as T;
+  }
+
+  read<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    return fn(this.t);
+  }
+
+  async publish(ev: PushEvent): Promise<void> {
+    const payload = JSON.stringify(ev);
+    if (payload.length > 7900) return; // NOTIFY payload limit (8000 bytes); justification is capped far below
+    await this.sql`SELECT pg_notify(${CHANNEL}, ${payload})`;
+  }
+  onPush(cb: (ev: PushEvent) => void): void {
+    this.cbs.push(cb);
+  }
+  async isEmpty(): Promise<boolean> {
+    const r = await this.sql`SELECT (SELECT v FROM meta WHERE k='next_node') AS n, (SELECT COUNT(*) FROM nodes) AS c`;
+    return Number(r[0].n) === 1 && Number(r[0].c) === 0;
+  }
+  async close(): Promise<void> {
+    try { await this.sub?.unlisten(); } catch {}
+    try { await this.sql.close(); } catch {}
+  }
+}
