@@ -60,6 +60,9 @@ export class BeaconServer {
           data(_s, buf, rport, raddr) {
             self.onPacket(buf, rport, raddr);
           },
+          // ICMP port-unreachable (a daemon's temporary STUN socket already closed) is reported
+          // as a socket error; without a handler it kills the process.
+          error() {},
         },
       });
     if (host === "") {
