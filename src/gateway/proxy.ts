@@ -7,9 +7,11 @@
 //   IPC driver: its Unix socket stops being read, the daemon's writes block and it pauses the
 //   stream, whose receive window then closes) until the socket drains.
 // Pilot streams have no half-close (services.md §0.3), so a TCP client's FIN cannot be forwarded.
-// Instead of closing everything at once (the reference loses the response), the bridge keeps the
-// Pilot → TCP direction open after the client's FIN until the Pilot side ends or stays silent for
-// `lingerMs`, then closes both sides.
+// A FIN cannot tell a half-close from a full close. Heuristic: if Pilot data was delivered after
+// the client's last bytes, the exchange looks complete and the FIN closes the bridge at once (the
+// usual "read the response, then close"). Otherwise (request sent, then FIN: a half-closing
+// client, which the reference leaves without its response) the Pilot → TCP direction stays open
+// until the Pilot side ends or stays silent for `lingerMs`.
 import type { Socket } from "node:net";
 
 export interface PilotStream {
@@ -46,6 +48,7 @@ export function bridge(sock: Socket, pilot: PilotStream, opts: BridgeOptions = {
   const stats: BridgeStats = { bytesUp: 0, bytesDown: 0, reason: "" };
   let finished = false;
   let tcpEnded = false; // client sent FIN
+  let lastDown = false; // the most recent data moved Pilot → TCP
   let pending = 0;
   let pausedTcp = false;
   let lingerTimer: ReturnType<typeof setTimeout> | undefined;
@@ -76,7 +79,7 @@ export function bridge(sock: Socket, pilot: PilotStream, opts: BridgeOptions = {
     drainWaiter = null;
     w?.();
     if (!sock.destroyed) {
-      if (reason === "pilot end" || reason === "linger") {
+      if (reason === "pilot end" || reason === "linger" || reason === "tcp end") {
         // Let queued bytes reach the client, then FIN; destroy if the client never closes.
         sock.end();
         graceTimer = setTimeout(() => sock.destroy(), closeGraceMs);
@@ -93,6 +96,7 @@ export function bridge(sock: Socket, pilot: PilotStream, opts: BridgeOptions = {
   sock.on("data", (chunk: Buffer) => {
     if (finished) return;
     stats.bytesUp += chunk.length;
+    lastDown = false;
     pending++;
     if (pending >= MAX_PENDING && !pausedTcp) {
       pausedTcp = true;
@@ -116,7 +120,8 @@ export function bridge(sock: Socket, pilot: PilotStream, opts: BridgeOptions = {
   });
   sock.on("end", () => {
     tcpEnded = true;
-    armLinger();
+    if (lastDown && pending === 0) finish("tcp end");
+    else armLinger();
   });
   sock.on("error", () => {
     // 'close' follows; the error itself needs no further handling (ECONNRESET, EPIPE, ...).
@@ -139,6 +144,7 @@ export function bridge(sock: Socket, pilot: PilotStream, opts: BridgeOptions = {
         if (c === null || finished) break;
         if (c.length === 0) continue;
         stats.bytesDown += c.length;
+        lastDown = true;
         if (tcpEnded && lingerTimer) armLinger(); // activity: restart the linger window
         if (!sock.write(c)) {
           pilot.pause?.();
