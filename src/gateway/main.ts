@@ -221,9 +221,8 @@ export async function run(args: string[]): Promise<number> {
     }
     stderrLog("INFO", "gateway running");
   } catch (e) {
-    const code = fatal(e, notify);
-    await stop();
-    return code;
+    await stop(); // clean up first, so that whoever reads the error sees nothing left running
+    return fatal(e, notify);
   }
   const onSig = () => void stop();
   process.on("SIGINT", onSig);
