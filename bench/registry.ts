@@ -55,7 +55,7 @@ export default async function registryBench(r: R): Promise<void> {
     for (let i = 0; i < R; i++) rs.push(me.request({ type: "resolve", node_id: tid, requester_id: my, signature: sig }));
     await Promise.all(rs);
     dt = (performance.now() - t0) / 1000;
-    r.add("registry resolve (signed)", R / dt, "ops/s", "1 connection pipelined; includes Ed25519 verify (@noble/curves)");
+    r.add("registry resolve (signed)", R / dt, "ops/s", "1 connection pipelined; includes Ed25519 verify (node:crypto, cached KeyObject)");
     for (const c of [...clients, me, tgt]) c.close();
   } finally {
     await rv.stop();

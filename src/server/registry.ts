@@ -30,6 +30,24 @@
 // * R12: the register rate limit keys IPv6 clients by /64.
 // * R17: every mutation (also heartbeat, inbox) is committed before the response is sent.
 import { ed25519 } from "@noble/curves/ed25519.js";
+import { createPublicKey, verify as nodeVerify, type KeyObject } from "node:crypto";
+
+// Ed25519 verification: node:crypto (OpenSSL, ~10x faster than pure JS) with a per-key KeyObject
+// cache; @noble/curves as the fallback if the runtime lacks Ed25519 KeyObjects.
+const keyCache = new Map<string, KeyObject>();
+function verifyEd25519(sig: Uint8Array, msg: Uint8Array, pub: Uint8Array, pubText: string): boolean {
+  try {
+    let k = keyCache.get(pubText);
+    if (!k) {
+      k = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(pub).toString("base64url") }, format: "jwk" });
+      if (keyCache.size > 50_000) keyCache.clear();
+      keyCache.set(pubText, k);
+    }
+    return nodeVerify(null, msg, k, sig);
+  } catch {
+    try { return ed25519.verify(sig, msg, pub); } catch { return false; }
+  }
+}
 import type { NodeRec, PushEvent, Store, Tx } from "./store.ts";
 
 export const STALE_MS = 3 * 60_000;
@@ -339,7 +357,7 @@ export class Registry {
     }
     let ok = false;
     try {
-      ok = ed25519.verify(sig!, new TextEncoder().encode(msgText), pub!);
+      ok = verifyEd25519(sig!, new TextEncoder().encode(msgText), pub!, node.publicKey);
     } catch {
       ok = false;
     }
