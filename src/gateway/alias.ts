@@ -61,7 +61,7 @@ export class SystemAliases implements AliasManager {
     else if (this.platform === "darwin") r = await run("ifconfig", ["lo0", "alias", ip, "255.255.255.255"]);
     else throw new GatewayError("internal", `add loopback alias ${ip}: unsupported OS ${this.platform}`, "add the address to the loopback interface by hand");
     if (r.code === 0) return { added: true };
-    if (/File exists|exists/i.test(r.out)) return { added: false }; // somebody else's alias: use it, never delete it
+    if (/File exists|exists|already assigned/i.test(r.out)) return { added: false }; // somebody else's alias: use it, never delete it
     if (isPermission(r.out)) throw new GatewayError("internal", `add loopback alias ${ip}: permission denied (${r.out})`, ROOT_HINT);
     if (r.code === -1) throw new GatewayError("internal", `add loopback alias ${ip}: ${r.out}`, this.platform === "linux" ? "install iproute2 (the `ip` command)" : undefined);
     throw new GatewayError("internal", `add loopback alias ${ip}: ${r.out || `exit ${r.code}`}`);
