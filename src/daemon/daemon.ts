@@ -6,7 +6,7 @@ import { mkdirSync } from "node:fs";
 import type { Addr, Packet } from "../proto/types.ts";
 import { formatAddr, parseAddr } from "../proto/addr.ts";
 import type { HandshakeSub, JsonObject } from "../proto/ipc.ts";
-import { Transport } from "../transport/index.ts";
+import { Transport } from "../transport/transport.ts";
 import type { Listener, StreamConn } from "../transport/api.ts";
 import { TransportError } from "../transport/api.ts";
 import {
@@ -82,6 +82,8 @@ export class Daemon implements DaemonApi {
   private resolving = new Map<number, Promise<void>>();
   private conns = new Map<number, StreamConn>();
   private ipcPorts = new Map<number, Listener>();
+  /** every bound port (IPC clients and built-in services), for Info's `ports` */
+  private boundPorts = new Set<number>();
   private services: ServiceHandle[] = [];
   trust: import("./services/trust.ts").TrustService | null = null;
   private webhookUrl: string;
@@ -155,7 +157,15 @@ export class Daemon implements DaemonApi {
         output: (pkt) => this.output(pkt),
         onSynTimeout: (dst, n) => {
           // beacon.md §8.5: at the third SYN timeout switch the peer to the beacon relay.
-          if (n >= 3 && this.beaconEp) this.tunnel.setRelay(dst.node);
+          if (n >= 3 && this.beaconEp && !this.tunnel.getPeer(dst.node)?.relay) {
+            this.tunnel.setRelay(dst.node);
+            return true;
+          }
+          // Improvement: the peer may have restarted (new key, maybe a new port) and silently
+          // drops our frames (wire.md §4.9). Re-key and re-resolve its endpoint instead of
+          // waiting for it to talk first.
+          if (n <= 2) void this.refreshPeer(dst.node);
+          return false;
         },
         onDatagram: (pkt) => this.ipc?.pushDatagram(pkt.src, pkt.srcPort, pkt.dstPort, pkt.payload),
       },
@@ -234,6 +244,7 @@ export class Daemon implements DaemonApi {
             /* garbage: keep waiting */
           }
         },
+        error: () => {},
       },
     });
     sock.send(encodeDiscover(0), this.beaconEp!.port, this.beaconEp!.ip);
@@ -292,6 +303,7 @@ export class Daemon implements DaemonApi {
       await this.reg(this.registry.heartbeat(this.nodeId));
       this.heartbeatFailures = 0;
       this.tunnel.sendDiscover();
+      this.sweepConns();
       await this.trust?.poll().catch((e: Error) => this.log.debug("poll handshakes failed", { err: e.message }));
     } catch (e) {
       this.heartbeatFailures++;
@@ -352,6 +364,27 @@ export class Daemon implements DaemonApi {
     await p;
   }
 
+  /** Re-key with a peer and pick up a changed registered endpoint (after SYN timeouts). */
+  private async refreshPeer(nodeId: number): Promise<void> {
+    const p = this.tunnel.getPeer(nodeId);
+    if (!p || p.relay) return;
+    this.tunnel.rekey(nodeId);
+    try {
+      const r = await this.registry.resolve(nodeId, this.nodeId);
+      const ep = typeof r.real_addr === "string" ? parseEndpoint(r.real_addr) : null;
+      if (!ep) return;
+      const resolved = await resolveEndpoint(ep);
+      const cur = this.tunnel.getPeer(nodeId);
+      if (cur && cur.endpoint && (cur.endpoint.ip !== resolved.ip || cur.endpoint.port !== resolved.port)) {
+        this.log.info("peer endpoint changed", { node_id: nodeId, endpoint: formatEndpoint(resolved) });
+        cur.endpoint = resolved;
+        this.tunnel.rekey(nodeId);
+      }
+    } catch {
+      /* registry refused: nothing better to do */
+    }
+  }
+
   // ------------------------------------------------------------------ packet path
 
   private onPacket(pkt: Packet): void {
@@ -397,14 +430,15 @@ export class Daemon implements DaemonApi {
 
   // ------------------------------------------------------------------ DaemonApi (IPC)
 
+  /** Remember a connection by ID for IPC Send/Close; closed ones are pruned by sweep(). */
   private track(c: StreamConn): StreamConn {
     this.conns.set(c.id, c);
-    const prevClose = c.onClose;
-    // Keep the table small: forget the connection once it is fully gone.
-    const orig = Object.getOwnPropertyDescriptor(c, "onClose");
-    void orig;
-    void prevClose;
+    if (this.conns.size > 256 && this.conns.size % 256 === 0) this.sweepConns();
     return c;
+  }
+
+  private sweepConns(): void {
+    for (const [id, c] of this.conns) if (c.state === "CLOSED") this.conns.delete(id);
   }
 
   bind(port: number, onAccept: (c: StreamConn) => void): () => void {
@@ -420,9 +454,11 @@ export class Daemon implements DaemonApi {
       throw e;
     }
     this.ipcPorts.set(port, l);
+    this.boundPorts.add(port);
     return () => {
       l.close();
       this.ipcPorts.delete(port);
+      this.boundPorts.delete(port);
     };
   }
 
@@ -524,7 +560,7 @@ export class Daemon implements DaemonApi {
       peers: peers.length,
       pkts_recv: this.tunnel.stats.pktsRecv,
       pkts_sent: this.tunnel.stats.pktsSent,
-      ports: this.transport.boundPorts?.() ?? this.ipcPorts.size,
+      ports: this.boundPorts.size,
       public_key: encodePublicKey(this.identity.publicKey),
       uptime_secs: this.startedAt ? Math.round((Date.now() - this.startedAt) / 1000) : 0,
     };
@@ -532,6 +568,8 @@ export class Daemon implements DaemonApi {
 
   async handshake(h: HandshakeSub): Promise<JsonObject> {
     if (!this.trust) throw new Error("handshake: trust service unavailable");
+    // Asking for (or granting) trust again lifts a revocation block on that node.
+    if (h.sub === "request" || h.sub === "approve") this.tunnel.unblock(h.nodeId);
     return this.trust.ipc(h);
   }
 
@@ -599,21 +637,23 @@ export class Daemon implements DaemonApi {
 
   serviceContext(): ServiceContext {
     const self = this;
+    // The trust service signs the reference challenges itself; we re-sign through the registry
+    // client instead, which adds the timestamp a pilot-ts registry demands after `subscribe`
+    // (replay protection) and falls back to the plain challenge with a reference registry.
     const reg: TrustRegistry = {
       lookup: async (nodeId) => (await self.reg(self.registry.lookup(nodeId))) as unknown as RegistryLookup,
-      requestHandshake: async (to, justification, signature) => {
-        await self.reg(self.registry.request({ type: "request_handshake", from_node_id: self.nodeId, to_node_id: to, justification, signature }));
+      requestHandshake: async (to, justification) => {
+        await self.reg(self.registry.requestHandshake(self.nodeId, to, justification));
       },
-      respondHandshake: async (peer, accept, signature) => {
-        await self.reg(self.registry.request({ type: "respond_handshake", node_id: self.nodeId, peer_id: peer, accept, signature }));
+      respondHandshake: async (peer, accept) => {
+        await self.reg(self.registry.respondHandshake(self.nodeId, peer, accept));
       },
-      pollHandshakes: async (signature) =>
-        (await self.reg(self.registry.request({ type: "poll_handshakes", node_id: self.nodeId, signature }))) as unknown as RegistryPoll,
-      reportTrust: async (peer, signature) => {
-        await self.reg(self.registry.request({ type: "report_trust", node_id: self.nodeId, peer_id: peer, signature }));
+      pollHandshakes: async () => (await self.reg(self.registry.pollHandshakes(self.nodeId))) as unknown as RegistryPoll,
+      reportTrust: async (peer) => {
+        await self.reg(self.registry.reportTrust(self.nodeId, peer));
       },
-      revokeTrust: async (peer, signature) => {
-        await self.reg(self.registry.request({ type: "revoke_trust", node_id: self.nodeId, peer_id: peer, signature }));
+      revokeTrust: async (peer) => {
+        await self.reg(self.registry.revokeTrust(self.nodeId, peer));
       },
     };
     return {
@@ -627,7 +667,14 @@ export class Daemon implements DaemonApi {
           onAccept(c);
           self.kick();
         });
-        return l;
+        self.boundPorts.add(port);
+        return {
+          port: l.port,
+          close: () => {
+            l.close();
+            self.boundPorts.delete(port);
+          },
+        };
       },
       dial: (addr, port) => self.dial(addr, port),
       identity: {
@@ -642,7 +689,13 @@ export class Daemon implements DaemonApi {
         }
       },
       registry: reg,
-      dropTunnel: (nodeId) => self.tunnel.removePeer(nodeId),
+      polo: {
+        get: async (nodeId: number) => Number((await self.reg(self.registry.getPoloScore(nodeId))).polo_score ?? 0),
+        update: async (nodeId: number, delta: number) => {
+          await self.reg(self.registry.updatePoloScore(nodeId, delta));
+        },
+      },
+      dropTunnel: (nodeId) => self.tunnel.block(nodeId),
       webhook: (event, data) => self.webhooks?.emit(event, data),
       log: self.log,
     };
@@ -661,6 +714,8 @@ export class Daemon implements DaemonApi {
     if (!this.cfg.noEcho) this.services.push((await import("./services/echo.ts")).startEcho(ctx));
     if (!this.cfg.noDataExchange) this.services.push((await import("./services/dataexchange.ts")).startDataExchange(ctx));
     if (!this.cfg.noEventStream) this.services.push((await import("./services/eventstream.ts")).startEventStream(ctx));
+    // Task submit (port 1003) is always on, like the reference (cli.md §6.1).
+    this.services.push((await import("./services/tasks.ts")).startTasks(ctx));
   }
 }
 

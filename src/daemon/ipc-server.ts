@@ -52,8 +52,11 @@ class Client {
     private readonly srv: IpcServer,
   ) {
     sock.on("drain", () => {
-      for (const c of this.pausedConns) c.resume();
+      // Take the set first: resuming delivers buffered data, which may pause (and re-add) a
+      // connection again before this loop ends.
+      const paused = [...this.pausedConns];
       this.pausedConns.clear();
+      for (const c of paused) c.resume();
     });
   }
 

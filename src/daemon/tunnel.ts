@@ -127,6 +127,12 @@ export class Tunnel {
             this.opts.log.debug("tunnel datagram dropped", { err: (e as Error).message });
           }
         },
+        // ICMP errors (e.g. port unreachable after a peer went away) surface here; they must
+        // never take the daemon down.
+        error: (...args: unknown[]) => {
+          const err = args.find((a) => a instanceof Error) as Error | undefined;
+          this.opts.log.debug("tunnel socket error", { err: err?.message ?? String(args[0]) });
+        },
       },
     });
     const s = this.sock;
@@ -171,12 +177,39 @@ export class Tunnel {
     return p;
   }
 
+  /**
+   * Nodes whose trust we revoked. Their key exchanges and plaintext frames are refused until trust
+   * is re-established (unblock), so an untrusted peer cannot simply re-key its way back in. The
+   * reference keeps accepting them (services.md §13.10-1: no service checks trust); refusing is a
+   * local policy a reference peer cannot observe except as silence.
+   */
+  private blocked = new Set<number>();
+
+  block(nodeId: number): void {
+    this.blocked.add(nodeId);
+    this.removePeer(nodeId);
+  }
+
+  unblock(nodeId: number): void {
+    this.blocked.delete(nodeId);
+  }
+
+  isBlocked(nodeId: number): boolean {
+    return this.blocked.has(nodeId);
+  }
+
   /** Trust revoked: forget endpoint and session (wire.md §4.9). */
   removePeer(nodeId: number): void {
     const p = this.peers.get(nodeId);
     if (!p) return;
     if (p.pending.length) this.peersWithPending--;
     this.peers.delete(nodeId);
+  }
+
+  /** Send our key exchange again now (the peer may have lost its session). */
+  rekey(nodeId: number): void {
+    const p = this.peers.get(nodeId);
+    if (p && this.opts.encrypt) this.sendKeyExchange(p, true);
   }
 
   setRelay(nodeId: number): void {
@@ -338,6 +371,7 @@ export class Tunnel {
         this.stats.pktsRecv++;
         // An encrypted session exists for this peer: PILT is still accepted (interop, wire.md §3.2)
         // but only from peers whose session is not established yet, or when encryption is off.
+        if (this.blocked.has(pkt.src.node)) return;
         const p = this.peers.get(pkt.src.node);
         if (this.opts.encrypt && p?.crypto.session && p.crypto.authenticated) {
           // Reference peers send PILT copies only while THEY lack a session; once we have an
@@ -394,7 +428,7 @@ export class Tunnel {
     const parsed = authenticated ? this.kx.parsePILA(buf) : this.kx.parsePILK(buf);
     if (!parsed) return;
     const nodeId = parsed.nodeId;
-    if (nodeId === this.localNodeId) return;
+    if (nodeId === this.localNodeId || this.blocked.has(nodeId)) return;
     const regKey = await this.opts.lookupPublicKey(nodeId).catch(() => null);
     if (authenticated) {
       // wire.md §4.7: the Ed25519 key in the frame must equal the registry's, signature valid.
@@ -472,6 +506,7 @@ export class Tunnel {
         // any source address — beacon.md Observations — which lets anyone inject frames).
         if (this.beacon && !(from.port === this.beacon.port && sameHost(from.ip, this.beacon.ip))) return;
         const src = m.sender;
+        if (this.blocked.has(src)) return;
         let p = this.peers.get(src);
         if (!p) p = this.addPeerSilently(src, this.beacon, true);
         p.relay = true;

@@ -132,7 +132,7 @@ export class Cluster {
       ...extra,
     ];
     const proc = spawnTool("pilot-daemon", args, { HOME: home }, name);
-    const m = await proc.waitFor(/daemon running node_id=(\d+) addr=(\S+)/);
+    const m = await proc.waitFor(/daemon running"? node_id=(\d+) addr=(\S+)/);
     const h: DaemonHandle = { name, socket, home, identity, proc, nodeId: Number(m[1]), address: m[2], args };
     this.daemons.push(h);
     return h;
@@ -141,7 +141,7 @@ export class Cluster {
   async restartDaemon(h: DaemonHandle): Promise<DaemonHandle> {
     await h.proc.kill("SIGTERM");
     const proc = spawnTool("pilot-daemon", h.args, { HOME: h.home }, h.name);
-    const m = await proc.waitFor(/daemon running node_id=(\d+) addr=(\S+)/);
+    const m = await proc.waitFor(/daemon running"? node_id=(\d+) addr=(\S+)/);
     h.proc = proc;
     h.nodeId = Number(m[1]);
     h.address = m[2];
