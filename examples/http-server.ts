@@ -61,7 +61,7 @@ async function respond(conn: DriverConn, port: number, method: string, path: str
 }
 
 async function serveConn(conn: DriverConn, port: number): Promise<void> {
-  let buf = new Uint8Array(0);
+  let buf: Uint8Array = new Uint8Array(0);
   const dec = new TextDecoder();
   try {
     for (;;) {
