@@ -133,7 +133,7 @@ strip_rc() { # file
 
 fetch() { # url dest
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 2 -o "$2" "$1"
+    curl -fsSL --retry 2 --connect-timeout 30 -o "$2" "$1"
   elif command -v wget >/dev/null 2>&1; then
     wget -q -O "$2" "$1"
   else
@@ -186,6 +186,11 @@ uninstall() {
         sctl disable --now pilot-daemon >/dev/null 2>&1 || true
       fi
       rm -f "$unit"
+      # Drop the ~/.config/systemd/user directories if the installer's unit was all they held.
+      if ! is_root && [ -z "${PILOT_SYSTEMD_DIR:-}" ]; then
+        d="$(systemd_dir)"
+        while [ "$d" != "$HOME" ] && [ "$d" != "/" ] && rmdir "$d" 2>/dev/null; do d="$(dirname "$d")"; done
+      fi
       if [ -z "$NO_SERVICE" ] && command -v systemctl >/dev/null 2>&1; then
         sctl daemon-reload >/dev/null 2>&1 || true
       fi
