@@ -6,7 +6,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { chmodSync, unlinkSync, existsSync } from "node:fs";
 import { FrameDecoder, MAX_FRAME } from "../proto/framing.ts";
 import { decodeIpc, encodeIpcFrame, type IpcMsg, type HandshakeSub, type JsonObject } from "../proto/ipc.ts";
-import type { Addr } from "../proto/types.ts";
+import { ProtoError, type Addr } from "../proto/types.ts";
 import type { StreamConn } from "../transport/api.ts";
 import type { Logger } from "./log.ts";
 
@@ -38,12 +38,35 @@ const DGRAM_DROP_LEVEL = 8 * 1024 * 1024;
 
 type Reply = IpcMsg | null;
 
+/** Largest data per Recv push so the frame stays within 1 MiB (cmd + conn_id = 5 bytes). */
+const MAX_RECV_DATA = MAX_FRAME - 5;
+/** How often connections that blocked a client's Sends are checked for having closed. */
+const SEND_BLOCK_CHECK_MS = 500;
+
+const discard = (): void => {};
+
+/**
+ * Run a DaemonApi call so that a synchronous throw becomes a rejected promise.
+ * FIX: a DaemonApi method that threw synchronously (e.g. info()) used to escape the socket's
+ * 'data' handler as an uncaught exception and kill the daemon; now it becomes an Error reply.
+ */
+function call<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
 class Client {
   readonly decoder = new FrameDecoder(MAX_CLIENT_FRAME);
   readonly ports = new Map<number, () => void>();
   readonly conns = new Map<number, StreamConn>();
   private replyChain: Promise<void> = Promise.resolve();
   private pausedConns = new Set<StreamConn>();
+  /** Connections whose write() returned false: the client's socket is not read until all drain. */
+  private sendBlocked = new Set<StreamConn>();
+  private sendBlockTimer: ReturnType<typeof setInterval> | null = null;
   closed = false;
   dgramDropped = 0;
 
@@ -60,9 +83,31 @@ class Client {
     });
   }
 
+  /**
+   * Write one message; never throws.
+   * FIX: encodeIpcFrame throws for bodies > 1 MiB (or out-of-range fields). That used to throw
+   * out of transport callbacks, or reject the reply chain — after which every later reply of the
+   * client was lost and the unhandled rejection terminated the daemon. Now an oversized Recv is
+   * split into <= 1 MiB pushes (byte-stream semantics, ipc.md §4.5) and an unencodable reply is
+   * replaced by an Error carrying the reason, so the client still gets exactly one reply.
+   */
   write(msg: IpcMsg): boolean {
-    if (this.closed) return false;
-    return this.sock.write(encodeIpcFrame(msg, MAX_FRAME));
+    if (this.closed || this.sock.destroyed) return false;
+    if (msg.cmd === "Recv" && msg.data.length > MAX_RECV_DATA) {
+      let ok = true;
+      for (let off = 0; off < msg.data.length; off += MAX_RECV_DATA) {
+        ok = this.write({ cmd: "Recv", connId: msg.connId, data: msg.data.subarray(off, off + MAX_RECV_DATA) });
+      }
+      return ok;
+    }
+    let frame: Uint8Array;
+    try {
+      frame = encodeIpcFrame(msg, MAX_FRAME);
+    } catch (e) {
+      if (msg.cmd === "Error") return true;
+      return this.write({ cmd: "Error", code: 1, message: (e as Error).message });
+    }
+    return this.sock.write(frame);
   }
 
   get backlog(): number {
@@ -80,13 +125,27 @@ class Client {
         r = { cmd: "Error", code: 1, message: (e as Error).message };
       }
       await prev;
+      // FIX: the chain must never reject (a rejected link loses every later reply and crashes
+      // the daemon as an unhandled rejection); write() no longer throws and `after` is guarded.
       if (r) this.write(r);
-      after?.();
+      try {
+        after?.();
+      } catch (e) {
+        this.srv.warn("ipc reply hook failed", e);
+      }
     })();
   }
 
   /** Own a connection: push its data (Recv), its end (CloseOK) and honour backpressure. */
   adopt(c: StreamConn): void {
+    if (this.closed) {
+      // FIX: a connection accepted (or dialed) for a client that has already gone used to be
+      // recorded in a map nobody cleans any more, leaking an open connection. Close it instead.
+      c.onData = discard;
+      c.resume();
+      c.end();
+      return;
+    }
     this.conns.set(c.id, c);
     let ended = false;
     const finish = () => {
@@ -108,19 +167,64 @@ class Client {
     c.resume();
   }
 
+  /**
+   * Send backpressure: stop reading the client until `conn` drains.
+   * FIX: the socket used to be resumed only by the connection's onDrain. A connection that closed
+   * (RST, abort, idle timeout) while blocked never drains, which froze the client for good: none
+   * of its later requests (even Info) were read. Now the client is also released when the
+   * connection is no longer writable, and it stays paused while ANY blocked connection is full
+   * (several connections blocking at once used to resume on the first drain).
+   */
+  blockSend(conn: StreamConn): void {
+    if (this.closed || this.sendBlocked.has(conn)) return;
+    this.sendBlocked.add(conn);
+    this.sock.pause();
+    const prev = conn.onDrain;
+    const hook = (): void => {
+      if (conn.onDrain === hook) conn.onDrain = prev;
+      this.unblockSend(conn);
+      prev?.();
+    };
+    conn.onDrain = hook;
+    if (!this.sendBlockTimer) {
+      this.sendBlockTimer = setInterval(() => {
+        for (const b of this.sendBlocked) {
+          if (b.state !== "ESTABLISHED" && b.state !== "CLOSE_WAIT") this.unblockSend(b);
+        }
+      }, SEND_BLOCK_CHECK_MS);
+    }
+  }
+
+  private unblockSend(conn: StreamConn): void {
+    if (!this.sendBlocked.delete(conn)) return;
+    if (this.sendBlocked.size > 0) return;
+    if (this.sendBlockTimer) clearInterval(this.sendBlockTimer);
+    this.sendBlockTimer = null;
+    if (!this.closed) this.sock.resume();
+  }
+
   cleanup(): void {
     if (this.closed) return;
     this.closed = true;
     // ipc.md §7: close owned connections (FIN), then unbind ports.
     for (const c of this.conns.values()) {
-      c.onData = c.onEnd = c.onClose = null;
+      // FIX: connections paused for this client's backpressure stayed paused forever, so their
+      // receive side (and the peer's FIN behind the buffered data) was never processed and the
+      // connection never finished closing. Discard further data and resume before the FIN.
+      c.onData = discard;
+      c.onEnd = c.onClose = null;
       try {
+        c.resume();
         c.end();
       } catch {
         /* already closed */
       }
     }
     this.conns.clear();
+    this.pausedConns.clear();
+    this.sendBlocked.clear();
+    if (this.sendBlockTimer) clearInterval(this.sendBlockTimer);
+    this.sendBlockTimer = null;
     for (const unbind of this.ports.values()) unbind();
     this.ports.clear();
     this.srv.clients.delete(this);
@@ -135,6 +239,11 @@ export class IpcServer {
     private readonly api: DaemonApi,
     private readonly log: Logger,
   ) {}
+
+  /** @internal log helper for Client. */
+  warn(msg: string, e: unknown): void {
+    this.log.warn(msg, { err: e instanceof Error ? e.message : String(e) });
+  }
 
   async listen(path: string): Promise<void> {
     // ipc.md §12.3-2: do not steal a live daemon's socket.
@@ -217,7 +326,18 @@ export class IpcServer {
         sock.destroy();
         return;
       }
-      for (const f of frames) this.onFrame(c, f);
+      for (const f of frames) {
+        if (c.closed) return;
+        try {
+          this.onFrame(c, f);
+        } catch (e) {
+          // FIX: an unexpected throw while handling one request used to escape the 'data'
+          // handler and terminate the daemon. Answer it with an Error instead so the client's
+          // positional reply correlation (ipc.md §6) stays intact.
+          this.warn("ipc request failed", e);
+          if (f[0] !== 0x06 && f[0] !== 0x0b) c.enqueue({ cmd: "Error", code: 1, message: (e as Error).message });
+        }
+      }
     });
     sock.on("close", () => c.cleanup());
     sock.on("error", () => c.cleanup());
@@ -234,33 +354,49 @@ export class IpcServer {
     const api = this.api;
     switch (msg.cmd) {
       case "Bind": {
+        const port = msg.port;
+        // FIX: Accept pushes used to be written as soon as a connection arrived, even while the
+        // BindOK was still queued behind an earlier slow request (e.g. a Dial). The reference
+        // driver drops an Accept for a port it has not seen BindOK for (ipc.md §12.2-6), so the
+        // connection was lost. Connections now wait (paused) until the BindOK is on the wire.
+        let ready = false;
+        const early: StreamConn[] = [];
+        const announce = (conn: StreamConn): void => {
+          if (c.closed) {
+            c.adopt(conn); // closes it
+            return;
+          }
+          c.write({ cmd: "Accept", localPort: port, connId: conn.id, remote: conn.remoteAddr, remotePort: conn.remotePort });
+          c.adopt(conn); // Accept precedes any Recv for the connection
+        };
+        let unbind: () => void;
         try {
-          const port = msg.port;
-          const unbind = api.bind(port, (conn) => {
-            // Accept push, then adopt (Accept precedes any Recv for the connection).
+          unbind = api.bind(port, (conn) => {
             conn.pause();
-            c.write({ cmd: "Accept", localPort: port, connId: conn.id, remote: conn.remoteAddr, remotePort: conn.remotePort });
-            c.adopt(conn);
+            if (ready) announce(conn);
+            else early.push(conn);
           });
-          c.ports.set(port, unbind);
-          c.enqueue({ cmd: "BindOK", port });
         } catch (e) {
           c.enqueue({ cmd: "Error", code: 1, message: (e as Error).message });
+          return;
         }
+        c.ports.set(port, unbind);
+        c.enqueue({ cmd: "BindOK", port }, () => {
+          ready = true;
+          for (const conn of early.splice(0)) announce(conn);
+        });
         return;
       }
       case "Dial": {
         let conn: StreamConn | null = null;
-        const p = api.dial(msg.addr, msg.port).then((cn) => {
+        const { addr, port } = msg;
+        const p = call(() => api.dial(addr, port)).then((cn) => {
           conn = cn;
           cn.pause(); // hold data until the DialOK is on the wire
           return { cmd: "DialOK", connId: cn.id } as IpcMsg;
         });
         c.enqueue(p, () => {
-          if (conn) {
-            if (c.closed) conn.end();
-            else c.adopt(conn);
-          }
+          if (conn) c.adopt(conn); // closes it if the client has gone meanwhile
         });
         return;
       }
@@ -273,23 +409,19 @@ export class IpcServer {
           return;
         }
         try {
-          if (!conn.write(msg.data)) {
-            // Backpressure: stop reading this client until the connection drains.
-            c.sock.pause();
-            const prev = conn.onDrain;
-            conn.onDrain = () => {
-              conn.onDrain = prev;
-              c.sock.resume();
-              prev?.();
-            };
-          }
+          if (!conn.write(msg.data)) c.blockSend(conn);
         } catch (e) {
           this.log.debug("ipc send failed", { conn_id: msg.connId, err: (e as Error).message });
         }
         return;
       }
       case "Close": {
-        api.closeConn(msg.connId);
+        try {
+          api.closeConn(msg.connId);
+        } catch (e) {
+          // Close always answers CloseOK (ipc.md §4.6); a failing close is only logged.
+          this.log.debug("ipc close failed", { conn_id: msg.connId, err: (e as Error).message });
+        }
         c.enqueue({ cmd: "CloseOK", connId: msg.connId });
         return;
       }
@@ -298,41 +430,42 @@ export class IpcServer {
           this.log.debug("sendto broadcast refused");
           return;
         }
-        api.sendTo(msg.addr, msg.port, msg.data).catch((e) => this.log.debug("sendto failed", { err: (e as Error).message }));
+        const { addr, port, data } = msg;
+        call(() => api.sendTo(addr, port, data)).catch((e) => this.log.debug("sendto failed", { err: (e as Error).message }));
         return;
       }
       case "Info":
-        c.enqueue({ cmd: "InfoOK", json: api.info() });
+        c.enqueue(call(() => api.info()).then((json) => ({ cmd: "InfoOK", json }) as IpcMsg));
         return;
       case "Handshake": {
         const { cmd: _cmd, ...sub } = msg;
-        c.enqueue(api.handshake(sub as HandshakeSub).then((json) => ({ cmd: "HandshakeOK", json }) as IpcMsg));
+        c.enqueue(call(() => api.handshake(sub as HandshakeSub)).then((json) => ({ cmd: "HandshakeOK", json }) as IpcMsg));
         return;
       }
       case "ResolveHostname":
-        c.enqueue(api.resolveHostname(msg.hostname).then((json) => ({ cmd: "ResolveHostnameOK", json }) as IpcMsg));
+        { const v = msg.hostname; c.enqueue(call(() => api.resolveHostname(v)).then((json) => ({ cmd: "ResolveHostnameOK", json }) as IpcMsg)); }
         return;
       case "SetHostname":
-        c.enqueue(api.setHostname(msg.hostname).then((json) => ({ cmd: "SetHostnameOK", json }) as IpcMsg));
+        { const v = msg.hostname; c.enqueue(call(() => api.setHostname(v)).then((json) => ({ cmd: "SetHostnameOK", json }) as IpcMsg)); }
         return;
       case "SetVisibility":
-        c.enqueue(api.setVisibility(msg.public).then((json) => ({ cmd: "SetVisibilityOK", json }) as IpcMsg));
+        { const v = msg.public; c.enqueue(call(() => api.setVisibility(v)).then((json) => ({ cmd: "SetVisibilityOK", json }) as IpcMsg)); }
         return;
       case "Deregister":
-        c.enqueue(api.deregister().then((json) => ({ cmd: "DeregisterOK", json }) as IpcMsg));
+        c.enqueue(call(() => api.deregister()).then((json) => ({ cmd: "DeregisterOK", json }) as IpcMsg));
         return;
       case "SetTags":
         if (msg.tags && msg.tags.length > 3) {
           c.enqueue({ cmd: "Error", code: 1, message: "set_tags: maximum 3 tags allowed" });
           return;
         }
-        c.enqueue(api.setTags(msg.tags).then((json) => ({ cmd: "SetTagsOK", json }) as IpcMsg));
+        { const v = msg.tags; c.enqueue(call(() => api.setTags(v)).then((json) => ({ cmd: "SetTagsOK", json }) as IpcMsg)); }
         return;
       case "SetWebhook":
-        c.enqueue(api.setWebhook(msg.url).then((json) => ({ cmd: "SetWebhookOK", json }) as IpcMsg));
+        { const v = msg.url; c.enqueue(call(() => api.setWebhook(v)).then((json) => ({ cmd: "SetWebhookOK", json }) as IpcMsg)); }
         return;
       case "SetTaskExec":
-        c.enqueue(api.setTaskExec(msg.enabled).then((json) => ({ cmd: "SetTaskExecOK", json }) as IpcMsg));
+        { const v = msg.enabled; c.enqueue(call(() => api.setTaskExec(v)).then((json) => ({ cmd: "SetTaskExecOK", json }) as IpcMsg)); }
         return;
       default:
         c.enqueue({ cmd: "Error", code: 1, message: `unknown command: 0x${hex2(body[0])}` });
@@ -347,24 +480,23 @@ function hex2(n: number): string {
 /** Map a decode failure to the reference's error text for that command (ipc.md §5). */
 function errorFor(body: Uint8Array, e: Error): IpcMsg | null {
   const cmd = body[0];
-  const texts: Record<number, string> = {
-    0x01: "bind: missing port",
-    0x03: "dial: missing address/port",
-    0x08: "close: missing conn_id",
-    0x0f: "handshake: missing sub-command",
-    0x11: "resolve_hostname: missing hostname",
-    0x15: "set_visibility: missing value",
-    0x1d: "set_task_exec: missing value",
-  };
   if (cmd === 0x06 || cmd === 0x0b) return null; // Send/SendTo: no reply (ipc.md §12.2-2)
-  if (cmd === 0x0f && body.length >= 2) {
-    const sub = body[1];
-    const names: Record<number, string> = { 1: "request", 2: "approve", 3: "reject", 6: "revoke" };
-    if (names[sub]) return { cmd: "Error", code: 1, message: `handshake ${names[sub]}: missing node_id` };
-    return { cmd: "Error", code: 1, message: `handshake: unknown sub-command 0x${hex2(sub)}` };
+  // decodeIpc's ProtoError messages are exactly the reference's Error texts (src/proto/ipc.ts
+  // header). FIX: set_tags used to be prefixed twice ("set_tags: invalid JSON: set_tags: invalid
+  // JSON: ..."), and a reply/push byte sent by a client with a malformed payload is still
+  // "unknown command" (checked below, decodeIpc reports truncation for those).
+  if (e instanceof ProtoError && (e.code === "ipc_malformed" || e.code === "ipc_unknown_command" || e.code === "ipc_invalid_json") && isRequestByte(cmd)) {
+    return { cmd: "Error", code: 1, message: e.message };
   }
-  if (cmd === 0x19) return { cmd: "Error", code: 1, message: `set_tags: invalid JSON: ${e.message}` };
-  const t = texts[cmd];
-  if (t) return { cmd: "Error", code: 1, message: t };
   return { cmd: "Error", code: 1, message: `unknown command: 0x${hex2(cmd)}` };
+}
+
+function isRequestByte(cmd: number): boolean {
+  switch (cmd) {
+    case 0x01: case 0x03: case 0x06: case 0x08: case 0x0b: case 0x0d: case 0x0f: case 0x11:
+    case 0x13: case 0x15: case 0x17: case 0x19: case 0x1b: case 0x1d:
+      return true;
+    default:
+      return false;
+  }
 }
