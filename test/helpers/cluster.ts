@@ -18,7 +18,9 @@ export interface Proc {
 }
 
 export function spawnTool(tool: string, args: string[], env: Record<string, string> = {}, label = tool): Proc {
-  const proc = Bun.spawn([BUN, MAIN, tool, ...args], {
+  // PILOT_BUN_ARGS (e.g. "--cpu-prof") is passed to bun for daemons when profiling.
+  const extraBun = tool === "pilot-daemon" && process.env.PILOT_BUN_ARGS ? process.env.PILOT_BUN_ARGS.split(" ") : [];
+  const proc = Bun.spawn([BUN, ...extraBun, MAIN, tool, ...args], {
     cwd: REPO,
     env: { ...process.env, ...env },
     stdin: "ignore",
