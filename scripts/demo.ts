@@ -90,11 +90,11 @@ async function main(): Promise<number> {
     const got = readdirSync(recvDir).map((f) => createHash("sha256").update(readFileSync(join(recvDir, f))).digest("hex"));
     process.stdout.write(got.includes(want) ? green(`   ✓ bob received payload.bin, sha256 ${want.slice(0, 16)}…\n`) : red(`   ✗ file not found or corrupted\n`));
 
-    say("Publish / subscribe", "event stream service (port 1002)");
-    const sub = cl.ctl(bob, ["subscribe", "alice", "news", "--count", "1", "--timeout", "10s"], { json: false });
+    say("Publish / subscribe", "event stream broker on bob (port 1002): one connection subscribes, another publishes");
+    const sub = cl.ctl(alice, ["subscribe", "bob", "news", "--count", "1", "--timeout", "10s"], { json: false });
     await Bun.sleep(1500);
     await ctl(cl, alice, ["publish", "bob", "news", "--data", "pilot-ts is up"]);
-    show("subscribe alice news --count 1 (on bob, started earlier)", await sub);
+    show("subscribe bob news --count 1 (started earlier)", await sub);
 
     say("Benchmark", "throughput through the echo service over the encrypted tunnel");
     await ctl(cl, alice, ["bench", "bob", "4"]);
