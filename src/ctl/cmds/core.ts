@@ -1,5 +1,6 @@
 // Identity/discovery, settings, trust, management, mailbox, config and registry commands.
-import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { encodePublicKey, encodeSignature, generateIdentity, type Identity, loadIdentity, loadOrCreateIdentity, saveIdentity, sign } from "../../crypto/identity.ts";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
@@ -417,27 +418,61 @@ export async function lookup(ctx: Ctx, args: string[]): Promise<void> {
   ctx.ok(regResult("lookup", r));
 }
 
-/** register / rotate-key need the node's identity to sign (fix of cli.md §11.2-2/3). */
-async function registryClient(): Promise<Record<string, unknown> | null> {
+/** Identity used by register / rotate-key: config.json `identity`, else the first existing of
+ *  ~/.pilot/identity.key (pilotctl daemon start) and ~/.pilot/identity.json (install.sh units). */
+function identityPath(): string {
+  const c = cfgStr(loadConfig(), "identity");
+  if (c) return c;
+  for (const n of ["identity.key", "identity.json"]) if (existsSync(join(pilotDir(), n))) return join(pilotDir(), n);
+  return join(pilotDir(), "identity.key");
+}
+function loadId(create: boolean): { path: string; id: Identity } {
+  const path = identityPath();
   try {
-    return (await import("../../daemon/registry-client" + ".ts")) as Record<string, unknown>;
-  } catch {
-    return null;
+    const id = create ? loadOrCreateIdentity(path) : loadIdentity(path);
+    if (!id) throw new CtlError("not_found", `no identity at ${path}`, "register first: pilotctl register (or start the daemon once)");
+    return { path, id };
+  } catch (e) {
+    if (e instanceof CtlError) throw e;
+    throw new CtlError("internal", `identity: ${(e as Error).message}`);
   }
 }
 
+// Fix (cli.md §11.2-2): the reference sends no public key, so registration always fails. We send
+// the local identity's key (generated and saved when missing, like the daemon); the output shape
+// is the registry response, as in the reference.
 export async function register(ctx: Ctx, args: string[]): Promise<void> {
-  const mod = await registryClient();
-  if (!mod) throw new CtlError("unavailable", "register is not available in this build (registry client missing)", "start the daemon instead: pilotctl daemon start (it registers automatically)");
-  const r = await registryRequest(getRegistry(), { type: "register", listen_addr: args[0] ?? "" });
+  const { id } = loadId(true);
+  const cfg = loadConfig();
+  const msg: J = { type: "register", public_key: encodePublicKey(id.publicKey), listen_addr: args[0] ?? "" };
+  if (cfgStr(cfg, "owner")) msg.owner = cfgStr(cfg, "owner");
+  const r = await registryRequest(getRegistry(), msg);
   ctx.ok(regResult("register", r));
 }
 
+// Fix (cli.md §11.2-3): a real rotation. A new Ed25519 key is generated, the request is signed
+// with the CURRENT key (challenge `rotate:<id>`; timestamped first, which pilot-ts registries
+// require for subscribed nodes, then plain as the reference registry expects), and on success the
+// new identity replaces the identity file (previous one kept as ⟨file⟩.old). The <owner> argument
+// is kept for compatibility and sent as `owner` (ignored by registries that do not use it).
 export async function rotateKey(ctx: Ctx, args: string[]): Promise<void> {
   if (args.length < 2) throw usage("pilotctl rotate-key <node_id> <owner>");
   const n = parseNodeId(args[0]);
-  void n;
-  throw new CtlError("unavailable", "rotate-key is not available yet (requires signing with the node identity)", "restart the daemon with a new --identity file to get a new key");
+  const { path, id } = loadId(false);
+  const fresh = generateIdentity();
+  const nk = encodePublicKey(fresh.publicKey);
+  const base: J = { type: "rotate_key", node_id: n, new_public_key: nk, owner: args[1] };
+  const ts = Date.now();
+  let r = await registryRequest(getRegistry(), { ...base, ts, signature: encodeSignature(sign(id, `rotate:${n}:${ts}`)) });
+  if (r.type === "error") r = await registryRequest(getRegistry(), { ...base, signature: encodeSignature(sign(id, `rotate:${n}`)) });
+  regResult("rotate-key", r);
+  try {
+    copyFileSync(path, path + ".old");
+    saveIdentity(path, fresh);
+  } catch (e) {
+    throw new CtlError("internal", `key rotated in the registry but saving the new identity failed: ${(e as Error).message}`);
+  }
+  ctx.ok(r);
 }
 
 export { formatAddr };
