@@ -11,7 +11,17 @@ import * as os from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-export type Reporter = { add(name: string, value: number, unit: string, note?: string): void };
+/**
+ * `opts.limit` declares this figure a raw limit of the machine under a short key ("udp", "aes");
+ * `opts.vs` names limit keys this figure is divided by (ratio columns, summary table). Ratios are
+ * computed after all selected files ran, against limits measured in the same run (falling back
+ * to the previous results.json, marked "(old)", when the limit's file was not run).
+ */
+export interface AddOptions {
+  limit?: string;
+  vs?: string[];
+}
+export type Reporter = { add(name: string, value: number, unit: string, note?: string, opts?: AddOptions): void };
 
 export interface BenchResult {
   bench: string;
@@ -19,6 +29,10 @@ export interface BenchResult {
   value: number;
   unit: string;
   note?: string;
+  /** set when this figure is a raw limit (see AddOptions) */
+  limit?: string;
+  /** limit key → value ÷ limit value */
+  ratios?: Record<string, number>;
 }
 
 export interface Measured {
@@ -60,6 +74,13 @@ function fmtValue(v: number): string {
   return v.toPrecision(3);
 }
 
+function fmtRatio(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  if (x >= 10) return `${x.toFixed(0)}x`;
+  if (x >= 0.1) return `${x.toFixed(2)}x`;
+  return `${x.toPrecision(2)}x`;
+}
+
 function machineInfo() {
   const cpus = os.cpus();
   return {
@@ -88,14 +109,17 @@ export async function runBenches(argv: string[], dir: string = dirname(fileURLTo
   }
   const selected = wanted.length > 0 ? all.filter((b) => wanted.includes(b)) : all;
   const results: BenchResult[] = [];
+  const pendingVs = new Map<BenchResult, string[]>();
 
   for (const bench of selected) {
     const started = performance.now();
     console.error(`bench: running ${bench} ...`);
     const reporter: Reporter = {
-      add(name, value, unit, note) {
+      add(name, value, unit, note, opts) {
         const r: BenchResult = { bench, name, value, unit };
-        if (note !== undefined) r.note = note;
+        if (note !== undefined && note !== "") r.note = note;
+        if (opts?.limit) r.limit = opts.limit;
+        if (opts?.vs && opts.vs.length > 0) pendingVs.set(r, opts.vs);
         results.push(r);
         console.error(`  ${name}: ${fmtValue(value)} ${unit}${note ? `  (${note})` : ""}`);
       },
@@ -112,17 +136,6 @@ export async function runBenches(argv: string[], dir: string = dirname(fileURLTo
     }
   }
 
-  // Table.
-  const rows = results.map((r) => [r.bench, r.name, fmtValue(r.value), r.unit, r.note ?? ""]);
-  const head = ["bench", "name", "value", "unit", "note"];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (row: string[]) =>
-    row.map((c, i) => (i === 2 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ").trimEnd();
-  console.log(line(head));
-  console.log(widths.map((w) => "-".repeat(w)).join("  "));
-  for (const row of rows) console.log(line(row));
-  for (const e of errors) console.log(`FAILED ${e.bench}: ${e.error}`);
-
   // results.json: keep previous results of benches not run this time.
   const out = join(dir, "results.json");
   let previous: BenchResult[] = [];
@@ -132,6 +145,60 @@ export async function runBenches(argv: string[], dir: string = dirname(fileURLTo
   } catch {
     /* no previous file */
   }
+
+  // Ratios against raw limits: this run's limits first, else the kept previous ones.
+  const limits = new Map<string, { r: BenchResult; old: boolean }>();
+  for (const r of previous) if (r.limit) limits.set(r.limit, { r, old: true });
+  for (const r of results) if (r.limit) limits.set(r.limit, { r, old: false });
+  const ratioText = new Map<BenchResult, string>();
+  for (const [r, keys] of pendingVs) {
+    const parts: string[] = [];
+    for (const k of keys) {
+      const l = limits.get(k);
+      if (!l || !(l.r.value > 0)) {
+        parts.push(`${k}=?`);
+        continue;
+      }
+      const ratio = r.value / l.r.value;
+      (r.ratios ??= {})[k] = ratio;
+      parts.push(`${fmtRatio(ratio)} ${k}${l.old ? "(old)" : ""}`);
+    }
+    ratioText.set(r, parts.join(", "));
+  }
+
+  // Table.
+  const printTable = (head: string[], rows: string[][], rightAligned: number[]) => {
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+    const line = (row: string[]) => row.map((c, i) => (rightAligned.includes(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ").trimEnd();
+    console.log(line(head));
+    console.log(widths.map((w) => "-".repeat(w)).join("  "));
+    for (const row of rows) console.log(line(row));
+  };
+  printTable(
+    ["bench", "name", "value", "unit", "vs raw limit", "note"],
+    results.map((r) => [r.bench, r.name, fmtValue(r.value), r.unit, r.limit ? `[limit: ${r.limit}]` : (ratioText.get(r) ?? ""), r.note ?? ""]),
+    [2],
+  );
+  for (const e of errors) console.log(`FAILED ${e.bench}: ${e.error}`);
+
+  // Summary: every figure that is compared with a raw limit, then the limits themselves.
+  const compared = results.filter((r) => pendingVs.has(r));
+  if (compared.length > 0) {
+    console.log("");
+    console.log("Summary: system figures as a fraction of this machine's raw limits");
+    printTable(
+      ["figure", "value", "unit", "ratio to raw limit"],
+      compared.map((r) => [r.name, fmtValue(r.value), r.unit, ratioText.get(r) ?? ""]),
+      [1],
+    );
+    console.log("");
+    printTable(
+      ["limit", "value", "unit", "measured as"],
+      [...limits.entries()].map(([k, l]) => [k, fmtValue(l.r.value), l.r.unit, `${l.r.name}${l.old ? " (previous run)" : ""}`]),
+      [1],
+    );
+  }
+
   const doc = { machine: machineInfo(), date: new Date().toISOString(), results: [...previous, ...results], errors };
   writeFileSync(out, JSON.stringify(doc, null, 2) + "\n");
   console.error(`bench: wrote ${out}`);

@@ -1,0 +1,77 @@
+// Small helpers shared by bench/raw.ts and bench/system.ts.
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+
+export const BENCH_DIR = resolve(import.meta.dir, "..");
+export const RAW_PEER = join(BENCH_DIR, "lib/raw-peer.ts");
+
+/** A child process whose stdout is read line by line. */
+export class LineProc {
+  readonly proc: Subprocess<"ignore", "pipe", "pipe">;
+  private lines: string[] = [];
+  private waiters: ((l: string) => void)[] = [];
+  private stderr = "";
+  constructor(argv: string[]) {
+    this.proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    void this.pump();
+    void new Response(this.proc.stderr).text().then((t) => (this.stderr = t));
+  }
+  private async pump(): Promise<void> {
+    const dec = new TextDecoder();
+    let part = "";
+    for await (const ch of this.proc.stdout) {
+      part += dec.decode(ch, { stream: true });
+      let i: number;
+      while ((i = part.indexOf("\n")) >= 0) {
+        const l = part.slice(0, i);
+        part = part.slice(i + 1);
+        const w = this.waiters.shift();
+        if (w) w(l);
+        else this.lines.push(l);
+      }
+    }
+  }
+  /** Next stdout line (rejects after timeoutMs or when the process exits first). */
+  line(timeoutMs = 20000): Promise<string> {
+    const l = this.lines.shift();
+    if (l !== undefined) return Promise.resolve(l);
+    return new Promise((res, rej) => {
+      const t = setTimeout(() => rej(new Error(`child timed out: ${this.stderr}`)), timeoutMs);
+      const w = (x: string) => {
+        clearTimeout(t);
+        res(x);
+      };
+      this.waiters.push(w);
+      void this.proc.exited.then(async (code) => {
+        await Bun.sleep(50);
+        if (this.waiters.includes(w)) {
+          clearTimeout(t);
+          rej(new Error(`child exited ${code} before printing: ${this.stderr}`));
+        }
+      });
+    });
+  }
+  kill(): void {
+    if (this.proc.exitCode === null) this.proc.kill();
+  }
+}
+
+export function bunPeer(...args: string[]): LineProc {
+  return new LineProc([process.execPath, RAW_PEER, ...args]);
+}
+
+/** Resident set size of a process in MiB (Linux /proc), NaN elsewhere. */
+export function rssMiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+export function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
