@@ -4,7 +4,7 @@
 //
 //   bun scripts/build-binaries.ts [--targets linux-x64,linux-arm64,darwin-x64,darwin-arm64]
 //                                 [--current-only] [--outdir dist] [--no-minify] [--sourcemap]
-//                                 [--bench]
+//                                 [--no-bytecode] [--bench]
 //
 // Layout of dist/ after a full build:
 //   pilot-linux-amd64.tar.gz  pilot-linux-arm64.tar.gz  pilot-darwin-amd64.tar.gz
@@ -67,6 +67,8 @@ export interface BuildOptions {
   outdir: string;
   minify: boolean;
   sourcemap: boolean;
+  /** precompiled JSC bytecode in the executable (default on: measured ~2x faster startup) */
+  bytecode?: boolean;
   log?: (line: string) => void;
 }
 
@@ -133,6 +135,8 @@ export async function buildTarget(t: Target, o: BuildOptions): Promise<BuiltArch
     // The binaries must not pick up a bunfig.toml / .env from wherever they happen to run.
     "--no-compile-autoload-bunfig", "--no-compile-autoload-dotenv",
     ...(o.minify ? ["--minify"] : []),
+    // Bytecode: `pilotctl` startup ≈20 ms instead of ≈45 ms (see docs/install.md); ESM needs --compile.
+    ...(o.bytecode !== false ? ["--bytecode", "--format=esm"] : []),
     ...(o.sourcemap ? ["--sourcemap=inline"] : []),
     join(ROOT, "src", "main.ts"), "--outfile", compiled,
   ];
@@ -208,6 +212,7 @@ export function parseArgs(argv: string[]): BuildOptions & { bench: boolean } {
   let minify = true;
   let sourcemap = false;
   let bench = false;
+  let bytecode = true;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = (): string => {
@@ -228,9 +233,10 @@ export function parseArgs(argv: string[]): BuildOptions & { bench: boolean } {
     else if (a === "--no-minify") minify = false;
     else if (a === "--sourcemap") sourcemap = true;
     else if (a === "--bench") bench = true;
+    else if (a === "--no-bytecode") bytecode = false;
     else throw new Error(`unknown option ${a}`);
   }
-  return { targets, outdir, minify, sourcemap, bench };
+  return { targets, outdir, minify, sourcemap, bytecode, bench };
 }
 
 if (import.meta.main) {
