@@ -1,7 +1,8 @@
 // Black-box pilotctl against a real rendezvous + three real daemons on loopback (cli.md §2-§4).
 // Every command is run as a real `pilotctl` process, in human and --json mode, and its stdout,
 // stderr and exit code are checked.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+setDefaultTimeout(40000);
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -193,12 +194,12 @@ describe("node settings", () => {
       const s = await human(C, ["set-webhook", url]);
       expect(s.stdout).toBe(`webhook set: ${url}\napplied to running daemon\n`);
       expect(JSON.parse(readFileSync(join(C.home, ".pilot/config.json"), "utf8")).webhook).toBe(url);
-      // Cause an event at C: A pings C's echo port after trust? C is untrusted; a handshake request emits events.
+      // Cause events at C: publish on its own broker (pubsub.subscribed / pubsub.published).
       await ctl(C, ["set-hostname", "ctl-hook"]);
+      okEnv(await ctl(C, ["publish", C.address, "hooks", "--data", "x"]));
+      await until(async () => got.some((e) => e.event === "pubsub.published"), "webhook delivery");
+      expect(got.find((e) => e.event === "pubsub.published")).toMatchObject({ node_id: C.nodeId, data: { size: 1, topic: "hooks" } });
       await ctl(A, ["handshake", String(C.nodeId), "hook"]);
-      await until(async () => got.length > 0, "webhook delivery");
-      expect(got[0]).toMatchObject({ node_id: C.nodeId });
-      expect(typeof got[0].event).toBe("string");
       const c = await ctl(C, ["clear-webhook"]);
       expect(c.stdout).toBe('{"data":{"applied":true,"webhook":""},"status":"ok"}\n');
       expect(JSON.parse(readFileSync(join(C.home, ".pilot/config.json"), "utf8")).webhook).toBeUndefined();
@@ -349,8 +350,9 @@ describe("data exchange", () => {
     await Bun.sleep(1500);
     const p1 = await ctl(A, ["publish", B.address, "status", "--data", "online"]);
     expect(p1.stdout).toBe(`{"data":{"bytes":6,"target":"${B.address}","topic":"status"},"status":"ok"}\n`);
-    const p2 = await human(C, ["publish", A.address, "x", "--data", "y"]); // untrusted → dial failure
+    const p2 = await human(C, ["publish", B.address, "x", "--data", "y"]); // untrusted → dial failure
     expect(p2.code).toBe(1);
+    expect(p2.stderr).toBe(`error: cannot connect to ${B.address} (event stream port 1002)\nhint:  check that ${B.address} is reachable: pilotctl ping ${B.address}\n`);
     const p3 = await ctl(A, ["publish", B.address, "other", "--data", "two"]);
     expect(p3.code).toBe(0);
     const s = await sub;
@@ -463,19 +465,28 @@ describe("tasks over port 1003", () => {
     expect(readFileSync(resFile, "utf8")).toBe("done: 42");
     await until(async () => JSON.parse(readFileSync(join(A.home, ".pilot/tasks/submitted", `${id}.json`), "utf8")).status === "COMPLETED", "submitter COMPLETED");
     expect((await ctl(B, ["task", "send-results", "--id", id, "--results", "again"])).err).toMatchObject({ code: "invalid_state", message: `task ${id} cannot receive results (status: SUCCEEDED)` });
-    // decline path + file results
-    const id2 = okEnv(await ctl(A, ["task", "submit", String(B.nodeId), "--task", "second"])).task_id;
-    expect((await ctl(B, ["task", "decline", "--id", id2])).err).toMatchObject({ code: "invalid_argument", message: "--justification is required" });
-    const dc = await ctl(B, ["task", "decline", "--id", id2, "--justification", "busy now"]);
+    // Polo: A paid 1 and B earned a reward, so A's next submission to B is refused (exit 0, accepted:false).
+    const rej = okEnv(await ctl(A, ["task", "submit", B.address, "--task", "refused"]));
+    expect(rej).toMatchObject({ accepted: false, status: 400 });
+    expect(rej.message).toMatch(/^Polo score too low: submitter=-?\d+, receiver=\d+$/);
+    // decline path + file results, B → A this time
+    const id2 = okEnv(await ctl(B, ["task", "submit", String(A.nodeId), "--task", "second"])).task_id;
+    expect((await ctl(A, ["task", "decline", "--id", id2])).err).toMatchObject({ code: "invalid_argument", message: "--justification is required" });
+    const dc = await ctl(A, ["task", "decline", "--id", id2, "--justification", "busy now"]);
+    expect(dc.stderr).toBe("");
     expect(dc.stdout).toBe(`{"data":{"justification":"busy now","message":"Task declined","status":"DECLINED","task_id":"${id2}"},"status":"ok"}\n`);
-    await until(async () => JSON.parse(readFileSync(join(A.home, ".pilot/tasks/submitted", `${id2}.json`), "utf8")).status === "DECLINED", "submitter DECLINED");
-    const id3 = okEnv(await ctl(A, ["task", "submit", B.address, "--task", "third"])).task_id;
-    okEnv(await ctl(B, ["task", "accept", "--id", id3]));
+    await until(async () => JSON.parse(readFileSync(join(B.home, ".pilot/tasks/submitted", `${id2}.json`), "utf8")).status === "DECLINED", "submitter DECLINED");
+    expect((await ctl(A, ["task", "accept", "--id", id2])).err).toMatchObject({ code: "invalid_state", message: `task ${id2} is already DECLINED` });
+    const s3 = okEnv(await ctl(B, ["task", "submit", A.address, "--task", "third"]));
+    expect(s3.accepted).toBe(true);
+    const id3 = s3.task_id;
+    okEnv(await ctl(A, ["task", "accept", "--id", id3]));
     const rf = join(cl.dir, "report.md");
     writeFileSync(rf, "# report\n");
-    const fr = okEnv(await ctl(B, ["task", "send-results", "--id", id3, "--file", rf]));
-    expect(fr).toEqual({ file_size: 9, filename: "report.md", sent_to: A.address, sent_type: "file", status: "SUCCEEDED", task_id: id3 });
-    await until(async () => existsSync(join(A.home, ".pilot/tasks/results", `${id3}_report.md`)), "file result at submitter");
+    const fr = okEnv(await ctl(A, ["task", "send-results", "--id", id3, "--file", rf]));
+    expect(fr).toEqual({ file_size: 9, filename: "report.md", sent_to: B.address, sent_type: "file", status: "SUCCEEDED", task_id: id3 });
+    await until(async () => existsSync(join(B.home, ".pilot/tasks/results", `${id3}_report.md`)), "file result at submitter");
+    expect(readFileSync(join(B.home, ".pilot/tasks/results", `${id3}_report.md`), "utf8")).toBe("# report\n");
     const noTask = await ctl(A, ["task", "submit", B.address]);
     expect(noTask.err).toMatchObject({ code: "invalid_argument", message: "--task is required" });
     const unre = await ctl(C, ["task", "submit", B.address, "--task", "x"]);

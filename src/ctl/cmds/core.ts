@@ -203,9 +203,25 @@ function setCfgKey(k: string, v: string | null): void {
   try { saveConfig(cfg); } catch {}
 }
 
+// Fix (cli.md §11.3-2, §11.5-6): validate locally with the registry's rules so a bad value is
+// invalid_argument ("do not retry") instead of the registry's opaque connection_failed.
+const HOST_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const TAG_RE = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
+function checkHostname(h: string): void {
+  if (h === "") return; // empty clears
+  if (h.length > 63) throw new CtlError("invalid_argument", `invalid hostname ${goQ(h)}: longer than 63 characters`, "hostnames are 1-63 chars of a-z, 0-9 and '-', not starting or ending with '-'");
+  if (!HOST_RE.test(h)) throw new CtlError("invalid_argument", `invalid hostname ${goQ(h)}: must match ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`, "hostnames are 1-63 chars of a-z, 0-9 and '-', not starting or ending with '-'");
+  if (h === "localhost" || h === "backbone" || h === "broadcast") throw new CtlError("invalid_argument", `invalid hostname ${goQ(h)}: reserved`, "choose another hostname");
+}
+function checkTag(t: string): void {
+  const v = t.startsWith("#") ? t.slice(1) : t;
+  if (!TAG_RE.test(v)) throw new CtlError("invalid_argument", `invalid tag ${goQ(t)}: must be 1-32 chars of a-z, 0-9 and '-' (one leading '#' allowed)`, "example: pilotctl set-tags web-server api");
+}
+
 export async function setHostname(ctx: Ctx, args: string[]): Promise<void> {
   if (!args.length) throw usage("pilotctl set-hostname <hostname>");
   const h = args[0];
+  checkHostname(h);
   const r = await daemonCall("set-hostname", (d) => d.setHostname(h));
   setCfgKey("hostname", h === "" ? null : h);
   ctx.ok({ hostname: r.hostname ?? h, node_id: r.node_id }, () => (h === "" ? "hostname cleared\n" : `hostname set: ${h}\n`));
@@ -218,6 +234,7 @@ export async function clearHostname(ctx: Ctx): Promise<void> {
 export async function setTags(ctx: Ctx, args: string[]): Promise<void> {
   if (!args.length) throw usage("pilotctl set-tags <tag1> [tag2] ...");
   if (args.length > 3) throw new CtlError("invalid_argument", `set-tags: maximum 3 tags allowed, got ${args.length}`);
+  for (const t of args) checkTag(t);
   const r = await daemonCall("set-tags", (d) => d.setTags(args));
   const tags = (r.tags as string[] | null) ?? [];
   ctx.ok({ node_id: r.node_id, tags: r.tags ?? null }, () => `tags set: ${tags.length ? tags.map((t) => "#" + t).join(" ") : "none"}\n`);
