@@ -13,6 +13,7 @@ import { BeaconServer } from "./beacon.ts";
 import { Registry, importSnapshot } from "./registry.ts";
 import { RegistryServer, splitHostPort, type TlsFiles } from "./server.ts";
 import { SqliteStore, type Store } from "./store.ts";
+import { StandbyClient } from "./replication.ts";
 import { startHttp } from "./http.ts";
 
 interface Flags {
@@ -29,11 +30,13 @@ interface Flags {
   "log-level": string;
   "log-format": string;
   "store-sync": string;
+  "replication-token": string;
 }
 
 const DEFAULTS: Flags = {
   config: "", "registry-addr": ":9000", "beacon-addr": ":9001", store: "", tls: false, "tls-cert": "", "tls-key": "",
   standby: "", http: "", "admin-token": "", "log-level": "info", "log-format": "text", "store-sync": "normal",
+  "replication-token": "",
 };
 const BOOL_FLAGS = new Set(["tls"]);
 
@@ -91,7 +94,11 @@ const USAGE = `Usage of rendezvous:
   -tls                   TLS for registry connections
   -tls-cert string       certificate PEM file (empty with -tls = auto-generated self-signed)
   -tls-key string        key PEM file
-  -standby string        hot standby (not supported by this implementation)
+  -standby string        run as hot standby replicating from the primary host:port (write requests refused)
+  -replication-token string
+                         replication token (registry.md §3.3): a primary accepts subscribe_replication
+                         with it, a standby presents it. Empty = replication disabled. Prefer the
+                         environment variable PILOT_REPLICATION_TOKEN (a flag is visible in ps).
   -http string           HTTP address for /metrics, /healthz, /api/stats (empty = off)
   -admin-token string    admin token (network management is disabled; accepted for compatibility)
   -log-level string      debug|info|warn|error (default "info")
@@ -174,6 +181,8 @@ export function certFingerprint(pem: string): string {
 
 export interface Rendezvous {
   registry: Registry;
+  /** Standby follower (only with -standby). */
+  standby: StandbyClient | null;
   server: RegistryServer;
   beacon: BeaconServer;
   registryPort: number;
@@ -184,11 +193,22 @@ export interface Rendezvous {
 }
 
 /** Start everything in-process (used by run() and by tests). */
-export async function startRendezvous(flags: Partial<Flags> & { opaqueErrors?: boolean; noRateLimit?: boolean; quiet?: boolean; store_?: Store }): Promise<Rendezvous> {
+export async function startRendezvous(flags: Partial<Flags> & {
+  opaqueErrors?: boolean; noRateLimit?: boolean; quiet?: boolean; store_?: Store;
+  /** Ignore PILOT_REPLICATION_TOKEN (tests). */
+  noEnvToken?: boolean;
+  /** Standby reconnect backoff bounds in ms (default 500 → 3000). */
+  standbyBackoff?: [number, number];
+}): Promise<Rendezvous> {
   const f: Flags = { ...DEFAULTS, ...flags };
   const log = flags.quiet ? () => {} : makeLogger(f["log-level"], f["log-format"]);
   const store = flags.store_ ?? (await openStore(f.store, f["store-sync"], log));
-  const registry = new Registry(store, { opaqueErrors: flags.opaqueErrors, noRateLimit: flags.noRateLimit });
+  // Extension (R28: the whitepaper's --replication-token never existed in the reference, which made
+  // `rendezvous -standby` unusable, cli.md §13): flag, else env PILOT_REPLICATION_TOKEN.
+  const replToken = f["replication-token"] || (flags.noEnvToken ? "" : process.env.PILOT_REPLICATION_TOKEN ?? "");
+  const registry = new Registry(store, {
+    opaqueErrors: flags.opaqueErrors, noRateLimit: flags.noRateLimit, replicationToken: replToken, standby: !!f.standby, log,
+  });
   const server = new RegistryServer(registry);
   let tls: TlsFiles | undefined;
   let fingerprint = "";
@@ -211,16 +231,35 @@ export async function startRendezvous(flags: Partial<Flags> & { opaqueErrors?: b
     const { host, port } = splitHostPort(f.http);
     http = startHttp(registry, beacon, host || "0.0.0.0", port);
   }
-  // Housekeeping tick (§7): reap, beacon table expiry, limiter cleanup.
+  let standby: StandbyClient | null = null;
+  if (f.standby) {
+    try {
+      standby = new StandbyClient(f.standby, replToken, store, {
+        log, minBackoffMs: flags.standbyBackoff?.[0], maxBackoffMs: flags.standbyBackoff?.[1],
+        onApplied: () => registry.replication.markDirty(), // chaining: feed our own subscribers (§9.1)
+      });
+    } catch (e) {
+      server.stop();
+      beacon.stop();
+      http?.stop();
+      throw e;
+    }
+    standby.start();
+  }
+  // Housekeeping tick (§7): reap, beacon table expiry, limiter cleanup. A standby does not reap
+  // nodes on its own clock (R20, replication.ts): the primary's reaps arrive in its snapshots.
   const tick = setInterval(() => {
+    if (f.standby) { beacon.expire(); return; }
     registry.reap().then((ids) => { if (ids.length) log("info", "reaped stale nodes", { count: ids.length }); }, (e) => log("error", "reap failed", { err: String(e) }));
     beacon.expire();
   }, 60_000);
   (tick as any).unref?.();
   return {
-    registry, server, beacon, registryPort: reg.port, beaconPort: bc.port, httpPort: http?.port ?? 0, fingerprint,
+    registry, standby, server, beacon, registryPort: reg.port, beaconPort: bc.port, httpPort: http?.port ?? 0, fingerprint,
     async stop() {
       clearInterval(tick);
+      standby?.stop();
+      registry.replication.stop();
       server.stop();
       beacon.stop();
       http?.stop();
@@ -243,10 +282,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const log = makeLogger(flags["log-level"], flags["log-format"]);
   log("info", "starting rendezvous server");
-  if (flags.standby) {
-    log("error", "hot standby is not supported by this implementation", { primary: flags.standby });
-    return 1;
-  }
+  if (flags.standby) log("info", "running as hot standby", { primary: flags.standby });
   let rv: Rendezvous;
   try {
     rv = await startRendezvous(flags);
@@ -262,7 +298,7 @@ export async function run(args: string[]): Promise<number> {
   process.stdout.write(`beacon listening on ${host(bcHost)}:${rv.beaconPort}\n`);
   if (flags.http) process.stdout.write(`http listening on ${host(splitHostPort(flags.http).host || "0.0.0.0")}:${rv.httpPort}\n`);
   if (rv.fingerprint) process.stdout.write(`tls fingerprint sha256 ${rv.fingerprint}\n`);
-  log("info", "rendezvous running", { registry: `:${rv.registryPort}`, beacon: `:${rv.beaconPort}`, mode: "primary", store: rv.registry.store.description });
+  log("info", "rendezvous running", { registry: `:${rv.registryPort}`, beacon: `:${rv.beaconPort}`, mode: flags.standby ? "standby" : "primary", store: rv.registry.store.description });
   await new Promise<void>((resolve) => {
     const onSig = () => {
       process.off("SIGINT", onSig);

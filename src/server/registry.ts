@@ -49,6 +49,19 @@ function verifyEd25519(sig: Uint8Array, msg: Uint8Array, pub: Uint8Array, pubTex
   }
 }
 import type { NodeRec, PushEvent, Store, Tx } from "./store.ts";
+import { ReplicationHub, TokenChecker, exportSnapshot } from "./replication.ts";
+
+/** Request types a standby serves (registry.md §4 "Standby" column, §9.4). */
+export const STANDBY_ALLOWED = new Set(["lookup", "resolve", "list_networks", "list_nodes", "heartbeat", "poll_handshakes", "resolve_hostname", "beacon_list"]);
+/**
+ * Successful requests of these types trigger a replication push (§4 "Saves" column, §8.2). Also
+ * `request_handshake`, `poll_handshakes` and rejecting `respond_handshake`, which the reference
+ * did not save: here they change R1 grants / inbox contents that a promoted standby should have.
+ */
+const SAVING = new Set([
+  "register", "rotate_key", "deregister", "set_visibility", "set_hostname", "report_trust", "revoke_trust",
+  "respond_handshake", "request_handshake", "poll_handshakes", "set_tags", "set_task_exec", "update_polo_score", "set_polo_score",
+]);
 
 export const STALE_MS = 3 * 60_000;
 export const BEACON_TTL_MS = 60_000;
@@ -76,6 +89,8 @@ export interface ConnCtx {
   subscribed: Set<number>;
   /** Set by a handler when the connection must be closed after the response is written. */
   closeAfter?: boolean;
+  /** Set by a successful subscribe_replication: hub generation at snapshot export (§9.2). */
+  replGen?: number;
 }
 
 export function newCtx(ip: string, port: number): ConnCtx {
@@ -251,6 +266,12 @@ export interface RegistryOptions {
   now?: () => number;
   /** Disable the register rate limit (benchmarks). */
   noRateLimit?: boolean;
+  /** Replication token (§3.3); empty = replication disabled ("replication not configured"). */
+  replicationToken?: string;
+  /** Standby mode (§9.4): only STANDBY_ALLOWED request types are served. */
+  standby?: boolean;
+  /** Logger for replication events. */
+  log?: (lvl: "debug" | "info" | "warn" | "error", msg: string, attrs?: Record<string, unknown>) => void;
 }
 
 type Handler = (m: Record<string, unknown>, c: ConnCtx) => Promise<Record<string, unknown>>;
@@ -262,9 +283,17 @@ export class Registry {
   private freshSeen = new Map<string, number>(); // fresh-signature replay cache: sig -> expiry ms
   private handlers: Record<string, Handler>;
   private now: () => number;
+  /** Replication push hub (primary side of §9); always present, idle without subscribers. */
+  readonly replication: ReplicationHub;
+  private replToken: TokenChecker;
+  /** Standby mode (§9.4). Mutable so an operator tool could promote in-process. */
+  standby: boolean;
 
   constructor(readonly store: Store, readonly opts: RegistryOptions = {}) {
     this.now = opts.now ?? Date.now;
+    this.replication = new ReplicationHub(store, opts.log);
+    this.replToken = new TokenChecker(opts.replicationToken ?? "");
+    this.standby = !!opts.standby;
     const h: Record<string, Handler> = {
       register: (m, c) => this.register(m, c),
       rotate_key: (m, c) => this.rotateKey(m, c),
@@ -302,24 +331,56 @@ export class Registry {
   async handle(msg: Record<string, unknown> | null, ctx: ConnCtx): Promise<Record<string, unknown>> {
     const m = msg ?? {};
     const type = typeof m.type === "string" ? m.type : "";
-    if (type === "subscribe_replication") {
-      // §9.2: this server has no replication token configured (hot standby not implemented).
-      ctx.closeAfter = true;
-      return { type: "error", error: "replication not configured" };
-    }
+    if (type === "subscribe_replication") return this.subscribeReplication(m, ctx);
     const t0 = performance.now();
     let res: Record<string, unknown>;
     let ok = true;
     const h = Object.prototype.hasOwnProperty.call(this.handlers, type) ? this.handlers[type] : undefined;
     try {
       if (!h) fail("unknown_type", `unknown message type ${JSON.stringify(type)}`);
+      // §4: count, then the standby gate, then dispatch. Reference wire form of the refusal is
+      // the generic error (opaqueErrors: "request failed"); the specific text is R30.
+      if (this.standby && !STANDBY_ALLOWED.has(type)) fail("standby", `this registry is a read-only hot standby; send ${type} to the primary`);
       res = await h!(m, ctx);
     } catch (e) {
       ok = false;
       res = this.errorResponse(e);
     }
     this.metrics.observe(type, (performance.now() - t0) / 1000, ok);
+    if (ok) {
+      if (SAVING.has(type)) this.replication.markDirty();
+      else if (type === "heartbeat") this.replication.markTouched();
+    }
     return res;
+  }
+
+  /**
+   * §9.2 subscription handshake (checked before normal dispatch, not counted in metrics, allowed
+   * on standbys so they can be chained). The two refusal texts are MUST-match and the only error
+   * texts the reference sends verbatim; the connection is closed after them. On success the
+   * response IS the initial replication_snapshot and the server turns the connection into a push
+   * stream (ctx.replGen set; server.ts attaches it to the hub).
+   */
+  private async subscribeReplication(m: Record<string, unknown>, ctx: ConnCtx): Promise<Record<string, unknown>> {
+    if (!this.replToken.configured) {
+      ctx.closeAfter = true;
+      return { type: "error", error: "replication not configured" };
+    }
+    if (!this.replToken.check(m.token, ctx.ip)) {
+      ctx.closeAfter = true;
+      this.opts.log?.("warn", "replication subscription refused: invalid token", { ip: ctx.ip }); // token itself never logged
+      return { type: "error", error: "invalid replication token" };
+    }
+    const gen = this.replication.gen;
+    let frameDoc: Record<string, unknown>;
+    try {
+      frameDoc = await exportSnapshot(this.store);
+    } catch {
+      ctx.closeAfter = true;
+      return { type: "error", error: "failed to generate snapshot" };
+    }
+    ctx.replGen = gen;
+    return { type: "replication_snapshot", snapshot: frameDoc };
   }
 
   errorResponse(e: unknown): Record<string, unknown> {
@@ -831,6 +892,7 @@ export class Registry {
       }
       return stale;
     });
+    if (ids.length) this.replication.markDirty();
     const now = this.now();
     for (const [id, b] of this.beacons) if (now - b.seen > BEACON_TTL_MS) this.beacons.delete(id);
     this.limiter.cleanup(now);
@@ -900,84 +962,112 @@ export type PushSink = (ev: PushEvent) => void;
  */
 export async function importSnapshot(store: Store, doc: any): Promise<{ nodes: number; pairs: number }> {
   if (!doc || typeof doc !== "object" || Array.isArray(doc)) throw new RegError("bad_snapshot", "snapshot is not a JSON object");
+  return store.tx((t) => importSnapshotTx(t, doc));
+}
+
+/**
+ * The import itself, inside the caller's transaction (also used by a standby to apply a
+ * replicated snapshot after Tx.wipe(), registry.md §9.4). Besides the §8.1 fields it reads the
+ * extension fields written by replication.ts exportSnapshot (ignored by reference standbys, which
+ * decode into fixed Go structs): `trust_grants` (directional R1 grants "grantor>grantee"; when
+ * present they replace the symmetric `trust_pairs`), `owner_idx` (owner bindings of non-live
+ * nodes, R17) and the node flag `strict` (R3 fresh-signature mode).
+ */
+export async function importSnapshotTx(t: Tx, doc: any): Promise<{ nodes: number; pairs: number }> {
+  if (!doc || typeof doc !== "object" || Array.isArray(doc)) throw new RegError("bad_snapshot", "snapshot is not a JSON object");
   let nNodes = 0, nPairs = 0;
-  await store.tx(async (t) => {
-    const nodesObj = doc.nodes && typeof doc.nodes === "object" ? doc.nodes : {};
-    let maxId = 0;
-    let seq = 0;
-    const bb = doc.networks?.["0"]?.members;
-    const order: number[] = Array.isArray(bb) ? bb.map(u32) : [];
-    const ordered = Object.values(nodesObj) as any[];
-    ordered.sort((a, b) => {
-      const ia = order.indexOf(u32(a?.id)), ib = order.indexOf(u32(b?.id));
-      return (ia < 0 ? 1e12 : ia) - (ib < 0 ? 1e12 : ib) || u32(a?.id) - u32(b?.id);
-    });
-    for (const r of ordered) {
-      const id = u32(r?.id);
-      const kb = b64decode(str(r?.public_key));
-      if (id === 0 || !kb || kb.length !== 32) continue;
-      const K = b64(kb);
-      const ls = Date.parse(str(r.last_seen));
-      let hostname = str(r.hostname);
-      if (validateHostname(hostname) || (hostname && (await t.nodeByHostname(hostname)) !== null)) hostname = "";
-      const node: NodeRec = {
-        id, owner: str(r.owner), publicKey: K, realAddr: str(r.real_addr),
-        networks: Array.isArray(r.networks) ? r.networks.map(u16) : [0], public: bool(r.public),
-        lastSeen: Number.isFinite(ls) ? ls : Date.now(), hostname,
-        tags: Array.isArray(r.tags) ? r.tags.filter((x: unknown) => typeof x === "string") : [],
-        polo: typeof r.polo_score === "number" ? Math.trunc(r.polo_score) : 0, taskExec: bool(r.task_exec), seq: ++seq, strict: false,
-      };
-      if (!node.networks.includes(0)) node.networks.unshift(0);
-      await t.putNode(node);
-      await t.keySet(K, id);
-      if (node.owner) await t.ownerSet(node.owner, id);
-      maxId = Math.max(maxId, id);
-      nNodes++;
-    }
-    if (doc.pub_key_idx && typeof doc.pub_key_idx === "object") {
-      for (const [k, v] of Object.entries(doc.pub_key_idx)) {
-        const kb = b64decode(k);
-        const id = u32(v);
-        if (!kb || kb.length !== 32 || id === 0) continue;
-        const K = b64(kb);
-        if ((await t.keyGet(K)) === null) await t.keySet(K, id);
-        maxId = Math.max(maxId, id);
-      }
-    }
-    if (Array.isArray(doc.trust_pairs)) {
-      for (const p of doc.trust_pairs) {
-        const mm = /^(\d+):(\d+)$/.exec(str(p));
-        if (!mm) continue;
-        const a = Number(mm[1]), b = Number(mm[2]);
-        await t.grantAdd(a, b);
-        await t.grantAdd(b, a);
-        nPairs++;
-      }
-    }
-    if (doc.networks && typeof doc.networks === "object") {
-      for (const n of Object.values(doc.networks) as any[]) {
-        const id = u16(n?.id);
-        if (id === 0) continue;
-        const c = Date.parse(str(n.created));
-        await t.putNetwork({ id, name: str(n.name), joinRule: str(n.join_rule) || "open", token: str(n.token), members: Array.isArray(n.members) ? n.members.map(u32) : [], created: Number.isFinite(c) ? c : 0 });
-      }
-    }
-    // Sequential (the SQLite tx is synchronous underneath; order preserved by array order).
-    for (const [k, arr] of Object.entries(doc.handshake_inbox ?? {})) {
-      if (!(Number(k) > 0) || !Array.isArray(arr)) continue;
-      for (const e of arr) {
-        const ts = Date.parse(str(e?.timestamp));
-        await t.inboxAdd(Number(k), { from: u32(e?.from_node_id), justification: str(e?.justification), ts: Number.isFinite(ts) ? ts : Date.now() });
-      }
-    }
-    for (const [k, arr] of Object.entries(doc.handshake_responses ?? {})) {
-      if (!(Number(k) > 0) || !Array.isArray(arr)) continue;
-      for (const e of arr) {
-        const ts = Date.parse(str(e?.timestamp));
-        await t.respAdd(Number(k), { from: u32(e?.from_node_id), accept: bool(e?.accept), ts: Number.isFinite(ts) ? ts : Date.now() });
-      }
-    }
-    await t.bumpNextNode(Math.max(u32(doc.next_node), maxId + 1, 1));
+  const nodesObj = doc.nodes && typeof doc.nodes === "object" ? doc.nodes : {};
+  let maxId = 0;
+  let seq = 0;
+  const bb = doc.networks?.["0"]?.members;
+  const order: number[] = Array.isArray(bb) ? bb.map(u32) : [];
+  const ordered = Object.values(nodesObj) as any[];
+  ordered.sort((a, b) => {
+    const ia = order.indexOf(u32(a?.id)), ib = order.indexOf(u32(b?.id));
+    return (ia < 0 ? 1e12 : ia) - (ib < 0 ? 1e12 : ib) || u32(a?.id) - u32(b?.id);
   });
+  for (const r of ordered) {
+    const id = u32(r?.id);
+    const kb = b64decode(str(r?.public_key));
+    if (id === 0 || !kb || kb.length !== 32) continue;
+    const K = b64(kb);
+    const ls = Date.parse(str(r.last_seen));
+    let hostname = str(r.hostname);
+    if (validateHostname(hostname) || (hostname && (await t.nodeByHostname(hostname)) !== null)) hostname = "";
+    const node: NodeRec = {
+      id, owner: str(r.owner), publicKey: K, realAddr: str(r.real_addr),
+      networks: Array.isArray(r.networks) ? r.networks.map(u16) : [0], public: bool(r.public),
+      lastSeen: Number.isFinite(ls) ? ls : Date.now(), hostname,
+      tags: Array.isArray(r.tags) ? r.tags.filter((x: unknown) => typeof x === "string") : [],
+      polo: typeof r.polo_score === "number" ? Math.trunc(r.polo_score) : 0, taskExec: bool(r.task_exec), seq: ++seq, strict: bool(r.strict),
+    };
+    if (!node.networks.includes(0)) node.networks.unshift(0);
+    await t.putNode(node);
+    await t.keySet(K, id);
+    if (node.owner) await t.ownerSet(node.owner, id);
+    maxId = Math.max(maxId, id);
+    nNodes++;
+  }
+  if (doc.pub_key_idx && typeof doc.pub_key_idx === "object") {
+    for (const [k, v] of Object.entries(doc.pub_key_idx)) {
+      const kb = b64decode(k);
+      const id = u32(v);
+      if (!kb || kb.length !== 32 || id === 0) continue;
+      const K = b64(kb);
+      if ((await t.keyGet(K)) === null) await t.keySet(K, id);
+      maxId = Math.max(maxId, id);
+    }
+  }
+  if (doc.owner_idx && typeof doc.owner_idx === "object" && !Array.isArray(doc.owner_idx)) {
+    for (const [o, v] of Object.entries(doc.owner_idx)) {
+      const id = u32(v);
+      if (o && id !== 0 && (await t.ownerGet(o)) === null) await t.ownerSet(o, id);
+    }
+  }
+  if (Array.isArray(doc.trust_grants)) {
+    for (const p of doc.trust_grants) {
+      const mm = /^(\d+)>(\d+)$/.exec(str(p));
+      if (!mm) continue;
+      await t.grantAdd(Number(mm[1]), Number(mm[2]));
+      nPairs++;
+    }
+  } else if (Array.isArray(doc.trust_pairs)) {
+    for (const p of doc.trust_pairs) {
+      const mm = /^(\d+):(\d+)$/.exec(str(p));
+      if (!mm) continue;
+      const a = Number(mm[1]), b = Number(mm[2]);
+      await t.grantAdd(a, b);
+      await t.grantAdd(b, a);
+      nPairs++;
+    }
+  }
+  if (doc.networks && typeof doc.networks === "object") {
+    for (const n of Object.values(doc.networks) as any[]) {
+      const id = u16(n?.id);
+      if (id === 0) continue;
+      const c = Date.parse(str(n.created));
+      await t.putNetwork({ id, name: str(n.name), joinRule: str(n.join_rule) || "open", token: str(n.token), members: Array.isArray(n.members) ? n.members.map(u32) : [], created: Number.isFinite(c) ? c : 0 });
+    }
+  }
+  // Sequential (the SQLite tx is synchronous underneath; order preserved by array order).
+  for (const [k, arr] of Object.entries(doc.handshake_inbox ?? {})) {
+    if (!(Number(k) > 0) || !Array.isArray(arr)) continue;
+    for (const e of arr) {
+      const ts = Date.parse(str(e?.timestamp));
+      await t.inboxAdd(Number(k), { from: u32(e?.from_node_id), justification: str(e?.justification), ts: Number.isFinite(ts) ? ts : Date.now() });
+    }
+  }
+  for (const [k, arr] of Object.entries(doc.handshake_responses ?? {})) {
+    if (!(Number(k) > 0) || !Array.isArray(arr)) continue;
+    for (const e of arr) {
+      const ts = Date.parse(str(e?.timestamp));
+      await t.respAdd(Number(k), { from: u32(e?.from_node_id), accept: bool(e?.accept), ts: Number.isFinite(ts) ? ts : Date.now() });
+    }
+  }
+  await t.bumpNextNode(Math.max(u32(doc.next_node), maxId + 1, 1));
+  // Keep the backbone-order counter above every imported node (a fresh registration after an
+  // import must sort after the imported nodes) and carry next_net over.
+  const c = await t.counters();
+  await t.setCounters({ nextNode: c.nextNode, nextNet: Math.max(c.nextNet, u16(doc.next_net), 1), seq: Math.max(c.seq, seq + 1) });
   return { nodes: nNodes, pairs: nPairs };
 }

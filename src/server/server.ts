@@ -6,6 +6,9 @@ import { goJsonBytes } from "../proto/gojson.ts";
 import { ProtoError } from "../proto/types.ts";
 import { newCtx, type ConnCtx, type Registry } from "./registry.ts";
 import type { PushEvent } from "./store.ts";
+import { REPL_WRITE_DEADLINE_MS, type ReplSubscriber } from "./replication.ts";
+
+const MAX_SUB_BACKLOG = 8 << 20; // bytes queued to a replication subscriber before dropping it
 
 export const IDLE_TIMEOUT_S = 300;
 
@@ -15,7 +18,11 @@ interface ConnState {
   queue: Uint8Array[];
   busy: boolean;
   out: Uint8Array[]; // pending writes (backpressure)
+  outSince: number; // ms when `out` became non-empty
+  outBytes: number;
   closed: boolean;
+  /** Replication push stream (§9.3): inbound bytes are discarded, no requests are processed. */
+  repl?: ReplSubscriber;
 }
 
 export interface TlsFiles {
@@ -62,13 +69,13 @@ export class RegistryServer {
       socket: {
         open(s: Socket<ConnState>) {
           const ip = s.remoteAddress ?? "";
-          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new FrameDecoder(), queue: [], busy: false, out: [], closed: false };
+          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new FrameDecoder(), queue: [], busy: false, out: [], outSince: 0, outBytes: 0, closed: false };
           s.timeout(IDLE_TIMEOUT_S);
           self.conns.add(s);
         },
         data(s: Socket<ConnState>, chunk: Buffer) {
           const st = s.data;
-          if (st.closed) return;
+          if (st.closed || st.repl) return; // subscriber filler bytes are discarded (§9.3)
           let frames: Uint8Array[];
           try {
             frames = st.dec.push(chunk);
@@ -125,6 +132,10 @@ export class RegistryServer {
         }
         const res = await this.registry.handle(msg as Record<string, unknown> | null, st.ctx);
         if (st.closed) return;
+        if (st.ctx.replGen !== undefined) {
+          this.startReplication(s, res);
+          return;
+        }
         this.send(s, res);
         for (const id of st.ctx.subscribed) {
           let set = this.subs.get(id);
@@ -142,6 +153,60 @@ export class RegistryServer {
     }
   }
 
+  /**
+   * Turn the connection into a replication push stream (§9.2/9.3): write the initial snapshot,
+   * stop processing requests, attach to the hub. No idle timeout (R20, see replication.ts); dead
+   * subscribers are found by write backlog and TCP keepalive.
+   */
+  private startReplication(s: Socket<ConnState>, res: Record<string, unknown>): void {
+    const st = s.data;
+    const hub = this.registry.replication;
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame(goJsonBytes(res));
+    } catch {
+      // R14: initial snapshot above 1 MiB cannot be read by a reference standby.
+      this.send(s, { type: "error", error: "failed to generate snapshot" });
+      st.closed = true;
+      s.end();
+      return;
+    }
+    st.queue.length = 0;
+    st.dec = new FrameDecoder();
+    s.timeout(0);
+    try { (s as any).setKeepAlive?.(true, 15_000); } catch {}
+    this.writeFrame(s, frame);
+    const self = this;
+    const sub: ReplSubscriber = {
+      send(f) {
+        if (st.closed) return false;
+        if (st.out.length && (Date.now() - st.outSince > REPL_WRITE_DEADLINE_MS || st.outBytes > MAX_SUB_BACKLOG)) return false;
+        self.writeFrame(s, f);
+        return !st.closed;
+      },
+      close() {
+        if (!st.closed) self.kill(s);
+      },
+    };
+    st.repl = sub;
+    hub.attach(sub, st.ctx.replGen!);
+  }
+
+  private writeFrame(s: Socket<ConnState>, frame: Uint8Array): void {
+    const st = s.data;
+    if (st.out.length) {
+      st.out.push(frame);
+      st.outBytes += frame.length;
+      return;
+    }
+    const n = s.write(frame);
+    if (n < frame.length) {
+      st.out.push(frame.subarray(Math.max(0, n)));
+      st.outSince = Date.now();
+      st.outBytes = frame.length - Math.max(0, n);
+    }
+  }
+
   private send(s: Socket<ConnState>, obj: unknown): void {
     let frame: Uint8Array;
     try {
@@ -149,13 +214,7 @@ export class RegistryServer {
     } catch {
       frame = encodeFrame(goJsonBytes({ type: "error", error: "response too large", code: "response_too_large" }));
     }
-    const st = s.data;
-    if (st.out.length) {
-      st.out.push(frame);
-      return;
-    }
-    const n = s.write(frame);
-    if (n < frame.length) st.out.push(frame.subarray(Math.max(0, n)));
+    this.writeFrame(s, frame);
   }
 
   private flush(s: Socket<ConnState>): void {
@@ -165,10 +224,14 @@ export class RegistryServer {
       const n = s.write(f);
       if (n < f.length) {
         st.out[0] = f.subarray(Math.max(0, n));
+        st.outBytes -= Math.max(0, n);
         return;
       }
       st.out.shift();
+      st.outBytes -= f.length;
+      st.outSince = Date.now(); // progress: the deadline restarts for the next queued frame
     }
+    st.outBytes = 0;
   }
 
   private deliverPush(ev: PushEvent): void {
@@ -187,6 +250,7 @@ export class RegistryServer {
     this.conns.delete(s);
     if (!s.data) return;
     s.data.closed = true;
+    if (s.data.repl) this.registry.replication.detach(s.data.repl);
     for (const id of s.data.ctx.subscribed) {
       const set = this.subs.get(id);
       if (set) { set.delete(s); if (!set.size) this.subs.delete(id); }

@@ -67,8 +67,27 @@ function makeTx(q: any): Tx {
     async pairs() {
       return [...(await q`SELECT DISTINCT LEAST(grantor,grantee) AS a, GREATEST(grantor,grantee) AS b FROM grants`)].map((r: any) => [Number(r.a), Number(r.b)] as [number, number]);
     },
+    async keyAll() { return [...(await q`SELECT k, node_id FROM keyidx ORDER BY k`)].map((r: any) => [r.k, Number(r.node_id)] as [string, number]); },
+    async ownerAll() { return [...(await q`SELECT owner, node_id FROM owneridx ORDER BY owner`)].map((r: any) => [r.owner, Number(r.node_id)] as [string, number]); },
+    async grantsAll() { return [...(await q`SELECT grantor, grantee FROM grants ORDER BY grantor, grantee`)].map((r: any) => [Number(r.grantor), Number(r.grantee)] as [number, number]); },
+    async inboxAll() {
+      return [...(await q`SELECT target, from_id, justification, ts FROM inbox ORDER BY n`)].map((r: any) => ({ target: Number(r.target), r: { from: Number(r.from_id), justification: r.justification, ts: Number(r.ts) } }));
+    },
+    async respAll() {
+      return [...(await q`SELECT requester, from_id, accept, ts FROM responses ORDER BY n`)].map((r: any) => ({ requester: Number(r.requester), r: { from: Number(r.from_id), accept: !!Number(r.accept), ts: Number(r.ts) } }));
+    },
+    async counters() { return { nextNode: await meta("next_node"), nextNet: await meta("next_net"), seq: await meta("seq") }; },
+    async setCounters(c) {
+      await q`UPDATE meta SET v=${c.nextNode} WHERE k='next_node'`;
+      await q`UPDATE meta SET v=${c.nextNet} WHERE k='next_net'`;
+      await q`UPDATE meta SET v=${c.seq} WHERE k='seq'`;
+    },
+    async wipe() {
+      await q`DELETE FROM nodes`; await q`DELETE FROM keyidx`; await q`DELETE FROM owneridx`; await q`DELETE FROM grants`;
+      await q`DELETE FROM inbox`; await q`DELETE FROM responses`; await q`DELETE FROM networks WHERE id<>0`;
+      await q`UPDATE meta SET v=1 WHERE k IN ('next_node','next_net','seq')`;
+    },
   };
-  void meta;
 }
 
 export class PgStore implements Store {

@@ -84,6 +84,20 @@ export interface Tx {
   staleNodes(before: number): Promise<number[]>;
   pairCount(): Promise<number>;
   pairs(): Promise<[number, number][]>;
+  // ---- replication (registry.md §9): full-state export and replace.
+  /** Every key-index entry (canonical b64 key → node ID), including keys of non-live nodes. */
+  keyAll(): Promise<[string, number][]>;
+  /** Every owner-index entry (also for non-live nodes; the reference never persisted those, R17). */
+  ownerAll(): Promise<[string, number][]>;
+  /** Every directional grant [grantor, grantee]. */
+  grantsAll(): Promise<[number, number][]>;
+  /** All queued handshake requests / responses in arrival order (non-destructive). */
+  inboxAll(): Promise<{ target: number; r: InboxReq }[]>;
+  respAll(): Promise<{ requester: number; r: InboxResp }[]>;
+  counters(): Promise<{ nextNode: number; nextNet: number; seq: number }>;
+  setCounters(c: { nextNode: number; nextNet: number; seq: number }): Promise<void>;
+  /** Delete all state (nodes, indexes, grants, inboxes, non-backbone networks); counters reset to 1. */
+  wipe(): Promise<void>;
 }
 
 export interface Store {
@@ -217,6 +231,11 @@ export class SqliteStore implements Store {
       allNodes: p(`SELECT * FROM nodes ORDER BY seq`),
       stale: p(`SELECT id FROM nodes WHERE last_seen < ?`),
       pairs: p(`SELECT DISTINCT MIN(grantor,grantee) AS a, MAX(grantor,grantee) AS b FROM grants`),
+      keyAll: p(`SELECT k, node_id FROM keyidx ORDER BY k`),
+      ownerAll: p(`SELECT owner, node_id FROM owneridx ORDER BY owner`),
+      grantsAll: p(`SELECT grantor, grantee FROM grants ORDER BY grantor, grantee`),
+      inboxAll: p(`SELECT target, from_id, justification, ts FROM inbox ORDER BY n`),
+      respAll: p(`SELECT requester, from_id, accept, ts FROM responses ORDER BY n`),
     };
     this.t = this.makeTx();
   }
@@ -268,6 +287,22 @@ export class SqliteStore implements Store {
       async staleNodes(before) { return (q.stale.all(before) as any[]).map((r) => Number(r.id)); },
       async pairCount() { return (q.pairs.all() as any[]).length; },
       async pairs() { return (q.pairs.all() as any[]).map((r) => [Number(r.a), Number(r.b)] as [number, number]); },
+      async keyAll() { return (q.keyAll.all() as any[]).map((r) => [r.k, Number(r.node_id)] as [string, number]); },
+      async ownerAll() { return (q.ownerAll.all() as any[]).map((r) => [r.owner, Number(r.node_id)] as [string, number]); },
+      async grantsAll() { return (q.grantsAll.all() as any[]).map((r) => [Number(r.grantor), Number(r.grantee)] as [number, number]); },
+      async inboxAll() {
+        return (q.inboxAll.all() as any[]).map((r) => ({ target: Number(r.target), r: { from: Number(r.from_id), justification: r.justification, ts: Number(r.ts) } }));
+      },
+      async respAll() {
+        return (q.respAll.all() as any[]).map((r) => ({ requester: Number(r.requester), r: { from: Number(r.from_id), accept: !!Number(r.accept), ts: Number(r.ts) } }));
+      },
+      async counters() { return { nextNode: self.meta("next_node"), nextNet: self.meta("next_net"), seq: self.meta("seq") }; },
+      async setCounters(c) { q.metaSet.run(c.nextNode, "next_node"); q.metaSet.run(c.nextNet, "next_net"); q.metaSet.run(c.seq, "seq"); },
+      async wipe() {
+        for (const tb of ["nodes", "keyidx", "owneridx", "grants", "inbox", "responses"]) self.db.exec(`DELETE FROM ${tb}`);
+        self.db.exec(`DELETE FROM networks WHERE id<>0`);
+        self.db.exec(`UPDATE meta SET v=1 WHERE k IN ('next_node','next_net','seq')`);
+      },
     };
   }
 

@@ -1,0 +1,478 @@
+// Hot-standby replication (registry.md §9), wire-compatible with reference primaries/standbys.
+//
+// Primary side (ReplicationHub): `subscribe_replication` + token (checked in Registry.handle) turns
+// a registry connection into a one-way push stream of
+//   {"type":"replication_snapshot","snapshot":{<§8.1 document>}}   after state changes (≤ 1/s)
+//   {"type":"heartbeat"}                                           every 15 s
+// Standby side (StandbyClient): dial the primary, subscribe, replace the local store's state with
+// every snapshot received, reconnect with backoff when the stream ends.
+//
+// Fixes of the reference's replication Observations, all invisible on the wire:
+// * R20/§9.3: the reference's *initial* snapshot omitted tags, polo scores, task-exec flags and the
+//   key index, and a save racing with the subscription was never sent. Every snapshot here
+//   (initial or pushed) is produced by the same full export, and a subscriber that joins while a
+//   change is being committed gets an extra push (generation check in attach()).
+// * R20: the reference primary dropped every subscriber after 60 s without inbound bytes (reference
+//   standbys never write), forcing a full re-sync every ~63 s. This primary does not time out
+//   subscribers on silence; dead ones are detected by write failure / a write backlog older than
+//   10 s (the reference's snapshot write deadline) and TCP keepalive. This standby still sends one
+//   filler byte every 20 s so that a *reference* primary keeps it too (§9.3 allows it).
+// * R20: the standby does not reap on its own clock (its last-seen values only advance when the
+//   primary pushes); reaping is the primary's job and arrives as a snapshot. startRendezvous skips
+//   the reap tick in standby mode. The primary also pushes a heartbeat-only change at most every
+//   30 s so the standby's last-seen values (and thus a promoted standby) stay current.
+// * Standby keeps tags/polo/task-exec/key index (the reference standby dropped them, R20) and the
+//   directional trust grants of R1 (extension field `trust_grants`), so a promoted standby
+//   enforces the same endpoint privacy as the primary.
+// * §3.3: the token is compared in constant time over SHA-256 digests (no length leak either), and
+//   repeated wrong tokens from one IP are throttled (20 per minute) so the token cannot be
+//   brute-forced; the token is never logged. The snapshot (all endpoints, owners, trust graph) is
+//   only ever written after a successful token check.
+import type { Socket } from "bun";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { FrameDecoder, MAX_FRAME, encodeFrame } from "../proto/framing.ts";
+import { goJsonBytes } from "../proto/gojson.ts";
+import { importSnapshotTx, RegError } from "./registry.ts";
+import type { Store } from "./store.ts";
+
+export const REPL_SAVE_INTERVAL_MS = 1000; // §8.2 coalescing
+export const REPL_HEARTBEAT_MS = 15_000; // §9.3
+export const REPL_WRITE_DEADLINE_MS = 10_000; // §9.3 (snapshot write deadline)
+export const REPL_TOUCH_PUSH_MS = 30_000; // heartbeat-only changes pushed at most this often
+export const STANDBY_READ_DEADLINE_S = 45; // §9.4
+export const STANDBY_DIAL_TIMEOUT_MS = 10_000; // §9.4
+export const STANDBY_FILLER_MS = 20_000; // §9.3 "MAY send filler bytes"
+
+type Log = (lvl: "debug" | "info" | "warn" | "error", msg: string, attrs?: Record<string, unknown>) => void;
+const noLog: Log = () => {};
+
+// ------------------------------------------------------------------ snapshot document (§8.1)
+
+/** RFC 3339, whole seconds, UTC ("Z") — the form the reference writes for last_seen/created. */
+function rfc3339s(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+/** Go's default time encoding: fractional seconds with trailing zeros trimmed (inbox timestamps). */
+function rfc3339frac(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, (_, f: string) => (/^0+$/.test(f) ? "Z" : "." + f.replace(/0+$/, "") + "Z"));
+}
+
+/**
+ * Export the whole state as the §8.1 snapshot document (what a reference primary writes to disk
+ * and pushes to standbys), plus extension fields (`trust_grants`, `owner_idx`, node `strict`)
+ * that reference standbys ignore. Reads in one store.read (consistent: serialised with writers).
+ */
+export async function exportSnapshot(store: Store): Promise<Record<string, unknown>> {
+  return store.read(async (t) => {
+    const c = await t.counters();
+    const nodesArr = await t.allNodes();
+    const nodes: Record<string, unknown> = {};
+    for (const n of nodesArr) {
+      const o: Record<string, unknown> = { id: n.id };
+      if (n.owner) o.owner = n.owner;
+      o.public_key = n.publicKey;
+      if (n.realAddr) o.real_addr = n.realAddr;
+      o.networks = n.networks.length ? n.networks : null;
+      if (n.public) o.public = true;
+      o.last_seen = rfc3339s(n.lastSeen);
+      if (n.hostname) o.hostname = n.hostname;
+      if (n.tags.length) o.tags = n.tags;
+      if (n.polo) o.polo_score = n.polo;
+      if (n.taskExec) o.task_exec = true;
+      if (n.strict) o.strict = true; // extension
+      nodes[String(n.id)] = o;
+    }
+    const networks: Record<string, unknown> = {};
+    for (const net of await t.networks()) {
+      // Backbone members = every live node in registration (seq) order (§2.2); this store
+      // derives them from the node table instead of keeping a list.
+      const members = net.id === 0 ? nodesArr.map((n) => n.id) : net.members;
+      const o: Record<string, unknown> = { id: net.id, name: net.name, join_rule: net.joinRule };
+      if (net.token) o.token = net.token;
+      o.members = members;
+      o.created = rfc3339s(net.created);
+      networks[String(net.id)] = o;
+    }
+    const doc: Record<string, unknown> = { next_node: c.nextNode, next_net: c.nextNet, nodes, networks };
+    const pairs = await t.pairs();
+    if (pairs.length) doc.trust_pairs = pairs.map(([a, b]) => `${a}:${b}`);
+    const grants = await t.grantsAll();
+    if (grants.length) doc.trust_grants = grants.map(([a, b]) => `${a}>${b}`); // extension (R1)
+    const keys = await t.keyAll();
+    if (keys.length) doc.pub_key_idx = Object.fromEntries(keys);
+    const owners = await t.ownerAll();
+    if (owners.length) doc.owner_idx = Object.fromEntries(owners); // extension (R17)
+    const inbox: Record<string, unknown[]> = {};
+    for (const { target, r } of await t.inboxAll()) (inbox[String(target)] ??= []).push({ from_node_id: r.from, justification: r.justification, timestamp: rfc3339frac(r.ts) });
+    if (Object.keys(inbox).length) doc.handshake_inbox = inbox;
+    const resp: Record<string, unknown[]> = {};
+    for (const { requester, r } of await t.respAll()) (resp[String(requester)] ??= []).push({ from_node_id: r.from, accept: r.accept, timestamp: rfc3339frac(r.ts) });
+    if (Object.keys(resp).length) doc.handshake_responses = resp;
+    return doc;
+  });
+}
+
+/** Replace the store's whole state by a snapshot document (§9.4 "applying a snapshot"). */
+export async function applySnapshot(store: Store, doc: unknown): Promise<{ nodes: number; pairs: number }> {
+  if (!doc || typeof doc !== "object" || Array.isArray(doc)) throw new RegError("bad_snapshot", "snapshot is not a JSON object");
+  const d = doc as any;
+  if (!d.nodes || typeof d.nodes !== "object" || !d.networks || typeof d.networks !== "object") {
+    // R21: refuse a document that would wipe the state without being a real snapshot.
+    throw new RegError("bad_snapshot", "snapshot lacks nodes/networks");
+  }
+  return store.tx(async (t) => {
+    await t.wipe();
+    return importSnapshotTx(t, d);
+  });
+}
+
+// ------------------------------------------------------------------ token check (§3.3, §9.2)
+
+const digest = (s: string) => createHash("sha256").update(s, "utf8").digest();
+
+export class TokenChecker {
+  private readonly want: Buffer | null;
+  private fails = new Map<string, { n: number; since: number }>();
+  constructor(token: string, private maxFails = 20, private windowMs = 60_000) {
+    this.want = token ? digest(token) : null;
+  }
+  get configured(): boolean {
+    return this.want !== null;
+  }
+  /** Constant-time comparison of digests; throttles IPs that keep presenting wrong tokens. */
+  check(token: unknown, ip: string, now = Date.now()): boolean {
+    if (!this.want) return false;
+    const f = this.fails.get(ip);
+    if (f && now - f.since > this.windowMs) this.fails.delete(ip);
+    const got = digest(typeof token === "string" ? token : "");
+    const ok = timingSafeEqual(got, this.want);
+    const cur = this.fails.get(ip);
+    if (cur && cur.n >= this.maxFails) return false; // throttled (answered like a wrong token)
+    if (!ok) {
+      if (cur) cur.n++;
+      else {
+        if (this.fails.size > 10_000) this.fails.clear();
+        this.fails.set(ip, { n: 1, since: now });
+      }
+    }
+    return ok;
+  }
+}
+
+// ------------------------------------------------------------------ primary: push hub
+
+/** One subscriber stream (a registry connection after a successful subscribe_replication). */
+export interface ReplSubscriber {
+  /** Queue a frame; returns false if the subscriber is dead or its backlog is older than the deadline. */
+  send(frame: Uint8Array): boolean;
+  close(): void;
+}
+
+export class ReplicationHub {
+  private subs = new Set<ReplSubscriber>();
+  private dirty = false;
+  private touched = false;
+  private lastPush = 0;
+  private flushing = false;
+  /** Incremented on every change; lets attach() detect a change racing with the initial snapshot. */
+  gen = 0;
+  private saveTimer: ReturnType<typeof setInterval> | null = null;
+  private hbTimer: ReturnType<typeof setInterval> | null = null;
+  pushes = 0;
+
+  constructor(private store: Store, private log: Log = noLog) {}
+
+  get subscriberCount(): number {
+    return this.subs.size;
+  }
+
+  /** A saving mutation was committed (§8.2). */
+  markDirty(): void {
+    this.gen++;
+    this.dirty = true;
+    this.ensureTimers();
+  }
+  /** A non-saving change (heartbeat last-seen) was committed: pushed at most every 30 s. */
+  markTouched(): void {
+    this.touched = true;
+  }
+
+  /** Register a subscriber after its initial snapshot was written (gen = hub.gen before export). */
+  attach(sub: ReplSubscriber, genAtExport: number): void {
+    this.subs.add(sub);
+    this.ensureTimers();
+    if (this.gen !== genAtExport) this.dirty = true; // a change committed after the export: resend
+    this.log("info", "replication subscriber attached", { subscribers: this.subs.size });
+  }
+  detach(sub: ReplSubscriber): void {
+    if (this.subs.delete(sub)) this.log("info", "replication subscriber detached", { subscribers: this.subs.size });
+  }
+
+  private ensureTimers(): void {
+    if (this.saveTimer || !this.subs.size) return;
+    this.saveTimer = setInterval(() => void this.flush(), REPL_SAVE_INTERVAL_MS);
+    this.hbTimer = setInterval(() => this.broadcast(encodeFrame(goJsonBytes({ type: "heartbeat" }))), REPL_HEARTBEAT_MS);
+    (this.saveTimer as any).unref?.();
+    (this.hbTimer as any).unref?.();
+  }
+
+  private broadcast(frame: Uint8Array): void {
+    for (const s of this.subs) {
+      if (!s.send(frame)) {
+        this.subs.delete(s);
+        s.close();
+        this.log("warn", "replication subscriber dropped (write failed or backlog past deadline)", { subscribers: this.subs.size });
+      }
+    }
+  }
+
+  /** Build one snapshot frame (shared by all subscribers); null if it cannot be produced. */
+  async snapshotFrame(): Promise<Uint8Array | null> {
+    const doc = await exportSnapshot(this.store);
+    const body = goJsonBytes({ type: "replication_snapshot", snapshot: doc });
+    if (body.length > MAX_FRAME) {
+      // R14: a reference standby rejects frames above 1 MiB; do not send what it cannot read.
+      this.log("error", "replication snapshot exceeds the 1 MiB frame limit; not sent", { bytes: body.length });
+      return null;
+    }
+    return encodeFrame(body);
+  }
+
+  /** Saver tick: push the current state if anything changed since the last push. */
+  async flush(): Promise<void> {
+    if (this.flushing) return;
+    if (!this.subs.size) {
+      if (this.saveTimer) { clearInterval(this.saveTimer); clearInterval(this.hbTimer!); this.saveTimer = this.hbTimer = null; }
+      return;
+    }
+    const now = Date.now();
+    if (!this.dirty && !(this.touched && now - this.lastPush >= REPL_TOUCH_PUSH_MS)) return;
+    this.flushing = true;
+    this.dirty = false;
+    this.touched = false;
+    this.lastPush = now;
+    try {
+      const frame = await this.snapshotFrame();
+      if (frame) { this.broadcast(frame); this.pushes++; }
+    } catch (e) {
+      this.log("error", "replication snapshot failed", { err: String(e) });
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  stop(): void {
+    if (this.saveTimer) clearInterval(this.saveTimer);
+    if (this.hbTimer) clearInterval(this.hbTimer);
+    this.saveTimer = this.hbTimer = null;
+    for (const s of this.subs) s.close();
+    this.subs.clear();
+  }
+}
+
+// ------------------------------------------------------------------ standby: follower
+
+export interface StandbyOptions {
+  log?: Log;
+  /** Reconnect backoff: first delay, doubling up to max (reference: flat 3 s). */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Called after each applied snapshot (chaining: mark the local hub dirty). */
+  onApplied?: (r: { nodes: number; pairs: number }) => void;
+}
+
+interface StandbyConn {
+  dec: FrameDecoder;
+}
+
+/**
+ * Follows a primary (§9.4): dial (10 s timeout), send subscribe_replication, apply every
+ * replication_snapshot, ignore heartbeat frames, 45 s read deadline, reconnect with backoff.
+ * Snapshots arriving while one is being applied are coalesced (only the newest is applied).
+ */
+export class StandbyClient {
+  private sock: Socket<StandbyConn> | null = null;
+  private stopped = false;
+  private backoff: number;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private fillerTimer: ReturnType<typeof setInterval> | null = null;
+  private pending: unknown = undefined;
+  private applying = false;
+  private readonly log: Log;
+  readonly host: string;
+  readonly port: number;
+  /** Observability (tests, /healthz). */
+  connected = false;
+  snapshots = 0;
+  connects = 0;
+  lastError = "";
+  private waiters: (() => void)[] = [];
+
+  constructor(readonly primary: string, private token: string, private store: Store, private opts: StandbyOptions = {}) {
+    this.log = opts.log ?? noLog;
+    this.backoff = opts.minBackoffMs ?? 500;
+    const i = primary.lastIndexOf(":");
+    if (i < 0) throw new RegError("bad_address", `standby primary ${JSON.stringify(primary)} has no port`);
+    let h = primary.slice(0, i);
+    if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
+    this.host = h || "127.0.0.1";
+    this.port = Number(primary.slice(i + 1));
+    if (!Number.isInteger(this.port) || this.port <= 0 || this.port > 65535) throw new RegError("bad_address", `invalid port in ${JSON.stringify(primary)}`);
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.dial();
+  }
+
+  /** Resolves after the next snapshot has been applied (tests). */
+  nextApplied(): Promise<void> {
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  private async dial(): Promise<void> {
+    if (this.stopped) return;
+    const self = this;
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      self.lastError = "dial timeout";
+      self.scheduleRetry();
+    }, STANDBY_DIAL_TIMEOUT_MS);
+    try {
+      const s = await Bun.connect<StandbyConn>({
+        hostname: this.host,
+        port: this.port,
+        socket: {
+          open(s) {
+            s.data = { dec: new FrameDecoder() };
+          },
+          data(s, chunk) {
+            self.onData(s, chunk);
+          },
+          timeout(s) {
+            self.lastError = "read deadline (45 s) exceeded";
+            s.terminate();
+          },
+          close(s) {
+            self.onClosed(s);
+          },
+          error(s, e) {
+            self.lastError = String(e);
+            self.onClosed(s);
+          },
+        },
+      });
+      if (settled) { s.terminate(); return; } // dial timed out meanwhile
+      settled = true;
+      clearTimeout(timer);
+      if (this.stopped) { s.terminate(); return; }
+      this.sock = s;
+      this.connects++;
+      s.timeout(STANDBY_READ_DEADLINE_S);
+      try { (s as any).setKeepAlive?.(true, 15_000); } catch {}
+      // §9.4: the token field is omitted when empty.
+      const req: Record<string, unknown> = { type: "subscribe_replication" };
+      if (this.token) req.token = this.token;
+      s.write(encodeFrame(goJsonBytes(req)));
+      this.fillerTimer = setInterval(() => { try { this.sock?.write("\n"); } catch {} }, STANDBY_FILLER_MS);
+      (this.fillerTimer as any).unref?.();
+      this.log("info", "standby connected to primary", { primary: this.primary });
+    } catch (e) {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      this.lastError = (e as Error).message ?? String(e);
+      this.scheduleRetry();
+    }
+  }
+
+  private onData(s: Socket<StandbyConn>, chunk: Uint8Array): void {
+    let frames: Uint8Array[];
+    try {
+      frames = s.data.dec.push(chunk);
+    } catch (e) {
+      this.lastError = (e as Error).message; // frame > 1 MiB: treat as a dead stream (§1.2)
+      s.terminate();
+      return;
+    }
+    for (const f of frames) {
+      let m: any;
+      try { m = JSON.parse(new TextDecoder().decode(f)); } catch { this.lastError = "invalid JSON from primary"; s.terminate(); return; }
+      if (!m || typeof m !== "object") continue;
+      if (m.type === "heartbeat") continue;
+      if (m.type === "replication_snapshot") {
+        this.pending = m.snapshot;
+        void this.applyLoop();
+        continue;
+      }
+      if (m.type === "error") {
+        // "replication not configured" / "invalid replication token": the primary closes next.
+        this.lastError = String(m.error);
+        this.log("error", "primary refused replication", { primary: this.primary, error: String(m.error) });
+        continue;
+      }
+      this.log("warn", "unexpected replication frame ignored", { type: String(m.type) });
+    }
+  }
+
+  private async applyLoop(): Promise<void> {
+    if (this.applying) return;
+    this.applying = true;
+    try {
+      while (this.pending !== undefined) {
+        const doc = this.pending;
+        this.pending = undefined;
+        try {
+          const r = await applySnapshot(this.store, doc);
+          this.snapshots++;
+          this.connected = true;
+          this.backoff = this.opts.minBackoffMs ?? 500; // healthy stream: reset the backoff
+          this.log("debug", "applied replication snapshot", { nodes: r.nodes });
+          this.opts.onApplied?.(r);
+          const w = this.waiters;
+          this.waiters = [];
+          for (const f of w) f();
+        } catch (e) {
+          this.lastError = String(e);
+          this.log("error", "failed to apply replication snapshot", { err: String(e) });
+        }
+      }
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  private onClosed(s: Socket<StandbyConn>): void {
+    if (this.sock !== s) return;
+    this.sock = null;
+    this.connected = false;
+    if (this.fillerTimer) { clearInterval(this.fillerTimer); this.fillerTimer = null; }
+    if (!this.stopped) {
+      this.log("warn", "replication stream ended; reconnecting", { primary: this.primary, err: this.lastError });
+      this.scheduleRetry();
+    }
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped || this.retryTimer) return;
+    const d = this.backoff;
+    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 3000);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.dial();
+    }, d);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.fillerTimer) clearInterval(this.fillerTimer);
+    this.retryTimer = this.fillerTimer = null;
+    const s = this.sock;
+    this.sock = null;
+    try { s?.terminate(); } catch {}
+  }
+}
+
