@@ -234,3 +234,15 @@ describe("daemon end to end", () => {
     conn.close();
   }, 60000);
 });
+
+describe("loopback", () => {
+  test("a daemon can dial its own services (no tunnel to itself)", async () => {
+    const da = await drv(A);
+    const conn = await da.dial(parseAddr(A.address), 7, { timeoutMs: 10000 });
+    await conn.write("self");
+    expect(new TextDecoder().decode((await conn.read({ timeoutMs: 5000 }))!)).toBe("self");
+    conn.close();
+    const info = await da.info();
+    expect((info.peer_list as any[]).some((p) => p.node_id === A.nodeId)).toBe(false);
+  }, 20000);
+});

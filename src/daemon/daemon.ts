@@ -341,7 +341,7 @@ export class Daemon implements DaemonApi {
 
   /** Create a tunnel entry for nodeId via registry resolve + beacon punch (beacon.md §8.4). */
   async ensureTunnel(nodeId: number): Promise<void> {
-    if (this.tunnel.hasPeer(nodeId)) return;
+    if (nodeId === this.nodeId || this.tunnel.hasPeer(nodeId)) return; // self: loopback, no tunnel
     let p = this.resolving.get(nodeId);
     if (!p) {
       p = (async () => {
@@ -393,6 +393,12 @@ export class Daemon implements DaemonApi {
   }
 
   private output(pkt: Packet): void {
+    if (pkt.dst.node === this.nodeId && pkt.dst.network === this.address.network) {
+      // Loopback (an agent talking to its own services): no tunnel, delivered on the next turn.
+      const copy = { ...pkt, payload: pkt.payload.slice() };
+      queueMicrotask(() => this.onPacket(copy));
+      return;
+    }
     try {
       this.tunnel.sendPacket(pkt);
     } catch (e) {
