@@ -113,8 +113,9 @@ describe("daemon-backed commands (fake daemon)", () => {
     expect(nf.json.code).toBe("not_found");
     const long = await ctl(["--json", "set-hostname", "a".repeat(64)]);
     expect(long.code).toBe(1);
-    expect(long.json.code).toBe("connection_failed");
-    expect(long.json.message).toBe("set-hostname: set_hostname: daemon: set_hostname: registry: request failed");
+    // Validated locally now (cli.md §11.5-6): invalid_argument, the daemon is not asked.
+    expect(long.json.code).toBe("invalid_argument");
+    expect(long.json.message).toStartWith(`invalid hostname "${"a".repeat(64)}": longer than 63 characters`);
     const t4 = await ctl(["--json", "set-tags", "a", "b", "c", "d"]);
     expect(t4.json.message).toBe("set-tags: maximum 3 tags allowed, got 4");
     const th = await ctl(["set-tags", "web", "#api"]);
