@@ -80,6 +80,8 @@ class FakeApi implements DaemonApi {
   /** Per-dial override: return a promise to control timing, or throw. */
   dialHook: ((a: Addr, port: number) => Promise<void>) | null = null;
   remoteEnded = new Set<number>();
+  /** segment size of new in-memory connections (a transport chunk may exceed one IPC frame) */
+  mss = 4096;
 
   bind(port: number, onAccept: (c: StreamConn) => void): () => void {
     if (this.ports.has(port)) throw new Error(`port ${port} already bound`);
@@ -91,7 +93,7 @@ class FakeApi implements DaemonApi {
     };
   }
   private pair(localPort: number, remote: Addr, remotePort: number): [MemConn, MemConn] {
-    const [local, peer] = memConnPair({ addr: SELF, port: localPort }, { addr: remote, port: remotePort });
+    const [local, peer] = memConnPair({ addr: SELF, port: localPort }, { addr: remote, port: remotePort }, { mss: this.mss, highWater: 8 << 20 });
     this.conns.set(local.id, local);
     this.remotes.set(local.id, peer);
     peer.onEnd = () => this.remoteEnded.add(local.id);
@@ -514,6 +516,32 @@ describe("frame sizes", () => {
     other.req([0x01, ...u16(4000)]);
     expect(await other.nextHex()).toBe("020fa0");
     await other.sync();
+  });
+});
+
+describe("outgoing frame limit", () => {
+  test("a received chunk larger than one frame is split into Recv pushes of at most 1 MiB", async () => {
+    await fresh();
+    api.mss = 3 << 20;
+    const c = await Raw.open(path); // its FrameDecoder rejects anything above 1 MiB
+    c.req([0x03, ...addr({ network: 0, node: 7 }), ...u16(1000)]);
+    const ok = await c.next();
+    const id = new DataView(ok.buffer, ok.byteOffset).getUint32(1);
+    const big = new Uint8Array((5 << 19) + 3); // 2.5 MiB + 3 in ONE chunk
+    for (let i = 0; i < big.length; i++) big[i] = (i >>> 10) & 255;
+    api.remotes.get(id)!.write(big);
+    const parts: Uint8Array[] = [];
+    let got = 0;
+    while (got < big.length) {
+      const f = await c.next();
+      expect(f[0]).toBe(0x07);
+      expect(f.length).toBeLessThanOrEqual(1 << 20);
+      parts.push(f.subarray(5));
+      got += f.length - 5;
+    }
+    expect(parts.length).toBe(3);
+    expect(Buffer.compare(Buffer.concat(parts), Buffer.from(big))).toBe(0);
+    await c.sync();
   });
 });
 
