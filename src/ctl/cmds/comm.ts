@@ -154,6 +154,7 @@ export async function sendFile(ctx: Ctx, args: string[]): Promise<void> {
       throw new CtlError("internal", `read file: ${(e as Error).message}`);
     }
     const a = formatAddr(t);
+    ctx.info(`sending ${basename(path)} (${formatBytes(data.length)}) to ${a}...\n`);
     const c = await dialOr(d, t, 1001, () => new CtlError("connection_failed", `cannot connect to ${a} (data exchange port 1001)`, reach(a)));
     const name = te.encode(basename(path)).subarray(0, 65535);
     const payload = new Uint8Array(2 + name.length + data.length);
