@@ -313,6 +313,26 @@ describe("transport.md §18 against the echo service (port 7) over the encrypted
   }, 30000);
 });
 
+describe("wire.md §4.8: the reference dialer's exact sequence", () => {
+  test("PILA#1, PILA#2, PILT SYN burst → one PILA answer; after our PILA#4 + flushed PILS SYN → SYN-ACK (ISN 0) as PILS; no key-exchange loop", async () => {
+    const Q = await RefPeer.create();
+    const since = Q.udp.got.length;
+    const syn = { protocol: PROTO_STREAM, flags: FLAG_SYN, srcPort: 51000, dstPort: 7, seq: 0, window: 64 };
+    Q.sendRaw(Q.pila());
+    Q.sendRaw(Q.pila());
+    Q.sendRaw(Q.pilt(syn));
+    const ans = await Q.udp.waitFor((d) => (isMagic(d.buf, "PILA") ? d.buf : null), 8000, since);
+    Q.sess = TunnelSession.fromKeyExchange(Q.kx.priv, verifyAuthKeyExchange(ans, Buffer.from(dPub, "base64")).x25519Pub, { authenticated: true });
+    Q.sendRaw(Q.pila()); // PILA#4: the reference answers because it had no session
+    Q.sendRaw(Q.pils(syn)); // flushed queue
+    const sa = await Q.waitPacket((p) => p.dstPort === 51000 && p.flags === (FLAG_SYN | FLAG_ACK), since);
+    expect([sa.seq, sa.ack]).toEqual([0, 1]);
+    await Bun.sleep(400);
+    expect(Q.udp.got.slice(since).filter((d) => isMagic(d.buf, "PILA"))).toHaveLength(1);
+    Q.udp.close();
+  });
+});
+
 describe("wire.md §4.7/§4.9: PILK, bad PILA, rekey", () => {
   test("PILK from a registered node → rejected: answered with our PILA, no session is created", async () => {
     const P = await RefPeer.create();
