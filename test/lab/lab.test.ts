@@ -229,14 +229,18 @@ describe.skipIf(why !== null)("network lab: fault injection", () => {
   test("impaired link (50-200 ms delay, 5% loss, 3% dup, 5% reorder): transfers intact", async () => {
     const a = await lab.startDaemon("imp-a", "none");
     const b = await lab.startDaemon("imp-b", "none");
-    const imp = await lab.impairLink(a, b, ["--delay", "50", "--jitter", "150", "--loss", "0.05", "--dup", "0.03", "--reorder", "0.05", "--seed", "7"]);
-    const r = await scenario("impaired-public", a, b, 2 * MiB, false, 2007);
+    // PILOT_LAB_IMPAIR overrides the profile (space-separated impair.ts flags) for experiments.
+    const profile = process.env.PILOT_LAB_IMPAIR?.split(" ") ?? ["--delay", "50", "--jitter", "150", "--loss", "0.05", "--dup", "0.03", "--reorder", "0.05", "--seed", "7"];
+    const imp = await lab.impairLink(a, b, profile);
+    const r = await scenario("impaired-public", a, b, Number(process.env.PILOT_LAB_IMPAIR_BYTES ?? 2 * MiB), false, 2007);
     await imp.kill("SIGTERM");
     const st = JSON.parse(imp.log.filter((l) => l.startsWith("impair stats")).pop()!.slice(13));
     // the traffic really crossed the pipe and was impaired
     expect(st.forwarded).toBeGreaterThan(1000);
-    expect(st.dropped).toBeGreaterThan(0);
-    expect(st.duplicated).toBeGreaterThan(0);
+    if (!process.env.PILOT_LAB_IMPAIR) {
+      expect(st.dropped).toBeGreaterThan(0);
+      expect(st.duplicated).toBeGreaterThan(0);
+    }
     console.log(`impaired: ${JSON.stringify(st)} transfer ${r.transferMs} ms`);
   }, 180_000);
 
