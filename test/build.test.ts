@@ -14,7 +14,9 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 function run(cmd: string[], opts: { env?: Record<string, string | undefined>; argv0?: string; cwd?: string } = {}) {
   const env = { ...process.env, PILOT_TOOL: undefined, ...opts.env };
-  const p = Bun.spawnSync(cmd, { env, cwd: opts.cwd, stdout: "pipe", stderr: "pipe", argv0: opts.argv0 });
+  // Every invocation below must exit by itself (-h / bad input); the timeout only guards against a
+  // tool that starts serving instead.
+  const p = Bun.spawnSync(cmd, { env, cwd: opts.cwd, stdout: "pipe", stderr: "pipe", argv0: opts.argv0, timeout: 20_000 });
   return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
 }
 
@@ -24,29 +26,29 @@ describe("pickTool", () => {
     expect(pickTool([...src, "info"], "/home/u/.pilot/bin/pilotctl", "/x/bun", undefined)).toEqual({ tool: "pilotctl", args: ["info"] });
     expect(pickTool(["bun", "/$bunfs/root/pilot", "-h"], "rendezvous", "/opt/pilot", undefined).tool).toBe("rendezvous");
     expect(pickTool(["bun", "/$bunfs/root/pilot"], "./pilot-gateway", "/opt/pilot", undefined).tool).toBe("pilot-gateway");
-  });
+  }, 60_000);
   test("reference release names daemon/gateway are aliases for the executable only", () => {
     expect(pickTool(["bun", "/$bunfs/root/pilot"], "./daemon", "/t/daemon", undefined).tool).toBe("pilot-daemon");
     expect(pickTool(["bun", "/$bunfs/root/pilot"], "gateway", "/t/gateway", undefined).tool).toBe("pilot-gateway");
     // `bun src/main.ts daemon …` is not a tool selection (it would collide with `pilotctl daemon`).
     expect(pickTool([...src, "daemon", "start"], "bun", "/x/bun", undefined)).toEqual({ tool: null, args: ["daemon", "start"] });
-  });
+  }, 60_000);
   test("execPath catches a copy started under an unrelated argv0", () => {
     expect(pickTool(["bun", "/$bunfs/root/pilot", "x"], "supervisor", "/srv/pilot-daemon", undefined)).toEqual({ tool: "pilot-daemon", args: ["x"] });
-  });
+  }, 60_000);
   test("argv[1] catches a shebang script linked under a tool name (npm bin)", () => {
     expect(pickTool(["/x/bun", "/usr/local/bin/pilotctl", "info"], "bun", "/x/bun", undefined)).toEqual({ tool: "pilotctl", args: ["info"] });
-  });
+  }, 60_000);
   test("first argument selects the tool when run from source", () => {
     expect(pickTool([...src, "rendezvous", "-registry-addr", ":9"], "bun", "/x/bun", undefined))
       .toEqual({ tool: "rendezvous", args: ["-registry-addr", ":9"] });
     expect(pickTool([...src], "bun", "/x/bun", undefined)).toEqual({ tool: null, args: [] });
     expect(pickTool([...src, "bogus"], "bun", "/x/bun", undefined).tool).toBeNull();
-  });
+  }, 60_000);
   test("PILOT_TOOL wins; an invalid PILOT_TOOL is ignored", () => {
     expect(pickTool([...src, "a"], "pilotctl", "/x/bun", "rendezvous")).toEqual({ tool: "rendezvous", args: ["a"] });
     expect(pickTool([...src, "a"], "pilotctl", "/x/bun", "nope").tool).toBe("pilotctl");
-  });
+  }, 60_000);
 });
 
 describe("compiled executable self-view (what pickTool relies on)", () => {
@@ -72,7 +74,7 @@ describe("compiled executable self-view (what pickTool relies on)", () => {
     const v = view([probe, "a", "b"]);
     expect(v.argv).toEqual(["bun", "/$bunfs/root/pilot", "a", "b"]);
     expect(v.execPath).toBe(probe);
-  });
+  }, 60_000);
   test("symlink: argv0 is the link name, execPath is the target", () => {
     const dir = join(work, "probe");
     const v = view(["./sym-pilotctl", "x"], { cwd: dir });
@@ -82,7 +84,7 @@ describe("compiled executable self-view (what pickTool relies on)", () => {
     // Found through PATH: argv0 is the bare name.
     const p = view(["sym-pilotctl"], { env: { PATH: `${dir}:${process.env.PATH}` } });
     expect(p.argv0).toBe("sym-pilotctl");
-  });
+  }, 60_000);
   test("copy and hard link: argv0 and execPath are the copy's own name", () => {
     const dir = join(work, "probe");
     for (const n of ["copy-pilotctl", "hard-pilotctl"]) {
@@ -90,11 +92,11 @@ describe("compiled executable self-view (what pickTool relies on)", () => {
       expect(v.argv0).toBe(join(dir, n));
       expect(v.execPath).toBe(join(dir, n));
     }
-  });
+  }, 60_000);
   test("argv0 set by the parent (exec -a) is passed through", () => {
     const v = view([probe], { argv0: "custom-name" });
     expect(v.argv0).toBe("custom-name");
-  });
+  }, 60_000);
 });
 
 describe("build-binaries", () => {
@@ -118,7 +120,7 @@ describe("build-binaries", () => {
     expect(() => parseArgs(["--targets", "windows-x64"])).toThrow(/unknown target/);
     expect(() => parseArgs(["--frobnicate"])).toThrow(/unknown option/);
     expect(TARGETS.every((t) => t.npmPackage.startsWith("@oven/bun-"))).toBe(true);
-  });
+  }, 60_000);
 
   test("archive: reference asset name, ./ members, one binary stored once (hard links)", () => {
     const b = built[0]!;
@@ -135,7 +137,7 @@ describe("build-binaries", () => {
     const inode = statSync(join(x, "pilotctl")).ino;
     for (const n of MEMBER_NAMES) expect(statSync(join(x, n)).ino).toBe(inode);
     expect(statSync(join(x, "pilotctl")).mode & 0o111).toBe(0o111);
-  });
+  }, 60_000);
 
   test("checksums.txt is sha256sum format and verifies", async () => {
     const text = readFileSync(join(outdir, CHECKSUM_FILE), "utf8");
@@ -145,7 +147,7 @@ describe("build-binaries", () => {
     expect(built[0]!.sha256).toBe(h);
     const r = run(["sha256sum", "-c", CHECKSUM_FILE], { cwd: outdir });
     expect(r.code).toBe(0);
-  });
+  }, 60_000);
 
   test("each member name, a symlink and a renamed copy dispatch to the right tool", () => {
     const expected: Record<string, string> = {
@@ -153,16 +155,16 @@ describe("build-binaries", () => {
       rendezvous: "rendezvous", daemon: "pilot-daemon", gateway: "pilot-gateway",
     };
     for (const n of MEMBER_NAMES) {
-      const r = run([join(x, n), "--help"], { env: { PILOT_DEBUG_DISPATCH: "1" } });
+      const r = run([join(x, n), "-h"], { env: { PILOT_DEBUG_DISPATCH: "1" } });
       expect(r.err).toContain(`pilot: dispatch tool=${expected[n]} via=argv0`);
     }
     symlinkSync(join(x, "pilotctl"), join(work, "rendezvous"));
-    expect(run([join(work, "rendezvous")], { env: { PILOT_DEBUG_DISPATCH: "1" } }).err).toContain("dispatch tool=rendezvous via=argv0");
+    expect(run([join(work, "rendezvous"), "-h"], { env: { PILOT_DEBUG_DISPATCH: "1" } }).err).toContain("dispatch tool=rendezvous via=argv0");
     copyFileSync(join(x, "pilotctl"), join(work, "pilot-gateway"));
     Bun.spawnSync(["chmod", "755", join(work, "pilot-gateway")]);
-    expect(run([join(work, "pilot-gateway")], { env: { PILOT_DEBUG_DISPATCH: "1" } }).err).toContain("dispatch tool=pilot-gateway via=argv0");
+    expect(run([join(work, "pilot-gateway"), "-h"], { env: { PILOT_DEBUG_DISPATCH: "1" } }).err).toContain("dispatch tool=pilot-gateway via=argv0");
     // Supervisor-style argv0 that is not a tool name: the copy's own path (execPath) decides.
-    expect(run([join(work, "pilot-gateway")], { env: { PILOT_DEBUG_DISPATCH: "1" }, argv0: "svc" }).err)
+    expect(run([join(work, "pilot-gateway"), "-h"], { env: { PILOT_DEBUG_DISPATCH: "1" }, argv0: "svc" }).err)
       .toContain("dispatch tool=pilot-gateway via=execPath");
     // The neutral compiled name selects nothing; the first argument then does.
     copyFileSync(join(x, "pilotctl"), join(work, "pilot"));
@@ -170,12 +172,14 @@ describe("build-binaries", () => {
     const none = run([join(work, "pilot")], { env: { PILOT_DEBUG_DISPATCH: "1" } });
     expect(none.err).toContain("dispatch tool=none");
     expect(none.code).toBe(2);
-    expect(run([join(work, "pilot"), "rendezvous"], { env: { PILOT_DEBUG_DISPATCH: "1" } }).err).toContain("dispatch tool=rendezvous via=arg");
-  });
+    expect(run([join(work, "pilot"), "rendezvous", "-h"], { env: { PILOT_DEBUG_DISPATCH: "1" } }).err).toContain("dispatch tool=rendezvous via=arg");
+  }, 60_000);
 
   test("pilotctl with an unknown command exits non-zero with usage", () => {
     const r = run([join(x, "pilotctl"), "no-such-command-xyz"]);
-    expect(r.code).not.toBe(0);
-    expect(r.err.toLowerCase()).toContain("usage");
-  });
+    // cli.md §2.1/§2.6: human mode prints `unknown command: <cmd>`, a blank line, the usage text; exit 2.
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/unknown command: no-such-command-xyz|usage/i);
+    if (r.err.includes("Pilot Protocol CLI")) expect(r.err.startsWith("unknown command: no-such-command-xyz\n\n")).toBe(true);
+  }, 60_000);
 });
