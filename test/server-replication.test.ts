@@ -157,6 +157,19 @@ describe("replication: primary → standby", () => {
     bs.close();
   });
 
+  test("chained standby (standby of the standby) follows too (§9.1)", async () => {
+    const s2 = await startRendezvous({ ...base, "replication-token": TOKEN, standby: sAddr, standbyBackoff: [50, 200] });
+    try {
+      const sc = new RegistryClient(`127.0.0.1:${s2.registryPort}`);
+      expect((await waitFor("bob on chained standby", () => sc.resolveHostname("bob"))).node_id).toBe(B.id);
+      await A.c.setHostname(A.id, "alice2");
+      expect((await waitFor("alice2 on chained standby", () => sc.resolveHostname("alice2"))).node_id).toBe(A.id);
+      sc.close();
+    } finally {
+      await s2.stop();
+    }
+  });
+
   test("raw subscriber: §8.1 document embedded as an object, pushes after each mutation", async () => {
     const r = await raw(primary.registryPort);
     r.send({ type: "subscribe_replication", token: TOKEN });
@@ -168,13 +181,14 @@ describe("replication: primary → standby", () => {
     expect(doc.next_node).toBe(B.id + 1);
     expect(doc.networks["0"]).toMatchObject({ id: 0, name: "backbone", join_rule: "open", members: [A.id, B.id] });
     expect(doc.networks["0"].created).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-    expect(doc.nodes[String(A.id)]).toMatchObject({ id: A.id, owner: "alice@example.com", public_key: A.pub, networks: [0], hostname: "alice", polo_score: 7, tags: ["gpu", "eu"], task_exec: true });
+    expect(doc.nodes[String(A.id)]).toMatchObject({ id: A.id, owner: "alice@example.com", public_key: A.pub, networks: [0], hostname: "alice2", polo_score: 7, tags: ["gpu", "eu"], task_exec: true });
     expect(doc.nodes[String(A.id)].public).toBeUndefined(); // omitted when false
     expect(doc.nodes[String(A.id)].last_seen).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     expect(doc.trust_pairs).toEqual([`${Math.min(A.id, B.id)}:${Math.max(A.id, B.id)}`]);
     expect(doc.pub_key_idx[A.pub]).toBe(A.id);
     // Keys sorted (goJson), no "error" field on a snapshot frame.
-    expect(r.bodies[0].startsWith('{"snapshot":{"handshake_inbox"') || r.bodies[0].startsWith('{"snapshot":{"networks"') || r.bodies[0].startsWith('{"snapshot":{"next_net"')).toBe(true);
+    expect(r.bodies[0].startsWith('{"snapshot":{"networks":{"0":{"created":')).toBe(true);
+    expect(r.bodies[0].endsWith('},"type":"replication_snapshot"}')).toBe(true);
     r.write("\n\n"); // filler bytes are ignored by the primary
     await A.c.updatePoloScore(A.id, 1);
     await waitFor("pushed snapshot", async () => r.frames.length >= 2);
@@ -263,6 +277,32 @@ describe("replication: refusals", () => {
     expect((await dst.handle({ type: "lookup", node_id: 1 }, ctx)).type).toBe("lookup_ok"); // untouched by the refused one
     await src.store.close();
     await dst.store.close();
+  });
+});
+
+describe("replication over TLS (R9)", () => {
+  test("standby pins the primary's certificate; wrong pin never subscribes", async () => {
+    const p = await startRendezvous({ ...base, tls: true, "replication-token": TOKEN });
+    const pAddr = `127.0.0.1:${p.registryPort}`;
+    const good = await startRendezvous({ ...base, "replication-token": TOKEN, standby: pAddr, "standby-fingerprint": p.fingerprint, standbyBackoff: [50, 200] });
+    const bad = await startRendezvous({ ...base, "replication-token": TOKEN, standby: pAddr, "standby-fingerprint": "0".repeat(64), standbyBackoff: [50, 200] });
+    try {
+      const n = identity();
+      const c = new RegistryClient(pAddr, { sign: n.sign, freshSignatures: false, tls: { fingerprint: p.fingerprint } });
+      await c.connect();
+      const id = (await c.register(n.pub, "127.0.0.1:4500", "", "tlsnode")).node_id as number;
+      c.close();
+      const sc = new RegistryClient(`127.0.0.1:${good.registryPort}`);
+      expect((await waitFor("tls replication", () => sc.resolveHostname("tlsnode"))).node_id).toBe(id);
+      sc.close();
+      await waitFor("bad pin retried", async () => bad.standby!.lastError.includes("does not match"));
+      expect(bad.standby!.snapshots).toBe(0);
+      expect(p.registry.replication.subscriberCount).toBe(1);
+    } finally {
+      await good.stop();
+      await bad.stop();
+      await p.stop();
+    }
   });
 });
 

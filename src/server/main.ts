@@ -31,12 +31,13 @@ interface Flags {
   "log-format": string;
   "store-sync": string;
   "replication-token": string;
+  "standby-fingerprint": string;
 }
 
 const DEFAULTS: Flags = {
   config: "", "registry-addr": ":9000", "beacon-addr": ":9001", store: "", tls: false, "tls-cert": "", "tls-key": "",
   standby: "", http: "", "admin-token": "", "log-level": "info", "log-format": "text", "store-sync": "normal",
-  "replication-token": "",
+  "replication-token": "", "standby-fingerprint": "",
 };
 const BOOL_FLAGS = new Set(["tls"]);
 
@@ -99,6 +100,8 @@ const USAGE = `Usage of rendezvous:
                          replication token (registry.md §3.3): a primary accepts subscribe_replication
                          with it, a standby presents it. Empty = replication disabled. Prefer the
                          environment variable PILOT_REPLICATION_TOKEN (a flag is visible in ps).
+  -standby-fingerprint string
+                         follow a TLS primary, pinning its certificate (64 lower-case hex SHA-256)
   -http string           HTTP address for /metrics, /healthz, /api/stats (empty = off)
   -admin-token string    admin token (network management is disabled; accepted for compatibility)
   -log-level string      debug|info|warn|error (default "info")
@@ -236,6 +239,7 @@ export async function startRendezvous(flags: Partial<Flags> & {
     try {
       standby = new StandbyClient(f.standby, replToken, store, {
         log, minBackoffMs: flags.standbyBackoff?.[0], maxBackoffMs: flags.standbyBackoff?.[1],
+        tlsFingerprint: f["standby-fingerprint"] || undefined,
         onApplied: () => registry.replication.markDirty(), // chaining: feed our own subscribers (§9.1)
       });
     } catch (e) {

@@ -277,6 +277,8 @@ export interface StandbyOptions {
   /** Reconnect backoff: first delay, doubling up to max (reference: flat 3 s). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Dial the primary over TLS and pin its leaf certificate (lower-case hex SHA-256 of the DER). */
+  tlsFingerprint?: string;
   /** Called after each applied snapshot (chaining: mark the local hub dirty). */
   onApplied?: (r: { nodes: number; pairs: number }) => void;
 }
@@ -322,7 +324,7 @@ export class StandbyClient {
 
   start(): void {
     this.stopped = false;
-    void this.dial();
+    this.dial();
   }
 
   /** Resolves after the next snapshot has been applied (tests). */
@@ -330,62 +332,82 @@ export class StandbyClient {
     return new Promise((r) => this.waiters.push(r));
   }
 
-  private async dial(): Promise<void> {
+  private dial(): void {
     if (this.stopped) return;
     const self = this;
-    let settled = false;
-    const timer = setTimeout(() => {
+    const pin = this.opts.tlsFingerprint;
+    let settled = false; // connection attempt finished (subscribed or failed)
+    const fail = (why: string, s?: Socket<StandbyConn>) => {
       if (settled) return;
       settled = true;
-      self.lastError = "dial timeout";
+      clearTimeout(timer);
+      self.lastError = why;
+      try { s?.terminate(); } catch {}
       self.scheduleRetry();
-    }, STANDBY_DIAL_TIMEOUT_MS);
-    try {
-      const s = await Bun.connect<StandbyConn>({
-        hostname: this.host,
-        port: this.port,
-        socket: {
-          open(s) {
-            s.data = { dec: new FrameDecoder() };
-          },
-          data(s, chunk) {
-            self.onData(s, chunk);
-          },
-          timeout(s) {
-            self.lastError = "read deadline (45 s) exceeded";
-            s.terminate();
-          },
-          close(s) {
-            self.onClosed(s);
-          },
-          error(s, e) {
-            self.lastError = String(e);
-            self.onClosed(s);
-          },
-        },
-      });
+    };
+    const timer = setTimeout(() => fail("dial timeout"), STANDBY_DIAL_TIMEOUT_MS);
+    const ready = (s: Socket<StandbyConn>) => {
       if (settled) { s.terminate(); return; } // dial timed out meanwhile
       settled = true;
       clearTimeout(timer);
-      if (this.stopped) { s.terminate(); return; }
-      this.sock = s;
-      this.connects++;
-      s.timeout(STANDBY_READ_DEADLINE_S);
-      try { (s as any).setKeepAlive?.(true, 15_000); } catch {}
-      // §9.4: the token field is omitted when empty.
-      const req: Record<string, unknown> = { type: "subscribe_replication" };
-      if (this.token) req.token = this.token;
-      s.write(encodeFrame(goJsonBytes(req)));
-      this.fillerTimer = setInterval(() => { try { this.sock?.write("\n"); } catch {} }, STANDBY_FILLER_MS);
-      (this.fillerTimer as any).unref?.();
-      this.log("info", "standby connected to primary", { primary: this.primary });
-    } catch (e) {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      this.lastError = (e as Error).message ?? String(e);
-      this.scheduleRetry();
-    }
+      if (self.stopped) { s.terminate(); return; }
+      self.subscribe(s);
+    };
+    Bun.connect<StandbyConn>({
+      hostname: this.host,
+      port: this.port,
+      // R9: the reference standby could only dial plain TCP. With a pinned fingerprint this one
+      // follows a TLS primary (same pin rule as daemons, §1.6: lower-case hex SHA-256 of the leaf DER).
+      tls: pin ? { rejectUnauthorized: false } : undefined,
+      socket: {
+        open(s) {
+          s.data = { dec: new FrameDecoder() };
+          if (!pin) ready(s);
+        },
+        handshake(s, success) {
+          if (!pin) return;
+          let fp = "";
+          try {
+            const der = (s as any).getPeerX509Certificate?.()?.raw as Buffer | undefined;
+            if (der) fp = new Bun.CryptoHasher("sha256").update(der).digest("hex");
+          } catch {}
+          if (!success && !fp) return fail("TLS handshake failed", s);
+          if (fp !== pin) return fail(`primary certificate fingerprint ${fp || "(none)"} does not match the pinned one`, s);
+          ready(s);
+        },
+        data(s, chunk) {
+          self.onData(s, chunk);
+        },
+        timeout(s) {
+          self.lastError = "read deadline (45 s) exceeded";
+          s.terminate();
+        },
+        close(s) {
+          self.onClosed(s);
+        },
+        error(s, e) {
+          self.lastError = String(e);
+          self.onClosed(s);
+        },
+        connectError(_s, e) {
+          fail(`connect: ${e?.message ?? e}`);
+        },
+      },
+    }).catch((e: Error) => fail(`connect: ${e?.message ?? e}`));
+  }
+
+  private subscribe(s: Socket<StandbyConn>): void {
+    this.sock = s;
+    this.connects++;
+    s.timeout(STANDBY_READ_DEADLINE_S);
+    try { (s as any).setKeepAlive?.(true, 15_000); } catch {}
+    // §9.4: the token field is omitted when empty.
+    const req: Record<string, unknown> = { type: "subscribe_replication" };
+    if (this.token) req.token = this.token;
+    s.write(encodeFrame(goJsonBytes(req)));
+    this.fillerTimer = setInterval(() => { try { this.sock?.write("\n"); } catch {} }, STANDBY_FILLER_MS);
+    (this.fillerTimer as any).unref?.();
+    this.log("info", "standby connected to primary", { primary: this.primary, tls: !!this.opts.tlsFingerprint });
   }
 
   private onData(s: Socket<StandbyConn>, chunk: Uint8Array): void {
@@ -461,7 +483,7 @@ export class StandbyClient {
     this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 3000);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      void this.dial();
+      this.dial();
     }, d);
   }
 
