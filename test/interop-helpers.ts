@@ -26,7 +26,7 @@ export class RawReg {
   closed = false;
   private constructor(private sock: Socket) {
     sock.on("data", (d) => {
-      for (const f of this.dec.push(new Uint8Array(d))) {
+      for (const f of this.dec.push(new Uint8Array(d as Buffer))) {
         const o = JSON.parse(Buffer.from(f).toString("utf8"));
         const w = this.waiters.shift();
         if (w) w(o);
@@ -103,7 +103,7 @@ export class FakeRegistry {
     this.server = createServer((s) => {
       const dec = new FrameDecoder();
       s.on("data", (d) => {
-        for (const f of dec.push(new Uint8Array(d))) {
+        for (const f of dec.push(new Uint8Array(d as Buffer))) {
           const m = JSON.parse(Buffer.from(f).toString("utf8"));
           this.msgs.push(m);
           for (const l of this.listeners) l(m);
