@@ -246,3 +246,22 @@ describe("loopback", () => {
     expect((info.peer_list as any[]).some((p) => p.node_id === A.nodeId)).toBe(false);
   }, 20000);
 });
+
+describe("start-up failures", () => {
+  test("unreachable registry: exits 1 at once with 'registry dial'", async () => {
+    const { spawnTool } = await import("./helpers/cluster.ts");
+    const p = spawnTool("pilot-daemon", ["-registry", "127.0.0.1:1", "-beacon", "", "-listen", "127.0.0.1:0", "-socket", join(cl.dir, "dead.sock")]);
+    const code = await p.proc.exited;
+    expect(code).toBe(1);
+    await Bun.sleep(50);
+    expect(p.log.join("\n")).toContain("daemon start: registry dial:");
+  }, 20000);
+
+  test("registry TLS without a fingerprint is refused (certificate pinning required)", async () => {
+    const { spawnTool } = await import("./helpers/cluster.ts");
+    const p = spawnTool("pilot-daemon", ["-registry", cl.registry, "-registry-tls", "-beacon", "", "-listen", "127.0.0.1:0", "-socket", join(cl.dir, "tls.sock")]);
+    expect(await p.proc.exited).toBe(1);
+    await Bun.sleep(50);
+    expect(p.log.join("\n")).toContain("registry TLS requires RegistryFingerprint for certificate pinning");
+  }, 20000);
+});

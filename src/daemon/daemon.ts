@@ -145,6 +145,14 @@ export class Daemon implements DaemonApi {
       tls: cfg.registryTls ? { fingerprint: cfg.registryFingerprint.toLowerCase() } : undefined,
       sign: (challenge) => this.signature(challenge),
     });
+    // Start-up registry dial: one attempt, fatal on failure (cli.md §6.1 "daemon start: registry
+    // dial: …"), so `pilotctl daemon start` can report the cause at once instead of waiting
+    // through the client's reconnect back-off.
+    try {
+      await this.registry.connect();
+    } catch (e) {
+      throw new DaemonError("registry", `daemon start: registry dial: ${(e as Error).message}`);
+    }
     this.registry.onPush(() => {
       // Push extension: a relayed handshake is waiting; fetch it now instead of at the next poll.
       void this.trust?.poll().catch(() => {});
@@ -515,14 +523,13 @@ export class Daemon implements DaemonApi {
 
   info(): JsonObject {
     const peers = [...this.tunnel.peers.values()];
-    const connList = this.transport.connections().slice(0, 2000); // ipc.md §12.2-4: cap the reply size
     const all = this.transport.connections();
     return {
       address: formatAddr(this.address),
       authenticated_peers: peers.filter((p) => p.crypto.authenticated && p.crypto.session).length,
       bytes_recv: this.tunnel.stats.bytesRecv,
       bytes_sent: this.tunnel.stats.bytesSent,
-      conn_list: connList.map((c) => ({
+      conn_list: capBySize(all, 800 * 1024).map((c) => ({
         bytes_recv: c.stats.bytesRecv,
         bytes_sent: c.stats.bytesSent,
         cong_win: c.stats.cwnd,
@@ -723,6 +730,16 @@ export class Daemon implements DaemonApi {
     // Task submit (port 1003) is always on, like the reference (cli.md §6.1).
     this.services.push((await import("./services/tasks.ts")).startTasks(ctx));
   }
+}
+
+/**
+ * ipc.md §12.2-4: with thousands of connections `conn_list` alone exceeds the 1 MiB frame limit and
+ * the reference driver disconnects. Keep the list under `budget` bytes of JSON (≈ 480 bytes per
+ * entry); the `connections` count stays exact.
+ */
+function capBySize<T>(items: T[], budget: number): T[] {
+  const max = Math.floor(budget / 480);
+  return items.length > max ? items.slice(0, max) : items;
 }
 
 function isLocalHost(h: string): boolean {
