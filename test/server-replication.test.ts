@@ -88,7 +88,7 @@ describe("replication: primary → standby", () => {
     await A.c.setTags(A.id, ["gpu", "#eu"]);
     await A.c.setTaskExec(A.id, true);
     await A.c.setPoloScore(A.id, 7);
-    standby = await startRendezvous({ ...base, "replication-token": TOKEN, standby: pAddr, standbyBackoff: [100, 500] });
+    standby = await startRendezvous({ ...base, "replication-token": TOKEN, standby: pAddr, standbyBackoff: [100, 500], http: "127.0.0.1:0" });
     sAddr = `127.0.0.1:${standby.registryPort}`;
   });
   afterAll(async () => {
@@ -108,6 +108,9 @@ describe("replication: primary → standby", () => {
     expect(await sc.resolveHostname("alice")).toMatchObject({ type: "resolve_hostname_ok", node_id: A.id, public: true });
     expect(standby.standby!.snapshots).toBeGreaterThanOrEqual(1);
     expect(primary.registry.replication.subscriberCount).toBe(1);
+    const metrics = await (await fetch(`http://127.0.0.1:${standby.httpPort}/metrics`)).text();
+    expect(metrics).toContain("pilot_standby_connected 1\n");
+    expect(metrics).toMatch(/pilot_standby_snapshots_total [1-9]/);
     sc.close();
   });
 

@@ -23,6 +23,14 @@ export function startHttp(registry: Registry, beacon: BeaconServer, host: string
           const b = beacon.stats;
           body += `# HELP pilot_beacon_messages_total Beacon datagrams by kind.\n# TYPE pilot_beacon_messages_total counter\n`;
           for (const [k, v] of Object.entries(b)) body += `pilot_beacon_messages_total{kind="${k}"} ${v}\n`;
+          // Replication (§9): subscribers/pushes on a primary; follower state on a standby.
+          body += `# HELP pilot_replication_subscribers Connected replication subscribers.\n# TYPE pilot_replication_subscribers gauge\npilot_replication_subscribers ${registry.replication.subscriberCount}\n`;
+          body += `# HELP pilot_replication_pushes_total Replication snapshots pushed after changes.\n# TYPE pilot_replication_pushes_total counter\npilot_replication_pushes_total ${registry.replication.pushes}\n`;
+          const sb = registry.standbyInfo?.();
+          if (sb) {
+            body += `# HELP pilot_standby_connected 1 while the standby holds a replication stream from its primary.\n# TYPE pilot_standby_connected gauge\npilot_standby_connected ${sb.connected ? 1 : 0}\n`;
+            body += `# HELP pilot_standby_snapshots_total Replication snapshots applied by this standby.\n# TYPE pilot_standby_snapshots_total counter\npilot_standby_snapshots_total ${sb.snapshots}\n`;
+          }
           body += `# HELP pilot_beacon_nodes Beacon node table size.\n# TYPE pilot_beacon_nodes gauge\npilot_beacon_nodes ${beacon.table.size}\n`;
           return new Response(body, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
         }

@@ -249,6 +249,8 @@ export async function startRendezvous(flags: Partial<Flags> & {
       throw e;
     }
     standby.start();
+    const sbc = standby;
+    registry.standbyInfo = () => ({ connected: sbc.connected, snapshots: sbc.snapshots });
   }
   // Housekeeping tick (§7): reap, beacon table expiry, limiter cleanup. A standby does not reap
   // nodes on its own clock (R20, replication.ts): the primary's reaps arrive in its snapshots.

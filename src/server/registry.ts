@@ -288,6 +288,8 @@ export class Registry {
   private replToken: TokenChecker;
   /** Standby mode (§9.4). Mutable so an operator tool could promote in-process. */
   standby: boolean;
+  /** Set by startRendezvous in standby mode: follower state for /metrics. */
+  standbyInfo?: () => { connected: boolean; snapshots: number };
 
   constructor(readonly store: Store, readonly opts: RegistryOptions = {}) {
     this.now = opts.now ?? Date.now;
