@@ -264,10 +264,39 @@ WantedBy=multi-user.target
       "systemctl daemon-reload\nsystemctl is-active --quiet pilot-daemon\nsystemctl restart pilot-daemon\n");
   }, 60_000);
 
-  // TODO(daemon): once src/daemon lands, start the installed pilot-daemon (ExecStart line of the
-  // unit, with -registry/-beacon pointing at an installed `rendezvous` on 127.0.0.1) and run the
-  // installed `pilotctl --json info` against it through PILOT_SOCKET=b.sock.
-  test.todo("installed pilotctl talks to the installed pilot-daemon");
+  test("installed pilotctl talks to the installed pilot-daemon (and the installed rendezvous)", async () => {
+    const bin = join(b.home, ".pilot", "bin");
+    const run = join(work, "run-installed");
+    mkdirSync(run, { recursive: true });
+    const rv = Bun.spawn([join(bin, "rendezvous"), "-registry-addr", "127.0.0.1:0", "-beacon-addr", "127.0.0.1:0", "-store", join(run, "reg.db")], { stdout: "pipe", stderr: "pipe" });
+    let daemon: ReturnType<typeof Bun.spawn> | null = null;
+    try {
+      const reader = rv.stdout.getReader();
+      let text = "";
+      while (!/beacon listening on \S+/.test(text)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      const reg = /registry listening on (\S+)/.exec(text)![1];
+      const bea = /beacon listening on (\S+)/.exec(text)![1];
+      const sock = join(run, "d.sock");
+      daemon = Bun.spawn([join(bin, "pilot-daemon"), "-registry", reg, "-beacon", bea, "-listen", "127.0.0.1:0", "-socket", sock, "-identity", join(run, "identity.json"), "-data-dir", run], { stdout: "pipe", stderr: "pipe" });
+      for (let i = 0; i < 100 && !existsSync(sock); i++) await Bun.sleep(100);
+      const info = Bun.spawn([join(bin, "pilotctl"), "--json", "info"], { env: { ...process.env, PILOT_SOCKET: sock, HOME: b.home }, stdout: "pipe", stderr: "pipe" });
+      const out = await new Response(info.stdout).text();
+      expect(await info.exited).toBe(0);
+      const j = JSON.parse(out);
+      expect(j.status).toBe("ok");
+      expect(j.data.node_id).toBe(1);
+      expect(j.data.address).toBe("0:0000.0000.0001");
+    } finally {
+      daemon?.kill();
+      rv.kill();
+      await daemon?.exited;
+      await rv.exited;
+    }
+  }, 60_000);
 
   test("uninstall leaves nothing behind", async () => {
     const r = await runInstall(b, { args: ["uninstall"], env });
