@@ -77,6 +77,7 @@ export const COMMANDS: CommandDef[] = [
   D("trust", [], "List trusted peers", "trusted [{node_id, mutual, network, approved_at}]", h(core, "trust")),
   D("untrust", ["<node_id>"], "Revoke trust for a peer", "node_id", h(core, "untrust")),
   // Extensions: not in the reference catalog's 49 entries (cli.md §11.5-2: added as extra keys).
+  D("version", [], "Print the pilotctl version and build runtime (extension; cli.md §11.5)", "version, runtime, platform", h(core, "version"), { reference: false }),
   D("context", [], "Print this machine-readable catalog of commands, flags, return fields and error codes", "commands, error_codes, global_flags, environment, config_file, version", h(core, "context"), { reference: false }),
   D("task submit", ["<address|hostname>", "--task <description>"], "Submit a task to a node (port 1003)", "task_id, target, task, status (int 200|400), accepted (bool), message", h(task, "submit"), { reference: false }),
   D("task accept", ["--id <task_id>"], "Accept a received task (within 1 minute of creation)", "task_id, status, message", h(task, "accept"), { reference: false }),

@@ -322,6 +322,13 @@ export async function context(ctx: Ctx): Promise<void> {
   ctx.ok(catalog());
 }
 
+// ---------- version (extension: cli.md §11.5 recommends it; install.sh shows it on upgrade) ----------
+export async function version(ctx: Ctx): Promise<void> {
+  const { default: pkg } = await import("../../../package.json");
+  const v = { platform: `${process.platform}-${process.arch}`, runtime: `bun ${Bun.version}`, version: String(pkg.version) };
+  ctx.ok(v, () => `pilotctl ${v.version} (${v.runtime}, ${v.platform})\n`);
+}
+
 export async function broadcast(): Promise<void> {
   throw new CtlError("unavailable", "broadcast is not available yet — custom networks are WIP");
 }
