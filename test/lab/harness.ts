@@ -262,7 +262,8 @@ export class Lab {
     sh(["ip", "-n", home, "addr", "add", `${homeIp}/24`, "dev", "eth0"]);
     sh(["ip", "-n", home, "link", "set", "eth0", "up"]);
     sh(["ip", "-n", home, "route", "add", "default", "via", lanIp]);
-    this.exec(router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    // /proc/sys/net is per network namespace; no dependency on procps' sysctl.
+    this.exec(router, ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
     const ipt = (...a: string[]) => this.exec(router, [this.ipt, ...a]);
     ipt("-A", "INPUT", "-i", "wan", "-j", "DROP");
     switch (kind) {
