@@ -282,7 +282,7 @@ export async function run(args: string[]): Promise<number> {
     if (e instanceof UsageError) {
       if (e.message) process.stderr.write(e.message + "\n");
       process.stderr.write(USAGE);
-      return 2;
+      return e.message ? 2 : 0; // -h / -help: usage on request is not an error (cli.md §6)
     }
     throw e;
   }
