@@ -22,9 +22,9 @@ async function udp(sink: "bun" | "dgram", source: "bun" | "bunmany" | "dgram") {
   try {
     const port = Number((await s.line()).replace("PORT ", ""));
     const src = bunPeer("udp-source", source, String(port), String(UDP_SECONDS));
-    const sent = JSON.parse(await src.line(UDP_SECONDS * 1000 + 15000)) as { sent: number };
-    const got = JSON.parse(await s.line(10000)) as { bytes: number; datagrams: number; ms: number };
-    return { mbps: got.bytes / MB / (got.ms / 1000), pps: got.datagrams / (got.ms / 1000), loss: 1 - got.datagrams / Math.max(1, sent.sent), sentMbps: (sent.sent * 4096) / MB / UDP_SECONDS };
+    const sent = JSON.parse(await src.line(UDP_SECONDS * 1000 + 15000)) as { sent: number; cpuMs: number };
+    const got = JSON.parse(await s.line(10000)) as { bytes: number; datagrams: number; ms: number; cpuMs: number };
+    return { mbps: got.bytes / MB / (got.ms / 1000), pps: got.datagrams / (got.ms / 1000), loss: 1 - got.datagrams / Math.max(1, sent.sent), sentMbps: (sent.sent * 4096) / MB / UDP_SECONDS, rxCpuPerMB: got.cpuMs / (got.bytes / MB) };
   } finally {
     s.kill();
   }
@@ -53,6 +53,7 @@ export default async function raw(r: Reporter): Promise<void> {
   const u2 = await udp("bun", "bun");
   if (u2.mbps > u.mbps) u = u2;
   r.add("raw UDP Bun send 4KiB", u.mbps, "MB/s", `receiver goodput, ${Math.round(u.pps).toLocaleString("en-US")} dgrams/s, ${fmtLoss(u.loss)} of ${u.sentMbps.toFixed(0)} MB/s sent; Bun.udpSocket both ends, 2 processes, best of 2`, { limit: "udp" });
+  r.add("raw UDP Bun receive CPU cost", u.rxCpuPerMB, "ms CPU/MB", "receiver process CPU time per MB received (incl. its startup), 4 KiB datagrams", { limit: "cpu.udp" });
   u = await udp("bun", "bunmany");
   r.add("raw UDP Bun sendMany 4KiB", u.mbps, "MB/s", `receiver goodput, ${Math.round(u.pps).toLocaleString("en-US")} dgrams/s, ${fmtLoss(u.loss)}; batches of 32`, { limit: "udp.many" });
   u = await udp("dgram", "dgram");

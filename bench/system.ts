@@ -8,7 +8,7 @@ import { Driver, type DriverConn } from "../src/ctl/driver.ts";
 import { encodeFilePayload, encodeFrame, TYPE_FILE } from "../src/daemon/services/dataexchange.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 import { BUN, Cluster, type DaemonHandle, MAIN, REPO } from "../test/helpers/cluster.ts";
-import { quantile, rssMiB } from "./lib/proc.ts";
+import { cpuMeter, quantile, rssMiB, udpRcvbufErrors } from "./lib/proc.ts";
 import type { Reporter } from "./run.ts";
 
 const MiB = 1 << 20;
@@ -36,7 +36,7 @@ let nextPort = 2000;
  * `n` parallel streams from `src` to `dst` (an IPC listener on a fresh port), `bytes` in total,
  * written in 1 MiB driver writes. Returns MB/s from the first write to the last byte received.
  */
-async function streams(src: Driver, dst: Driver, to: DaemonHandle, n: number, bytes: number, pids: number[] = []) {
+async function streams(src: Driver, dst: Driver, to: DaemonHandle, n: number, bytes: number, pids: number[]) {
   const port = nextPort++;
   const l = await dst.listen(port);
   const per = Math.floor(bytes / n);
@@ -60,6 +60,8 @@ async function streams(src: Driver, dst: Driver, to: DaemonHandle, n: number, by
   );
   const block = new Uint8Array(MiB).fill(0xa5);
   const sampler = rssSampler(pids);
+  const cpu = cpuMeter([...pids, process.pid]);
+  const drops0 = udpRcvbufErrors();
   const t0 = performance.now();
   const writers = clients.map(async (c) => {
     for (let s = 0; s < per; s += block.length) await c.write(s + block.length <= per ? block : block.subarray(0, per - s));
@@ -67,10 +69,11 @@ async function streams(src: Driver, dst: Driver, to: DaemonHandle, n: number, by
   await withTimeout(Promise.all([done, ...writers]), 90000, () => `stream transfer stalled at ${got} of ${per * n} bytes`);
   const ms = performance.now() - t0;
   const rss = sampler.stop();
+  const cpuPct = cpu.stop();
   for (const c of clients) c.close();
   for (const s of servers) s.close();
   l.close();
-  return { mbps: (per * n) / MB / (ms / 1000), rss };
+  return { mbps: (per * n) / MB / (ms / 1000), rss, cpu: cpuPct, drops: udpRcvbufErrors() - drops0 };
 }
 
 async function readExactly(c: DriverConn, n: number): Promise<void> {
@@ -164,14 +167,21 @@ export default async function system(r: Reporter): Promise<void> {
     });
 
     // Best of two runs per figure (the machine is shared; one run can be starved). The note keeps both.
-    const best = async (src: Driver, dst: Driver, to: DaemonHandle, n: number, pids: number[] = []) => {
+    const best = async (src: Driver, dst: Driver, to: DaemonHandle, n: number, pids: number[]) => {
       const a = await streams(src, dst, to, n, STREAM_BYTES, pids);
       const b = await streams(src, dst, to, n, STREAM_BYTES, pids);
-      return { mbps: Math.max(a.mbps, b.mbps), runs: `runs ${a.mbps.toFixed(1)} / ${b.mbps.toFixed(1)} MB/s`, rss: a.rss.map((x, i) => Math.max(x, b.rss[i])) };
+      const top = a.mbps >= b.mbps ? a : b;
+      const cpu = `CPU sender ${top.cpu[0].toFixed(0)}% receiver ${top.cpu[1].toFixed(0)}% app ${top.cpu[2].toFixed(0)}%; ${top.drops} UDP rcvbuf drops`;
+      // CPU cost per MB, averaged over both runs: steadier than MB/s on a shared machine.
+      const costOf = (x: typeof a, i: number) => (x.cpu[i] * 10) / x.mbps; // (% of a core × 10) / (MB/s) = ms CPU per MB
+      const cost = (i: number) => (costOf(a, i) + costOf(b, i)) / 2;
+      return { mbps: top.mbps, runs: `runs ${a.mbps.toFixed(1)} / ${b.mbps.toFixed(1)} MB/s; ${cpu}`, rss: a.rss.map((x, i) => Math.max(x, b.rss[i])), txCost: cost(0), rxCost: cost(1) };
     };
     await section("stream encrypted x1", async () => {
       const s = await best(da, db, B, 1, [pid(A), pid(B)]);
       r.add("stream 1x64MiB encrypted", s.mbps, "MB/s", `driver write → daemon → AES-GCM tunnel → daemon → driver read; ${s.runs}`, { vs: ["udp", "aes", "unix"] });
+      r.add("daemon CPU cost, sender (1 stream, encrypted)", s.txCost, "ms CPU/MB", "sender daemon CPU time per MB delivered", { vs: ["cpu.udp"] });
+      r.add("daemon CPU cost, receiver (1 stream, encrypted)", s.rxCost, "ms CPU/MB", "receiver daemon CPU time per MB delivered", { vs: ["cpu.udp"] });
       r.add("daemon RSS under load (sender)", s.rss[0], "MiB", "max VmRSS during the 1-stream transfers", { vs: ["rss.bun"] });
       r.add("daemon RSS under load (receiver)", s.rss[1], "MiB", "max VmRSS during the 1-stream transfers", { vs: ["rss.bun"] });
     });
@@ -181,11 +191,12 @@ export default async function system(r: Reporter): Promise<void> {
       r.add("daemon RSS under load, 8 streams (max)", Math.max(...s.rss), "MiB", "max VmRSS of sender/receiver", { vs: ["rss.bun"] });
     });
     await section("stream plaintext x1", async () => {
-      const s = await best(dc, dd, D, 1);
+      const s = await best(dc, dd, D, 1, [pid(C), pid(D)]);
       r.add("stream 1x64MiB -encrypt=false", s.mbps, "MB/s", `same path without tunnel encryption; ${s.runs}`, { vs: ["udp", "unix"] });
+      r.add("daemon CPU cost, receiver (1 stream, plaintext)", s.rxCost, "ms CPU/MB", "receiver daemon CPU time per MB delivered, -encrypt=false", { vs: ["cpu.udp"] });
     });
     await section("stream plaintext x8", async () => {
-      const s = await best(dc, dd, D, 8);
+      const s = await best(dc, dd, D, 8, [pid(C), pid(D)]);
       r.add("stream 8x8MiB -encrypt=false", s.mbps, "MB/s", `8 parallel streams, aggregate; ${s.runs}`, { vs: ["udp", "unix"] });
     });
 
@@ -221,11 +232,16 @@ export default async function system(r: Reporter): Promise<void> {
       let got = 0;
       const done = new Promise<void>((res) => (srv.onData = (ch) => ((got += ch.length), got >= bytes && res())));
       const block = new Uint8Array(MiB);
+      const cpu = cpuMeter([pid(A), pid(R), cl.rendezvous!.proc.pid]);
+      const drops0 = udpRcvbufErrors();
       const t0 = performance.now();
       for (let s = 0; s < bytes; s += MiB) await c.write(block);
       await withTimeout(done, 60000, () => `relay transfer stalled at ${got} of ${bytes}`);
       const rms = performance.now() - t0;
-      r.add("stream 1x16MiB via beacon relay", bytes / MB / (rms / 1000), "MB/s", "daemon → beacon (rendezvous process) → daemon, encrypted", { vs: ["udp", "aes"] });
+      const [ca, cr, cb] = cpu.stop();
+      const drops = udpRcvbufErrors() - drops0;
+      const conn = ((await daRelay.info()).conn_list as { remote_port: number; retransmits?: number }[]).find((x) => x.remote_port === relayPort);
+      r.add("stream 1x16MiB via beacon relay", bytes / MB / (rms / 1000), "MB/s", `daemon → beacon → daemon, encrypted; CPU sender ${ca.toFixed(0)}% receiver ${cr.toFixed(0)}% beacon ${cb.toFixed(0)}%; ${conn?.retransmits ?? "?"} retransmits, ${drops} UDP rcvbuf drops (host-wide)`, { vs: ["udp", "aes"] });
       c.close();
       srv.close();
     });

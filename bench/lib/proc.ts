@@ -75,3 +75,37 @@ export function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
+
+/** CPU time (user + system) a process has used so far, in seconds (Linux /proc; NaN elsewhere). */
+export function cpuSeconds(pid: number): number {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = s.slice(s.lastIndexOf(")") + 2).split(" "); // fields from #3 (state) on
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
+  }
+}
+
+/** Measures CPU use of processes over an interval: `stop()` returns per-process % of one core. */
+export function cpuMeter(pids: number[]) {
+  const t0 = performance.now();
+  const c0 = pids.map(cpuSeconds);
+  return {
+    stop: () => {
+      const el = (performance.now() - t0) / 1000;
+      return pids.map((p, i) => (100 * (cpuSeconds(p) - c0[i])) / el);
+    },
+  };
+}
+
+/** System-wide UDP receive-buffer drops so far (/proc/net/snmp RcvbufErrors; NaN elsewhere). */
+export function udpRcvbufErrors(): number {
+  try {
+    const l = readFileSync("/proc/net/snmp", "utf8").split("\n").filter((x) => x.startsWith("Udp:"));
+    const h = l[0].split(/\s+/);
+    return Number(l[1].split(/\s+/)[h.indexOf("RcvbufErrors")]);
+  } catch {
+    return NaN;
+  }
+}

@@ -3,6 +3,7 @@
 // scanned by the runner).
 //
 //   raw-peer.ts udp-sink  <bun|dgram>                 prints "PORT <n>", then one JSON line
+// (sinks and sources also report their own total CPU time, cpuMs)
 //   raw-peer.ts udp-source <bun|bunmany|dgram> <port> <seconds>
 //   raw-peer.ts unix-sink <path>                      prints "READY", then one JSON line
 //   raw-peer.ts unix-source <path> <bytes>
@@ -17,9 +18,13 @@ import * as net from "node:net";
 
 const [mode, a1, a2, a3] = process.argv.slice(2);
 const DGRAM = 4096;
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 
 function report(bytes: number, datagrams: number, first: number, last: number): never {
-  console.log(JSON.stringify({ bytes, datagrams, ms: last - first }));
+  console.log(JSON.stringify({ bytes, datagrams, ms: last - first, cpuMs: cpuMs() }));
   process.exit(0);
 }
 
@@ -66,7 +71,7 @@ if (mode === "udp-sink") {
           });
         }
         if (performance.now() >= until && inflight === 0) {
-          console.log(JSON.stringify({ sent }));
+          console.log(JSON.stringify({ sent, cpuMs: cpuMs() }));
           s.close();
         }
       };
@@ -84,7 +89,7 @@ if (mode === "udp-sink") {
     const pump = () => {
       while (!blocked) {
         if (performance.now() >= until) {
-          console.log(JSON.stringify({ sent }));
+          console.log(JSON.stringify({ sent, cpuMs: cpuMs() }));
           s.close();
           process.exit(0);
         }
