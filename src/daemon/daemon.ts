@@ -120,15 +120,19 @@ export class Daemon implements DaemonApi {
       if (!b) throw new DaemonError("invalid_flag", `invalid -beacon address: ${cfg.beacon}`);
       this.beaconEp = await resolveEndpoint(b);
     }
-    // 1. endpoint: -endpoint, else STUN on a temporary socket bound to the listen address.
-    let endpoint: Endpoint | null = cfg.endpoint ? parseEndpoint(cfg.endpoint) : null;
-    if (!cfg.endpoint && this.beaconEp) {
-      endpoint = await this.stunDiscover(listen);
-      if (!endpoint) this.log.warn("beacon discover failed, using local addr");
-    }
-    // 2. tunnel socket
+    // 1-2. tunnel socket, then the endpoint: -endpoint, else STUN.
+    // Improvement over the reference (beacon.md §8.2, registry.md R22/R23): the reference asks the
+    // beacon from a TEMPORARY socket and then binds the tunnel socket; with `-listen :0` (the
+    // default) the two sockets get different NAT mappings and the registered port is wrong behind
+    // any NAT. We send the same Discover(0) from the tunnel socket itself, so the observed
+    // endpoint is exactly the mapping peers must dial. The beacon cannot tell the difference.
     const local = await this.tunnel.listen(listen.ip, listen.port);
     this.log.info("tunnel listening", { addr: formatEndpoint(local) });
+    let endpoint: Endpoint | null = cfg.endpoint ? parseEndpoint(cfg.endpoint) : null;
+    if (!cfg.endpoint && this.beaconEp) {
+      endpoint = await this.tunnelDiscover(this.beaconEp, 0, 3000);
+      if (!endpoint) this.log.warn("beacon discover failed, using local addr");
+    }
     if (!endpoint || isLocalHost(endpoint.ip)) endpoint = { ip: wildcardToLoopback(local.ip), port: local.port };
     // 3. identity
     if (cfg.identity) {
@@ -235,32 +239,19 @@ export class Daemon implements DaemonApi {
     this.tunnel.close();
   }
 
-  private async stunDiscover(listen: Endpoint): Promise<Endpoint | null> {
-    // beacon.md §8.2: temporary socket on the listen address, Discover(0), wait ≤ 5 s.
-    const { decodeBeacon, encodeDiscover, BEACON_DISCOVER_REPLY } = await import("../proto/beacon.ts");
-    let resolveFn: (e: Endpoint | null) => void = () => {};
-    const got = new Promise<Endpoint | null>((r) => (resolveFn = r));
-    const sock = await Bun.udpSocket({
-      hostname: listen.ip || "0.0.0.0",
-      port: listen.port,
-      socket: {
-        data: (_s, buf) => {
-          try {
-            const m = decodeBeacon(buf as unknown as Uint8Array);
-            if (m.type === BEACON_DISCOVER_REPLY) resolveFn(m.ep);
-          } catch {
-            /* garbage: keep waiting */
-          }
-        },
-        error: () => {},
-      },
-    });
-    sock.send(encodeDiscover(0), this.beaconEp!.port, this.beaconEp!.ip);
-    const t = setTimeout(() => resolveFn(null), 5000);
-    const ep = await got;
-    clearTimeout(t);
-    sock.close();
-    return ep;
+  /** STUN through the tunnel socket: Discover(nodeId) to the beacon, first DiscoverReply wins. */
+  private async tunnelDiscover(beacon: Endpoint, nodeId: number, timeoutMs: number): Promise<Endpoint | null> {
+    const { encodeDiscover } = await import("../proto/beacon.ts");
+    const reply = this.tunnel.waitDiscoverReply(timeoutMs);
+    // Datagrams can be lost: ask up to three times within the timeout.
+    const msg = encodeDiscover(nodeId);
+    this.tunnel.sendRaw(msg, beacon);
+    const retry = setInterval(() => this.tunnel.sendRaw(msg, beacon), Math.max(200, Math.floor(timeoutMs / 3)));
+    try {
+      return await reply;
+    } finally {
+      clearInterval(retry);
+    }
   }
 
   // ------------------------------------------------------------------ registry
@@ -325,7 +316,15 @@ export class Daemon implements DaemonApi {
   }
 
   async reRegister(): Promise<void> {
-    const ep = this.cfg.endpoint || formatEndpoint({ ip: wildcardToLoopback(this.tunnel.address), port: this.tunnel.port });
+    // The reference re-registers with the tunnel's LOCAL address (registry.md §11.3), which is
+    // wrong behind a NAT that does not preserve ports. We ask the beacon again first (from the
+    // tunnel socket, so it is the mapping peers need) and fall back to the local address.
+    let ep = this.cfg.endpoint;
+    if (!ep && this.beaconEp) {
+      const seen = await this.tunnelDiscover(this.beaconEp, this.nodeId, 2000);
+      if (seen && !isLocalHost(seen.ip)) ep = formatEndpoint(seen);
+    }
+    if (!ep) ep = formatEndpoint({ ip: wildcardToLoopback(this.tunnel.address), port: this.tunnel.port });
     await this.register(ep, false);
     if (this.visibilityPublic) await this.setVisibility(true).catch(() => {});
     if (this.hostname) await this.setHostname(this.hostname).catch(() => {});

@@ -6,7 +6,8 @@ import { HEADER_SIZE } from "../proto/types.ts";
 import { decodePacket, encodePacketInto } from "../proto/packet.ts";
 import type { Logger } from "./log.ts";
 import { KeyExchange, type PeerCrypto } from "./kx.ts";
-import { setSocketBuffers } from "./sockopt.ts";
+import { setSocketBuffers } from "../sys/sockopt.ts";
+import { UdpBatcher } from "../sys/udp-batch.ts";
 import {
   type Endpoint,
   BEACON_DISCOVER_REPLY,
@@ -131,7 +132,7 @@ export class Tunnel {
             this.opts.log.debug("tunnel datagram dropped", { err: (e as Error).message });
           }
         },
-        drain: () => this.onDrain(),
+        drain: () => this.out.drain(),
         // ICMP errors (e.g. port unreachable after a peer went away) surface here; they must
         // never take the daemon down.
         error: (...args: unknown[]) => {
@@ -320,54 +321,19 @@ export class Tunnel {
     this.queue(data, to.port, to.ip);
   }
 
-  // Outgoing datagrams are batched per event-loop turn and written with one sendMany call
-  // (sendmmsg on Linux): one syscall for a whole congestion window instead of one per frame.
-  private batch: (Uint8Array | number | string)[] = [];
-  private flushScheduled = false;
-  private blocked_ = false;
+  private readonly out = new UdpBatcher(
+    () => this.sock,
+    (e) => this.opts.log.debug("tunnel send failed", { err: e.message }),
+  );
 
   private queue(data: Uint8Array, port: number, ip: string): void {
-    if (NO_BATCH) {
-      this.sock?.send(data, port, ip);
-      return;
-    }
-    this.batch.push(data, port, ip);
-    if (this.batch.length >= 3 * 256) {
-      this.flush();
-      return;
-    }
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(() => this.flush());
-    }
+    if (NO_BATCH) this.sock?.send(data, port, ip);
+    else this.out.queue(data, port, ip);
   }
 
   /** Write every queued datagram now. */
   flush(): void {
-    this.flushScheduled = false;
-    const sock = this.sock;
-    if (!sock || this.batch.length === 0 || this.blocked_) return;
-    const b = this.batch;
-    this.batch = [];
-    let sent: number;
-    try {
-      sent = b.length === 3 ? (sock.send(b[0] as Uint8Array, b[1] as number, b[2] as string) ? 1 : 0) : sock.sendMany(b as never);
-    } catch (e) {
-      this.opts.log.debug("tunnel send failed", { err: (e as Error).message });
-      return;
-    }
-    if (sent * 3 < b.length) {
-      // Kernel buffer full: keep the rest for the drain callback (bounded; beyond it, UDP loss
-      // semantics apply and the transport retransmits).
-      const rest = b.slice(sent * 3);
-      this.batch = rest.length > 3 * 4096 ? rest.slice(rest.length - 3 * 4096) : rest.concat(this.batch);
-      this.blocked_ = true;
-    }
-  }
-
-  private onDrain(): void {
-    this.blocked_ = false;
-    this.flush();
+    this.out.flush();
   }
 
   /** Send 3 × PILP to open NAT mappings towards `to` (beacon PunchCommand). */

@@ -1,0 +1,80 @@
+// Batched UDP sending shared by the daemon's tunnel socket and the beacon. Datagrams queued during
+// one event-loop turn are written with a single sendMany (sendmmsg on Linux) from setImmediate,
+// i.e. after every datagram received in the same poll phase has been processed: ACKs for a burst
+// of received segments and a congestion window's worth of data each cost one syscall.
+type BunUdp = {
+  send(data: Uint8Array, port: number, address: string): boolean;
+  sendMany(packets: readonly (Uint8Array | number | string)[]): number;
+};
+
+/** Cap of datagrams kept while the kernel buffer is full (beyond it UDP loss semantics apply). */
+const MAX_BACKLOG = 4096;
+/** Flush at once when this many datagrams are queued. */
+const MAX_BATCH = 256;
+
+export class UdpBatcher {
+  private batch: (Uint8Array | number | string)[] = [];
+  private scheduled = false;
+  private blocked = false;
+  sentDatagrams = 0;
+  dropped = 0;
+
+  constructor(
+    private readonly sock: () => BunUdp | null,
+    private readonly onError: (e: Error) => void = () => {},
+  ) {}
+
+  queue(data: Uint8Array, port: number, ip: string): void {
+    this.batch.push(data, port, ip);
+    if (this.batch.length >= 3 * MAX_BATCH) {
+      this.flush();
+      return;
+    }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Write every queued datagram now (also called from the socket's drain callback). */
+  flush(): void {
+    this.scheduled = false;
+    const sock = this.sock();
+    if (!sock || this.batch.length === 0 || this.blocked) return;
+    const b = this.batch;
+    this.batch = [];
+    let sent: number;
+    try {
+      sent = b.length === 3 ? (sock.send(b[0] as Uint8Array, b[1] as number, b[2] as string) ? 1 : 0) : sock.sendMany(b);
+    } catch (e) {
+      // One bad entry (e.g. an address of the wrong family) fails the whole sendMany: retry one
+      // by one so only the bad datagrams are lost.
+      this.onError(e as Error);
+      for (let i = 0; i < b.length; i += 3) {
+        try {
+          if (sock.send(b[i] as Uint8Array, b[i + 1] as number, b[i + 2] as string)) this.sentDatagrams++;
+        } catch {
+          this.dropped++;
+        }
+      }
+      return;
+    }
+    this.sentDatagrams += sent;
+    if (sent * 3 < b.length) {
+      // Kernel buffer full: keep the rest for drain().
+      let rest = b.slice(sent * 3).concat(this.batch);
+      if (rest.length > 3 * MAX_BACKLOG) {
+        this.dropped += (rest.length - 3 * MAX_BACKLOG) / 3;
+        rest = rest.slice(rest.length - 3 * MAX_BACKLOG);
+      }
+      this.batch = rest;
+      this.blocked = true;
+    }
+  }
+
+  /** The socket is writable again. */
+  drain(): void {
+    this.blocked = false;
+    this.flush();
+  }
+}
