@@ -168,6 +168,7 @@ export class Daemon implements DaemonApi {
         now: () => performance.now(),
         output: (pkt) => this.output(pkt),
         onSynTimeout: (dst, n) => {
+          this.log.debug("SYN timeout", { node_id: dst.node, attempts: n });
           // beacon.md §8.5: at the third SYN timeout switch the peer to the beacon relay.
           if (n >= 3 && this.beaconEp && !this.tunnel.getPeer(dst.node)?.relay) {
             this.tunnel.setRelay(dst.node);
@@ -176,7 +177,7 @@ export class Daemon implements DaemonApi {
           // Improvement: the peer may have restarted (new key, maybe a new port) and silently
           // drops our frames (wire.md §4.9). Re-key and re-resolve its endpoint instead of
           // waiting for it to talk first.
-          if (n <= 2) void this.refreshPeer(dst.node);
+          if (n <= 2 || this.tunnel.getPeer(dst.node)?.relay) void this.refreshPeer(dst.node);
           return false;
         },
         onDatagram: (pkt) => this.ipc?.pushDatagram(pkt.src, pkt.srcPort, pkt.dstPort, pkt.payload),
@@ -371,11 +372,18 @@ export class Daemon implements DaemonApi {
     await p;
   }
 
-  /** Re-key with a peer and pick up a changed registered endpoint (after SYN timeouts). */
+  /**
+   * After a SYN timeout: the peer may have restarted (new key, maybe a new port: it silently drops
+   * our frames, wire.md §4.9), or an idle NAT mapping between us may have expired. The reference
+   * only waits (and eventually relays for good). We re-send our key exchange (also through the
+   * relay), ask the beacon for a fresh hole punch, and pick up a changed registered endpoint.
+   */
   private async refreshPeer(nodeId: number): Promise<void> {
     const p = this.tunnel.getPeer(nodeId);
-    if (!p || p.relay) return;
+    if (!p) return;
     this.tunnel.rekey(nodeId);
+    if (p.relay) return;
+    this.tunnel.requestPunch(nodeId);
     try {
       const r = await this.registry.resolve(nodeId, this.nodeId);
       const ep = typeof r.real_addr === "string" ? parseEndpoint(r.real_addr) : null;
@@ -476,6 +484,7 @@ export class Daemon implements DaemonApi {
   }
 
   async dial(addr: Addr, port: number): Promise<StreamConn> {
+    this.log.debug("dial", { node_id: addr.node, port, has_tunnel: this.tunnel.hasPeer(addr.node) });
     await this.ensureTunnel(addr.node);
     const p = this.transport.dial(addr, port);
     this.kick();

@@ -439,7 +439,7 @@ export class IpcServer {
           return;
         }
         try {
-          if (!conn.write(msg.data)) c.blockSend(conn);
+          if (!conn.write(msg.data, true)) c.blockSend(conn);
         } catch (e) {
           this.log.debug("ipc send failed", { conn_id: msg.connId, err: (e as Error).message });
         }

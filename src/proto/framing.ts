@@ -3,6 +3,8 @@
 import { ProtoError } from "./types.ts";
 
 export const MAX_FRAME = 1 << 20;
+/** Frames at least this large are assembled in their own buffer as they arrive. */
+const BIG_FRAME = 32 * 1024;
 
 /** Encode one frame (prefix + body) into a single buffer so one write emits it atomically. */
 export function encodeFrame(body: Uint8Array): Uint8Array {
@@ -29,12 +31,26 @@ export class FrameDecoder {
 
   /** Bytes currently buffered (not yet returned as frames). */
   get pending(): number {
-    return this.len - this.off;
+    return this.len - this.off + (this.big ? this.bigFill : 0);
   }
 
+  /** Large frame being filled directly from incoming chunks (one copy per byte, not two). */
+  private big: Uint8Array | null = null;
+  private bigFill = 0;
+
   push(chunk: Uint8Array): Uint8Array[] {
-    this.append(chunk);
     const frames: Uint8Array[] = [];
+    if (this.big) {
+      const take = Math.min(this.big.length - this.bigFill, chunk.length);
+      this.big.set(take === chunk.length ? chunk : chunk.subarray(0, take), this.bigFill);
+      this.bigFill += take;
+      if (this.bigFill < this.big.length) return frames;
+      frames.push(this.big);
+      this.big = null;
+      chunk = chunk.subarray(take);
+      if (chunk.length === 0) return frames;
+    }
+    this.append(chunk);
     for (;;) {
       const avail = this.len - this.off;
       if (avail < 4) break;
@@ -46,7 +62,16 @@ export class FrameDecoder {
       if (n > this.max) {
         throw new ProtoError("frame_too_large", `message too large: ${n} bytes (max ${this.max})`, "the peer sent an oversized frame; reconnect");
       }
-      if (avail < 4 + n) break;
+      if (avail < 4 + n) {
+        if (n >= BIG_FRAME) {
+          // Switch to direct fill: later chunks are copied once, straight into the frame.
+          this.big = new Uint8Array(n);
+          this.bigFill = avail - 4;
+          this.big.set(this.buf.subarray(this.off + 4, this.len), 0);
+          this.off = this.len = 0;
+        }
+        break;
+      }
       const start = this.off + 4;
       this.off = start + n;
       if (n > 0) frames.push(this.buf.slice(start, start + n));

@@ -45,8 +45,10 @@ export interface StreamConn {
    * Queue bytes for sending (split into MSS segments, Nagle unless noDelay). Returns false when
    * the send buffer is above its high-water mark: the caller should wait for onDrain. Writing to
    * a closed connection throws TransportError("closed").
+   * `owned`: the caller hands the buffer over and will never modify it again, so the transport
+   * may queue it without copying (the IPC server passes freshly decoded frames this way).
    */
-  write(data: Uint8Array): boolean;
+  write(data: Uint8Array, owned?: boolean): boolean;
   /** In-order data, one call per received segment (services depend on segment boundaries). */
   onData: ((chunk: Uint8Array) => void) | null;
   /** Peer sent FIN: no more data will arrive. */

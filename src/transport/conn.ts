@@ -558,7 +558,8 @@ export class Conn implements StreamConn, Timed {
       }
       const hadOoo = this.ooo.size > 0;
       this.rcvNxt = u32(seq + len);
-      this.deliver(payload.slice());
+      // No copy: the transport owns inbound payloads (see Transport.handlePacket).
+      this.deliver(payload);
       if (hadOoo) this.drainOoo();
       if (this.lingerAt !== Infinity && seqGe(this.rcvNxt, this.lingerSeq)) {
         this.finishPeerClose(undefined);
@@ -573,7 +574,7 @@ export class Conn implements StreamConn, Timed {
     if (seqGt(seq, this.rcvNxt)) {
       const first = this.ooo.size === 0;
       if (!this.ooo.has(seq) && this.oooBytes + len <= this.tune.oooMaxBytes) {
-        this.ooo.set(seq, payload.slice());
+        this.ooo.set(seq, payload);
         this.oooBytes += len;
         this.addBlock(seq, u32(seq + len));
       }
@@ -700,11 +701,11 @@ export class Conn implements StreamConn, Timed {
 
   // =====================================================================================
   // send path (§6)
-  write(data: Uint8Array): boolean {
+  write(data: Uint8Array, owned = false): boolean {
     if (this._state !== S_ESTABLISHED) throw new TransportError("closed", `connection ${this.id} is ${this._state}`);
     if (data.length === 0) return this.wqBytes < this.tune.sendHighWater;
     this.t.enter();
-    this.wq.push(data.slice()); // own copy: callers may reuse their buffer
+    this.wq.push(owned ? data : data.slice()); // own copy unless handed over: callers may reuse their buffer
     this.wqBytes += data.length;
     this.pump();
     this.rearm();

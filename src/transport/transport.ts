@@ -297,6 +297,11 @@ export class Transport {
 
   // ---------------------------------------------------------------------------------------
   // inbound
+  /**
+   * Process one inbound packet. The transport takes ownership of `p.payload`: it may deliver or
+   * buffer that view without copying, so the host must not reuse the underlying memory (the
+   * daemon never does: every UDP datagram and every decrypted frame is a fresh buffer).
+   */
   handlePacket(p: Packet): void {
     this.enter();
     switch (p.protocol) {

@@ -70,7 +70,7 @@ export class MemConn implements StreamConn {
     this.rand = opts.randomSplitSeed !== undefined ? rng(opts.randomSplitSeed) : null;
   }
 
-  write(data: Uint8Array): boolean {
+  write(data: Uint8Array, _owned?: boolean): boolean {
     if (this.state !== "ESTABLISHED" && this.state !== "CLOSE_WAIT") {
       throw new TransportError("closed", "connection closed");
     }
