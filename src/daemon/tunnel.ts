@@ -167,18 +167,7 @@ export class Tunnel {
   addPeer(nodeId: number, endpoint: Endpoint | null, relay = false): Peer {
     let p = this.peers.get(nodeId);
     if (!p) {
-      p = {
-        nodeId,
-        endpoint,
-        relay,
-        crypto: this.kx.newPeer(),
-        pending: [],
-        kxFirstUnansweredAt: 0,
-        punched: false,
-        lastRecvAt: 0,
-        createdAt: Date.now(),
-      };
-      this.peers.set(nodeId, p);
+      p = this.addPeerSilently(nodeId, endpoint, relay);
       if (this.opts.encrypt) this.sendKeyExchange(p);
     } else if (relay) {
       p.relay = true;

@@ -2,7 +2,8 @@
 // byte order at every level, and Go's HTML-safe escaping of <, >, & (and U+2028/U+2029).
 // Readers never depend on this; writers use it so our bytes match the reference's.
 
-function escapeString(s: string): string {
+/** Go encoding/json string escaping (HTML-safe: <, >, & and U+2028/2029 escaped). */
+export function goString(s: string): string {
   const j = JSON.stringify(s);
   // Fast path: most strings contain none of the characters Go escapes differently.
   if (!/[<>&\u2028\u2029]/.test(j)) return j;
@@ -26,7 +27,7 @@ export function goJson(v: unknown): string {
   if (v === null || v === undefined) return "null";
   switch (typeof v) {
     case "string":
-      return escapeString(v);
+      return goString(v);
     case "number":
       return Number.isFinite(v) ? JSON.stringify(v) : "null";
     case "bigint":
@@ -35,11 +36,11 @@ export function goJson(v: unknown): string {
       return v ? "true" : "false";
     case "object": {
       if (Array.isArray(v)) return "[" + v.map((x) => goJson(x)).join(",") + "]";
-      if (v instanceof Uint8Array) return escapeString(Buffer.from(v).toString("base64"));
+      if (v instanceof Uint8Array) return goString(Buffer.from(v).toString("base64"));
       const o = v as Record<string, unknown>;
       const keys = Object.keys(o).filter((k) => o[k] !== undefined);
       keys.sort(byteCompare);
-      return "{" + keys.map((k) => escapeString(k) + ":" + goJson(o[k])).join(",") + "}";
+      return "{" + keys.map((k) => goString(k) + ":" + goJson(o[k])).join(",") + "}";
     }
     default:
       return "null";

@@ -39,17 +39,7 @@ export function fileStamp(ms: number): string {
   );
 }
 
-/** Go encoding/json string escaping (HTML-safe: <, >, & and U+2028/2029 escaped). */
-export function goString(s: string): string {
-  const j = JSON.stringify(s);
-  if (!/[<>&\u2028\u2029]/.test(j)) return j;
-  return j
-    .replace(/</g, "\\u003c")
-    .replace(/>/g, "\\u003e")
-    .replace(/&/g, "\\u0026")
-    .replace(/\u2028/g, "\\u2028")
-    .replace(/\u2029/g, "\\u2029");
-}
+export { goString } from "../../proto/gojson.ts";
 
 /**
  * Atomic replace: write `<path>.tmp` (mode), fsync, rename. The directory is created 0700.
