@@ -116,7 +116,7 @@ describe("§8.6 PILA", () => {
     const f = buildAuthKeyExchange(id, 1, A_PUB);
     expectCode(() => verifyAuthKeyExchange(f, generateIdentity().publicKey), "pila_key_mismatch");
     expectCode(() => verifyAuthKeyExchange(f, new Uint8Array(31)), "bad_key_length");
-    expectCode(() => verifyAuthKeyExchange(f.subarray(0, 135), ED_PUB), "pila_short");
+    expectCode(() => verifyAuthKeyExchange(f.subarray(0, 135), ED_PUB), "frame_too_short");
     for (const off of [5, 8, 39, 72, 135]) {
       const t = f.slice();
       t[off] ^= 0x01;
@@ -137,7 +137,7 @@ describe("§8.6 PILA", () => {
     expectCode(() => verifyAuthKeyExchange(bad, ED_PUB), "pila_bad_signature");
     const wrongMagic = f.slice();
     wrongMagic[3] = 0x4b;
-    expectCode(() => verifyAuthKeyExchange(wrongMagic), "bad_magic");
+    expectCode(() => verifyAuthKeyExchange(wrongMagic), "wrong_magic");
     expect(toHex(parseAuthKeyExchange(f).signature)).toBe(toHex(sign(id, authChallenge(1, A_PUB))));
   });
 });
@@ -153,8 +153,8 @@ describe("key handling errors", () => {
     expectCode(() => buildKeyExchange(1, new Uint8Array(31)), "bad_key_length");
     expectCode(() => buildAuthKeyExchange(generateIdentity(), 1, new Uint8Array(31)), "bad_key_length");
     expectCode(() => x25519PublicFromPrivate(new Uint8Array(1)), "bad_key_length");
-    expectCode(() => parseKeyExchange(new Uint8Array(39)), "pilk_short");
-    expectCode(() => parseKeyExchange(new Uint8Array(40)), "bad_magic");
+    expectCode(() => parseKeyExchange(Uint8Array.from([0x50, 0x49, 0x4c, 0x4b, ...new Uint8Array(35)])), "frame_too_short");
+    expectCode(() => parseKeyExchange(new Uint8Array(40)), "wrong_magic");
   });
   test("low-order peer keys are rejected", () => {
     // RFC 7748 small-order points: 0, 1, and the order-8 points (all reduce to an all-zero secret)

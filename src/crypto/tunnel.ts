@@ -5,6 +5,7 @@
 // two small Buffers node:crypto's streaming API returns; open() allocates the plaintext.
 import { createCipheriv, createDecipheriv, createHash, createSecretKey, diffieHellman, randomBytes, randomFillSync, type KeyObject } from "node:crypto";
 import { ProtoError } from "../proto/types.ts";
+import { decodePILA, decodePILK, encodePILA, encodePILK } from "../proto/tunnel.ts";
 import { authChallenge } from "./challenges.ts";
 import { sign, verify, type Identity } from "./identity.ts";
 import { rawPublicOf, x25519PrivateKeyObject, x25519PublicKeyObject } from "./keyobj.ts";
@@ -303,23 +304,19 @@ export interface AuthKeyExchange extends KeyExchange {
   signature: Uint8Array;
 }
 
+// Frame layouts live in one place, src/proto/tunnel.ts; this module adds the keys and signatures.
+// Decoding errors are the proto codec's: ProtoError "frame_too_short" / "wrong_magic".
+
 /** 40-byte PILK frame: "PILK" ‖ node ID ‖ X25519 public key. */
 export function buildKeyExchange(nodeId: number, x25519Pub: Uint8Array): Uint8Array {
   needLen(x25519Pub, X25519_KEY_SIZE, "X25519 public key");
-  const f = new Uint8Array(PILK_SIZE);
-  wr32(f, 0, MAGIC_PILK);
-  wr32(f, 4, nodeId >>> 0);
-  f.set(x25519Pub, 8);
-  return f;
+  return encodePILK(nodeId >>> 0, x25519Pub);
 }
 
-/** Parses a PILK frame (≥ 40 bytes, extra ignored). Throws ProtoError "pilk_short" / "bad_magic". */
+/** Parses a PILK frame (≥ 40 bytes, extra ignored). */
 export function parseKeyExchange(frame: Uint8Array): KeyExchange {
-  if (!(frame instanceof Uint8Array) || frame.length < PILK_SIZE) {
-    throw new ProtoError("pilk_short", `PILK frame too short: ${(frame as Uint8Array)?.length ?? 0} < ${PILK_SIZE}`, "a PILK frame is 40 bytes: magic, node ID, X25519 key");
-  }
-  if (rd32(frame, 0) !== MAGIC_PILK) throw new ProtoError("bad_magic", "not a PILK frame", "dispatch on the 4-byte magic first");
-  return { nodeId: rd32(frame, 4), x25519Pub: frame.slice(8, 40) };
+  const f = decodePILK(frame);
+  return { nodeId: f.nodeId, x25519Pub: f.x25519.slice() };
 }
 
 /**
@@ -329,27 +326,18 @@ export function parseKeyExchange(frame: Uint8Array): KeyExchange {
 export function buildAuthKeyExchange(identity: Identity, nodeId: number, x25519Pub: Uint8Array): Uint8Array {
   needLen(x25519Pub, X25519_KEY_SIZE, "X25519 public key");
   needLen(identity?.publicKey, 32, "Ed25519 public key");
-  const f = new Uint8Array(PILA_SIZE);
-  wr32(f, 0, MAGIC_PILA);
-  wr32(f, 4, nodeId >>> 0);
-  f.set(x25519Pub, 8);
-  f.set(identity.publicKey, 40);
-  f.set(sign(identity, authChallenge(nodeId >>> 0, x25519Pub)), 72);
-  return f;
+  return encodePILA({
+    nodeId: nodeId >>> 0,
+    x25519: x25519Pub,
+    ed25519: identity.publicKey,
+    signature: sign(identity, authChallenge(nodeId >>> 0, x25519Pub)),
+  });
 }
 
 /** Parses a PILA frame without verifying it (≥ 136 bytes, extra ignored). */
 export function parseAuthKeyExchange(frame: Uint8Array): AuthKeyExchange {
-  if (!(frame instanceof Uint8Array) || frame.length < PILA_SIZE) {
-    throw new ProtoError("pila_short", `PILA frame too short: ${(frame as Uint8Array)?.length ?? 0} < ${PILA_SIZE}`, "a PILA frame is 136 bytes: magic, node ID, X25519 key, Ed25519 key, signature");
-  }
-  if (rd32(frame, 0) !== MAGIC_PILA) throw new ProtoError("bad_magic", "not a PILA frame", "dispatch on the 4-byte magic first");
-  return {
-    nodeId: rd32(frame, 4),
-    x25519Pub: frame.slice(8, 40),
-    ed25519Pub: frame.slice(40, 72),
-    signature: frame.slice(72, 136),
-  };
+  const f = decodePILA(frame);
+  return { nodeId: f.nodeId, x25519Pub: f.x25519.slice(), ed25519Pub: f.ed25519.slice(), signature: f.signature.slice() };
 }
 
 const CHALLENGE_BUF = new Uint8Array(40);
