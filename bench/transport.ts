@@ -71,7 +71,7 @@ function enginePps(n: number): number {
  * way; "50–200 ms per-packet jitter" = one-way delay uniform in [50, 200) ms (every packet draws
  * its own delay, so packets overtake each other freely — the lab relay's behaviour).
  */
-export async function simTransfer(bytes: number, link: LinkOptions): Promise<{ ms: number; retx: number; segs: number }> {
+export async function simTransfer(bytes: number, link: LinkOptions): Promise<{ ms: number; retx: number; segs: number; rec: unknown }> {
   const net = new SimNet(link);
   let server: StreamConn | null = null;
   let got = 0;
@@ -99,7 +99,7 @@ export async function simTransfer(bytes: number, link: LinkOptions): Promise<{ m
   w();
   net.run(() => got >= bytes, 3_600_000);
   const st = c.stats();
-  return { ms: net.now - t0, retx: st.retransmits, segs: st.segsSent };
+  return { ms: net.now - t0, retx: st.retransmits, segs: st.segsSent, rec: (c as unknown as { rec?: unknown }).rec };
 }
 
 /** The lab scenarios (100 ms RTT): name → link. */
@@ -131,7 +131,7 @@ if (import.meta.main && process.argv[2] === "sim") {
   for (const mib of [2, 16]) {
     for (const [name, link] of SIM_SCENARIOS) {
       const x = await simTransfer(mib << 20, link);
-      console.log(`${mib} MiB ${name}: ${(x.ms / 1000).toFixed(2)} s, ${x.retx} retx / ${x.segs} segs`);
+      console.log(`${mib} MiB ${name}: ${(x.ms / 1000).toFixed(2)} s, ${x.retx} retx / ${x.segs} segs ${JSON.stringify(x.rec)}`);
     }
   }
 } else if (import.meta.main) {

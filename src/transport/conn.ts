@@ -43,6 +43,7 @@ class Seg {
   sentAt = 0;
   tx = 0; // transmissions so far
   sacked = false;
+  lost = false; // declared lost (RACK or RTO) and not yet retransmitted: excluded from pipe
   epoch = -1; // recovery epoch in which it was last retransmitted
   constructor(
     readonly seq: number,
@@ -77,15 +78,35 @@ export class Conn implements StreamConn, Timed {
   private q: Seg[] = [];
   private qHead = 0;
   private sackedBytes = 0;
-  private highSacked = 0;
-  private haveSack = false;
+  private lostBytes = 0; // bytes of segments with lost = true
+  private lostCount = 0;
+  private sackSeen = false; // the peer has sent SACK blocks: loss detection is RACK-only
   cwnd = INITIAL_CWND;
   ssthresh = 524288;
   private inRecovery = false;
+  private rtoRecovery = false; // the current episode began with an RTO (no PRR, slow start)
   private recoveryPoint = 0;
   private epoch = 0;
-  private rxNext = 0;
   private dupAcks = 0;
+  // ---- RACK (RFC 8985): time-based loss detection
+  private minRtt = Infinity; // lowest RTT sample of the connection
+  private rackXmit = -1; // send time of the most recently SENT segment known delivered
+  private rackEnd = 0; // its end seq (tie-break among segments sent in the same ms)
+  private rackRtt = 0; // its RTT
+  private reoMult = 1; // reordering window = reoMult · minRtt/4 (capped at srtt)
+  private reoBumpAt = 0; // at most one window increase per round trip
+  private reoQuiet = 0; // recovery episodes since the last increase (16 → reset)
+  private reoAt = Infinity; // RACK reorder timer: the next segment that may become lost
+  // ---- recovery bookkeeping: PRR (RFC 6937) and undo of spurious reductions (Eifel, RFC 3522)
+  private prrDelivered = 0;
+  private prrOut = 0;
+  private recoverFS = 0;
+  private priorCwnd = 0;
+  private priorSsthresh = 0;
+  private epRetx = 0; // retransmissions in this episode
+  private epSpurious = 0; // of which shown spurious (+ lost marks undone by a late arrival)
+  /** Recovery diagnostics (tests, bench): not part of the StreamConn contract. */
+  readonly rec = { episodes: 0, rtos: 0, spurious: 0, undos: 0 };
   private srtt = 0; // 0 = no sample yet
   private rttvar = 0;
   rto = RTO_INITIAL;
@@ -320,11 +341,20 @@ export class Conn implements StreamConn, Timed {
     if (st !== S_TIME_WAIT) {
       const a = p.ack;
       if (this.sndUna !== this.sndNxt) {
+        const una0 = this.sndUna, sacked0 = this.sackedBytes, ep0 = this.rec.episodes;
+        if (nS > 0) this.sackSeen = true;
         // T13 fix: an ack beyond SendSeq is ignored instead of trusted
         if (seqGt(a, this.sndUna) && seqLe(a, this.sndNxt)) this.newAck(a);
-        else if (a === this.sndUna && (nS > 0 || (isPure && p.window === oldWnd))) this.dupAcks++;
+        // Duplicate ACKs only matter for a peer that never SACKs: with SACK, RACK decides (a
+        // pure duplicate is then a keepalive, a window update or our own T9 burst — no signal).
+        else if (!this.sackSeen && a === this.sndUna && isPure && p.window === oldWnd) this.dupAcks++;
         if (nS > 0) this.processSack(nS);
+        if (this.pendSpurious > 0) this.onSpurious(now);
         this.lossDetect();
+        if (this.inRecovery && !this.rtoRecovery) {
+          // PRR: DeliveredData = advance of the cumulative ACK + change in SACKed bytes
+          this.prrUpdate(u32(this.sndUna - una0) + this.sackedBytes - sacked0, this.rec.episodes !== ep0);
+        }
         // window re-opened after our probe was dropped by a full receiver: resend now rather than
         // wait out a backed-off RTO (slow-reader recovery).
         if (this.rtoStreak > 0 && p.window > oldWnd && oldWnd <= 1 && this.sndUna !== this.sndNxt) {
@@ -360,8 +390,11 @@ export class Conn implements StreamConn, Timed {
       if (s.sacked) {
         this.sackedBytes -= s.data.length;
         clean = false;
-      } else if (s.tx === 1) sampleAt = s.sentAt; // Karn: only never-retransmitted segments
-      else clean = false;
+      } else {
+        this.delivered(s, now);
+        if (s.tx === 1) sampleAt = s.sentAt; // Karn: only never-retransmitted segments
+        else clean = false;
+      }
       q[i] = undefined as unknown as Seg;
       i++;
     }
@@ -377,18 +410,15 @@ export class Conn implements StreamConn, Timed {
       this.qHead = 0;
     }
     if (sampleAt >= 0) this.rttSample(now - sampleAt);
-    if (this.inRecovery) {
-      if (seqGe(a, this.recoveryPoint)) {
-        this.inRecovery = false;
-        this.cwnd = Math.max(this.ssthresh, 2 * MSS);
-      } else {
-        // partial ack: next hole is at the head (NewReno), resend it once per epoch
-        const h = this.firstUnsacked();
-        if (h && h.epoch !== this.epoch) {
-          h.epoch = this.epoch;
-          this.xmit(h, true);
-        }
-      }
+    if (this.inRecovery && seqGe(a, this.recoveryPoint)) {
+      // episode over. After fast recovery PRR has brought cwnd to about ssthresh; after an RTO
+      // cwnd has been slow-starting from the loss window and keeps its value.
+      this.inRecovery = false;
+      if (!this.rtoRecovery) this.cwnd = Math.max(this.ssthresh, 2 * MSS);
+      this.rtoRecovery = false;
+    } else if (this.inRecovery && !this.rtoRecovery) {
+      // fast recovery: PRR sets cwnd in onAck. Partial ACKs need no NewReno special case: the
+      // repaired head was sent later than the next hole, so RACK declares that hole lost.
     } else if (this.cwnd < this.ssthresh) {
       // slow start with appropriate byte counting, L = 2·MSS per ACK (RFC 3465)
       this.cwnd += Math.min(acked, 2 * MSS);
@@ -396,13 +426,13 @@ export class Conn implements StreamConn, Timed {
       this.cwnd += Math.max(1, Math.floor((MSS * Math.min(acked, 2 * MSS)) / this.cwnd));
     }
     if (this.cwnd > this.tune.maxCwnd) this.cwnd = this.tune.maxCwnd;
-    if (!this.haveSack || seqLe(this.highSacked, a)) this.haveSack = false;
     this.rtoAt = this.sndUna === this.sndNxt ? Infinity : now + this.rto;
     if (this.sndUna === this.sndNxt) this.nagleExpired = true; // all acked: Nagle releases
   }
 
   private rttSample(r: number): void {
     if (r < 0) r = 0;
+    if (r > 0 && r < this.minRtt) this.minRtt = r;
     if (this.srtt === 0) {
       this.srtt = r || 1;
       this.rttvar = r / 2;
@@ -443,10 +473,6 @@ export class Conn implements StreamConn, Timed {
       const L = tmp[2 * b], R = tmp[2 * b + 1];
       const lo = u32(L - base), hi = u32(R - base);
       if (hi === 0 || hi > span || lo >= hi) continue; // stale, bogus, or beyond SendSeq
-      if (!this.haveSack || seqGt(R, this.highSacked)) {
-        this.highSacked = R;
-        this.haveSack = true;
-      }
       // mark from both edges (blocks grow at their edges); stop at already-marked segments
       let i = this.idxAtOrAfter(L);
       while (i < q.length) {
@@ -454,6 +480,7 @@ export class Conn implements StreamConn, Timed {
         if (u32(s.seq + s.data.length - base) > hi || s.sacked) break;
         s.sacked = true;
         this.sackedBytes += s.data.length;
+        this.delivered(s, this.t.now);
         if (s.tx === 1 && s.sentAt > sampleAt) sampleAt = s.sentAt;
         i++;
       }
@@ -464,6 +491,7 @@ export class Conn implements StreamConn, Timed {
         if (u32(s.seq + s.data.length - base) <= hi) {
           s.sacked = true;
           this.sackedBytes += s.data.length;
+          this.delivered(s, this.t.now);
           if (s.tx === 1 && s.sentAt > sampleAt) sampleAt = s.sentAt;
         }
         j--;
@@ -474,50 +502,183 @@ export class Conn implements StreamConn, Timed {
     if (sampleAt >= 0) this.rttSample(this.t.now - sampleAt);
   }
 
-  /**
-   * Loss detection. Unlike the reference (T9: SACK ACKs never count as duplicates, so holes wait
-   * for the RTO), SACK-bearing duplicate ACKs count, and in recovery every un-SACKed segment
-   * below the highest SACKed byte is retransmitted once per epoch, paced by incoming ACKs.
-   */
+  // =====================================================================================
+  // Loss detection and recovery (sender). Nothing here is visible on the wire except timing.
+  //
+  // The reference (and our first version) treated "3 duplicate ACKs" as loss. Under per-packet
+  // jitter nearly every ACK carries SACK blocks for segments that merely overtook others, so
+  // reordering was read as loss: spurious retransmissions and a cwnd halving per "loss" (a 2 MiB
+  // transfer over 100 ms RTT with 50–200 ms jitter took 29 s instead of 0.65 s). Now:
+  //  * RACK (RFC 8985): a segment is lost only when a segment SENT LATER has been delivered
+  //    (SACKed or cumulatively ACKed) and more than that segment's RTT + a reordering window has
+  //    passed since our segment was sent. Time, not packet counts, so reordering depth is moot.
+  //  * The reordering window starts at minRtt/4 and grows by minRtt/4 (up to srtt) each round
+  //    trip in which a loss verdict proves wrong; it falls back after 16 clean recoveries.
+  //  * A verdict is proven wrong when a retransmitted segment is acknowledged sooner than minRtt
+  //    after the retransmission (that ACK can only be for the original — Eifel's idea, RFC 3522,
+  //    with the min-RTT test of RFC 8985 §6.2 instead of timestamps, which the wire lacks), or
+  //    when a segment declared lost arrives before we got round to resending it.
+  //  * If every retransmission of an episode proves spurious, the window reduction is undone.
+  //  * PRR (RFC 6937) spreads the reduction over the recovery round instead of halving at once
+  //    and then stalling; it also paces the repairs by the ACK clock.
+  //  * Peers that never send SACK (no reference build does that, but be safe) keep the classic
+  //    duplicate-ACK trigger with early retransmit (RFC 5827); RACK then handles partial ACKs.
+
+  /** Reordering window (ms): the extra time a segment gets before it is declared lost. */
+  private reoWnd(): number {
+    if (this.minRtt === Infinity) return 0;
+    const w = (this.reoMult * this.minRtt) / 4;
+    return w < this.srtt ? w : this.srtt;
+  }
+
+  private markLost(s: Seg): void {
+    s.lost = true;
+    this.lostBytes += s.data.length;
+    this.lostCount++;
+  }
+
+  private pendSpurious = 0; // verdicts proven wrong by this ACK (handled after it is parsed)
+  private pendSpEpoch = 0; // ... of which retransmissions from the current episode
+
+  /** A segment was newly delivered (cumulative ACK or SACK): RACK bookkeeping (RFC 8985 §6.2). */
+  private delivered(s: Seg, now: number): void {
+    if (s.lost) {
+      // declared lost, arrived before its retransmission: the reordering window was too short
+      s.lost = false;
+      this.lostBytes -= s.data.length;
+      this.lostCount--;
+      this.pendSpurious++;
+    }
+    if (s.tx > 1 && now - s.sentAt < this.minRtt) {
+      // too soon to answer the retransmission: the original got through, the resend was spurious.
+      // Ambiguous as an RTT, so RACK's clock is not advanced by it.
+      this.pendSpurious++;
+      if (s.epoch === this.epoch) this.pendSpEpoch++;
+      return;
+    }
+    const end = u32(s.seq + s.data.length);
+    if (s.sentAt > this.rackXmit || (s.sentAt === this.rackXmit && seqGt(end, this.rackEnd))) {
+      this.rackXmit = s.sentAt;
+      this.rackEnd = end;
+      this.rackRtt = now - s.sentAt;
+    }
+  }
+
+  private onSpurious(now: number): void {
+    this.rec.spurious += this.pendSpurious;
+    this.pendSpurious = 0;
+    if (now >= this.reoBumpAt) {
+      if ((this.reoMult * this.minRtt) / 4 < this.srtt) this.reoMult++;
+      this.reoBumpAt = now + this.srtt;
+      this.reoQuiet = 0;
+    }
+    this.epSpurious += this.pendSpEpoch;
+    this.pendSpEpoch = 0;
+    // Undo when every retransmission of the episode was spurious and no other verdict is pending
+    // (an RTO episode resends only its head until the first ACK, so its undo is complete too).
+    if (this.inRecovery && this.epSpurious >= this.epRetx && (this.lostCount === 0 || this.rtoRecovery)) this.undo();
+  }
+
+  private undo(): void {
+    this.rec.undos++;
+    if (this.priorCwnd > this.cwnd) this.cwnd = this.priorCwnd;
+    if (this.priorSsthresh > this.ssthresh) this.ssthresh = this.priorSsthresh;
+    this.inRecovery = false;
+    this.rtoRecovery = false;
+    this.rtoStreak = 0;
+    this.rto = this.computeRto(); // a spurious timeout must not leave the backoff behind
+    if (this.lostCount > 0) {
+      const q = this.q;
+      for (let i = this.qHead; i < q.length; i++) if (q[i].lost) q[i].lost = false;
+      this.lostBytes = this.lostCount = 0;
+    }
+  }
+
   private lossDetect(): void {
-    if (this.sndUna === this.sndNxt) return;
-    if (!this.inRecovery) {
+    if (this.sndUna === this.sndNxt) {
+      this.reoAt = Infinity;
+      return;
+    }
+    if (!this.sackSeen && !this.inRecovery) {
       // Early retransmit (RFC 5827): with fewer than 4 segments outstanding three duplicates
       // can never arrive; lower the threshold instead of waiting for the RTO.
       const outSegs = this.q.length - this.qHead;
       const thresh = outSegs >= 4 ? 3 : Math.max(1, outSegs - 1);
-      if (this.dupAcks < thresh) return;
-      this.inRecovery = true;
-      this.recoveryPoint = this.sndNxt;
-      this.epoch++;
-      this.ssthresh = Math.max(Math.floor(this.pipe() / 2), 2 * MSS);
-      this.cwnd = this.ssthresh;
-      this.rxNext = this.sndUna;
-      const h = this.firstUnsacked();
-      if (h) {
-        h.epoch = this.epoch;
-        this.xmit(h, true);
-        this.st.fastRetransmits++;
+      if (this.dupAcks >= thresh) {
+        const h = this.firstUnsacked();
+        if (h && !h.lost) this.markLost(h);
       }
     }
-    if (this.haveSack) this.retransmitLost(2);
+    this.rackDetect(this.t.now);
+    if (this.lostCount > 0 && !this.inRecovery) this.enterRecovery();
   }
 
-  private retransmitLost(budget: number): void {
+  /** RFC 8985 §6.2 step 5, and the reorder timer for segments not yet overdue. */
+  private rackDetect(now: number): void {
+    this.reoAt = Infinity;
+    const rx = this.rackXmit;
+    if (rx < 0) return;
+    const allow = this.rackRtt + this.reoWnd();
+    const re = this.rackEnd;
     const q = this.q;
-    let i = this.idxAtOrAfter(seqLt(this.rxNext, this.sndUna) ? this.sndUna : this.rxNext);
-    const hs = this.highSacked;
-    while (budget > 0 && i < q.length) {
+    for (let i = this.qHead; i < q.length; i++) {
       const s = q[i];
-      if (!seqLe(s.seq + s.data.length, hs)) break;
-      if (!s.sacked && s.epoch !== this.epoch) {
-        s.epoch = this.epoch;
-        this.xmit(s, true);
-        budget--;
+      if (!(s.sentAt < rx || (s.sentAt === rx && seqLt(u32(s.seq + s.data.length), re)))) {
+        if (s.tx === 1) break; // originals go out in seq order: all later ones were sent later
+        continue;
       }
-      i++;
+      if (s.sacked || s.lost) continue;
+      const due = s.sentAt + allow;
+      if (due <= now) this.markLost(s);
+      else if (due < this.reoAt) this.reoAt = due;
     }
-    this.rxNext = i < q.length ? q[i].seq : this.sndNxt;
+  }
+
+  private enterRecovery(): void {
+    this.rec.episodes++;
+    this.st.fastRetransmits++;
+    if (++this.reoQuiet > 16) {
+      this.reoMult = 1; // RFC 8985 §6.2: the reordering seen long ago may be gone
+      this.reoQuiet = 0;
+    }
+    this.priorCwnd = this.cwnd;
+    this.priorSsthresh = this.ssthresh;
+    const flight = u32(this.sndNxt - this.sndUna);
+    this.ssthresh = Math.max(Math.floor(Math.min(this.cwnd, flight) / 2), 2 * MSS);
+    this.inRecovery = true;
+    this.rtoRecovery = false;
+    this.recoveryPoint = this.sndNxt;
+    this.epoch++;
+    this.epRetx = this.epSpurious = 0;
+    this.prrDelivered = this.prrOut = 0;
+    this.recoverFS = flight > 0 ? flight : 1;
+    this.cwnd = this.pipe() + MSS; // at least the first repair goes out now (timer path too)
+  }
+
+  /** PRR (RFC 6937) with slow-start reduction bound, run on every ACK during fast recovery. */
+  private prrUpdate(deliveredData: number, entering: boolean): void {
+    this.prrDelivered += deliveredData;
+    const p = this.pipe();
+    let snd: number;
+    if (p > this.ssthresh) snd = Math.ceil((this.prrDelivered * this.ssthresh) / this.recoverFS) - this.prrOut;
+    else {
+      const d = this.prrDelivered - this.prrOut;
+      snd = Math.min(this.ssthresh - p, (d > deliveredData ? d : deliveredData) + MSS);
+    }
+    if (snd < 0) snd = 0;
+    if (entering && snd < MSS) snd = MSS;
+    this.cwnd = p + snd;
+  }
+
+  /** Resend segments declared lost, lowest first, while the window allows. */
+  private sendLost(): void {
+    const q = this.q;
+    for (let i = this.qHead; i < q.length && this.lostCount > 0; i++) {
+      const s = q[i];
+      if (!s.lost) continue;
+      if (this.pipe() >= this.effWindow()) return;
+      this.xmit(s, true);
+    }
   }
 
   private firstUnsacked(): Seg | null {
@@ -526,8 +687,9 @@ export class Conn implements StreamConn, Timed {
     return null;
   }
 
+  /** RFC 6675 pipe: bytes in flight, not counting SACKed segments nor those declared lost. */
   private pipe(): number {
-    return u32(this.sndNxt - this.sndUna) - this.sackedBytes;
+    return u32(this.sndNxt - this.sndUna) - this.sackedBytes - this.lostBytes;
   }
 
   /**
@@ -775,6 +937,7 @@ export class Conn implements StreamConn, Timed {
   pump(): void {
     const st = this._state;
     if (st !== S_ESTABLISHED && st !== S_FIN_WAIT) return;
+    if (this.lostCount > 0) this.sendLost(); // repairs before new data (RFC 6675 §5 rule 1)
     while (this.wqBytes > 0) {
       if (this.pipe() >= this.effWindow()) break; // window test "strictly less than" (§6.2)
       let n = this.wqBytes < MSS ? this.wqBytes : MSS;
@@ -822,8 +985,17 @@ export class Conn implements StreamConn, Timed {
     const w = this.ourWindow();
     this.lastAdvWnd = w;
     this.st.segsSent++;
-    if (retx) this.st.retransmits++;
-    else this.st.bytesSent += s.data.length;
+    if (s.lost) {
+      s.lost = false;
+      this.lostBytes -= s.data.length;
+      this.lostCount--;
+    }
+    if (this.inRecovery) this.prrOut += s.data.length;
+    if (retx) {
+      this.st.retransmits++;
+      s.epoch = this.epoch;
+      if (this.inRecovery) this.epRetx++;
+    } else this.st.bytesSent += s.data.length;
     // data segments always carry ACK (§3) and the current ack/window
     this.t.out(this.mk(FLAG_ACK, s.seq, this.rcvNxt, w, s.data));
   }
@@ -842,6 +1014,12 @@ export class Conn implements StreamConn, Timed {
     if (this.nagleAt <= now) {
       this.nagleAt = Infinity;
       this.nagleExpired = true;
+      this.pump();
+    }
+    if (this.reoAt <= now) {
+      // RACK reorder timer: a segment's reordering allowance ran out without a later ACK
+      this.reoAt = Infinity;
+      this.lossDetect();
       this.pump();
     }
     if (this.rtoAt <= now) this.onRto(now);
@@ -893,21 +1071,28 @@ export class Conn implements StreamConn, Timed {
       this.abortWith(new TransportError("timeout", "retransmission limit reached"));
       return;
     }
-    if (!this.inRecovery || this.rtoStreak === 1) {
-      this.ssthresh = Math.max(Math.floor(this.pipe() / 2), 2 * MSS);
+    this.rec.rtos++;
+    if (!this.inRecovery) {
+      // new loss event: remember the state so a spurious timeout can be undone (F-RTO/Eifel)
+      this.priorCwnd = this.cwnd;
+      this.priorSsthresh = this.ssthresh;
+      this.ssthresh = Math.max(Math.floor(u32(this.sndNxt - this.sndUna) / 2), 2 * MSS);
     }
-    this.cwnd = INITIAL_CWND < this.ssthresh ? INITIAL_CWND : this.ssthresh; // timeout collapse
+    // Timeout collapse to the reference's 10-segment loss window (T11), then slow start.
+    this.cwnd = INITIAL_CWND < this.ssthresh ? INITIAL_CWND : this.ssthresh;
     this.inRecovery = true;
+    this.rtoRecovery = true;
     this.recoveryPoint = this.sndNxt;
     this.epoch++;
-    this.rxNext = this.sndUna;
+    this.epRetx = this.epSpurious = 0;
     this.dupAcks = 0;
     this.rto = Math.min(this.rto * 2, RTO_MAX);
+    // Only the head is resent now (like F-RTO's first step). The rest is NOT marked lost: if the
+    // head's ACK proves the timeout spurious (it returns sooner than minRtt), nothing else was
+    // resent and the undo is complete; if it was real, the head's retransmission is now the
+    // latest delivered segment and RACK declares every older un-SACKed segment lost at once.
     const s = this.firstUnsacked() ?? this.q[this.qHead];
-    if (s) {
-      s.epoch = this.epoch;
-      this.xmit(s, true);
-    }
+    if (s) this.xmit(s, true);
     this.rtoAt = now + this.rto;
   }
 
@@ -917,6 +1102,7 @@ export class Conn implements StreamConn, Timed {
     if (this.ackAt < t) t = this.ackAt;
     if (this.nagleAt < t) t = this.nagleAt;
     if (this.rtoAt < t) t = this.rtoAt;
+    if (this.reoAt < t) t = this.reoAt;
     if (this.finRtxAt < t) t = this.finRtxAt;
     if (this.lingerAt < t) t = this.lingerAt;
     const st = this._state;
@@ -1057,8 +1243,9 @@ export class Conn implements StreamConn, Timed {
     this.q.length = 0;
     this.qHead = 0;
     this.sackedBytes = 0;
+    this.lostBytes = this.lostCount = 0;
     this.sndUna = this.sndNxt;
-    this.rtoAt = this.nagleAt = this.ackAt = this.synAt = Infinity;
+    this.rtoAt = this.nagleAt = this.ackAt = this.synAt = this.reoAt = Infinity;
     this.pendingAcks = 0;
   }
 
