@@ -37,6 +37,12 @@ const CLOCK_G = 10;
 const DELAYED_ACK_MS = 40;
 const NAGLE_MS = 40;
 const EMPTY = new Uint8Array(0);
+/**
+ * Multiplicative decrease on loss: 0.7 as CUBIC (RFC 9438 §4.6) rather than Reno's 0.5. Random
+ * (non-congestion) loss is common on the paths this overlay crosses; with 0.5 a 5 % loss rate
+ * pins the window at a few segments (Mathis bound). Still a decrease per loss round trip.
+ */
+const BETA = 0.7;
 
 /** One segment in the retransmission queue. Boundaries are permanent (§6.3). */
 class Seg {
@@ -644,7 +650,7 @@ export class Conn implements StreamConn, Timed {
     this.priorCwnd = this.cwnd;
     this.priorSsthresh = this.ssthresh;
     const flight = u32(this.sndNxt - this.sndUna);
-    this.ssthresh = Math.max(Math.floor(Math.min(this.cwnd, flight) / 2), 2 * MSS);
+    this.ssthresh = Math.max(Math.floor(Math.min(this.cwnd, flight) * BETA), 2 * MSS);
     this.inRecovery = true;
     this.rtoRecovery = false;
     this.recoveryPoint = this.sndNxt;
@@ -1062,6 +1068,14 @@ export class Conn implements StreamConn, Timed {
       this.rtoAt = Infinity;
       return;
     }
+    // The timer runs from the last cumulative advance. If RACK resent the first hole less than an
+    // RTO ago, that repair is still on its way: wait for it (as the reference does, §9.3 step 3)
+    // instead of sending a duplicate whose early "ACK" would then look like a spurious timeout.
+    const head = this.firstUnsacked();
+    if (head && head.tx > 1 && now - head.sentAt < this.rto) {
+      this.rtoAt = head.sentAt + this.rto;
+      return;
+    }
     if (this.rtoStreak === 0) this.streakResponses = 0;
     this.rtoStreak++;
     // Patience (T11): abort after maxRetx consecutive expiries unless the peer answers most of
@@ -1072,11 +1086,13 @@ export class Conn implements StreamConn, Timed {
       return;
     }
     this.rec.rtos++;
-    if (!this.inRecovery) {
-      // new loss event: remember the state so a spurious timeout can be undone (F-RTO/Eifel)
+    if (!this.rtoRecovery) {
+      // first expiry of this outage: remember the state so a spurious timeout can be undone
+      // (F-RTO/Eifel). Inside a fast recovery that is the already-reduced PRR window, so an undo
+      // never reverts a reduction that a genuine loss caused.
       this.priorCwnd = this.cwnd;
       this.priorSsthresh = this.ssthresh;
-      this.ssthresh = Math.max(Math.floor(u32(this.sndNxt - this.sndUna) / 2), 2 * MSS);
+      if (!this.inRecovery) this.ssthresh = Math.max(Math.floor(u32(this.sndNxt - this.sndUna) * BETA), 2 * MSS);
     }
     // Timeout collapse to the reference's 10-segment loss window (T11), then slow start.
     this.cwnd = INITIAL_CWND < this.ssthresh ? INITIAL_CWND : this.ssthresh;
