@@ -518,8 +518,12 @@ export class Conn implements StreamConn, Timed {
   //  * RACK (RFC 8985): a segment is lost only when a segment SENT LATER has been delivered
   //    (SACKed or cumulatively ACKed) and more than that segment's RTT + a reordering window has
   //    passed since our segment was sent. Time, not packet counts, so reordering depth is moot.
-  //  * The reordering window starts at minRtt/4 and grows by minRtt/4 (up to srtt) each round
-  //    trip in which a loss verdict proves wrong; it falls back after 16 clean recoveries.
+  //  * The reordering window starts at minRtt/4 and grows by minRtt/4 each round trip in which a
+  //    loss verdict proves wrong; it falls back after 16 clean recoveries. RFC 8985 caps it at
+  //    srtt; we cap at srtt + 4·rttvar (the unclamped RTO): per-packet jitter reorders by more
+  //    than srtt (50–200 ms one-way: up to 150 ms of overtaking at srtt ≈ 250 ms; a 60 ms
+  //    detour on a 20 ms path: 3·srtt), and a verdict later than that is no quicker than the
+  //    RTO anyway. The wrong verdicts that remain are cheap: their reduction is undone.
   //  * A verdict is proven wrong when a retransmitted segment is acknowledged sooner than minRtt
   //    after the retransmission (that ACK can only be for the original — Eifel's idea, RFC 3522,
   //    with the min-RTT test of RFC 8985 §6.2 instead of timestamps, which the wire lacks), or
@@ -534,7 +538,8 @@ export class Conn implements StreamConn, Timed {
   private reoWnd(): number {
     if (this.minRtt === Infinity) return 0;
     const w = (this.reoMult * this.minRtt) / 4;
-    return w < this.srtt ? w : this.srtt;
+    const cap = this.srtt + 4 * this.rttvar;
+    return w < cap ? w : cap;
   }
 
   private markLost(s: Seg): void {
@@ -574,7 +579,7 @@ export class Conn implements StreamConn, Timed {
     this.rec.spurious += this.pendSpurious;
     this.pendSpurious = 0;
     if (now >= this.reoBumpAt) {
-      if ((this.reoMult * this.minRtt) / 4 < this.srtt) this.reoMult++;
+      if ((this.reoMult * this.minRtt) / 4 < this.srtt + 4 * this.rttvar) this.reoMult++;
       this.reoBumpAt = now + this.srtt;
       this.reoQuiet = 0;
     }
