@@ -161,6 +161,9 @@ describe("daemon end to end", () => {
     const da = await drv(A);
     const db = await drv(B);
     const payload = new TextEncoder().encode("dgram-" + Date.now());
+    // Datagrams go to the clients connected at arrival time; one round trip makes sure the daemon
+    // has registered this new connection (its accept callback can run after our connect resolves).
+    await db.info();
     const got = db.recvFrom({ timeoutMs: 10000 });
     await da.sendTo(parseAddr(B.address), 5555, payload);
     const d = await got;
