@@ -77,7 +77,7 @@ describe("pilotctl gateway", () => {
     expect(m.code).toBe(0);
     expect(m.json.data.local_ip).toBe("127.77.0.2");
     const res = await fetch(`http://127.77.0.2:${PORT}/status`);
-    expect((await res.json()).status).toBe("ok");
+    expect(((await res.json()) as { status: string }).status).toBe("ok");
     const l = await cl.ctl(A, ["gateway", "list"]);
     expect(l.json.data.total).toBe(2);
     const human = await cl.ctl(A, ["gateway", "list"], { json: false });
