@@ -268,3 +268,39 @@ describe("start-up failures", () => {
     expect(p.log.join("\n")).toContain("registry TLS requires RegistryFingerprint for certificate pinning");
   }, 20000);
 });
+
+describe("webhook events from the daemon core (services.md §11.3)", () => {
+  test("node.registered, tunnel.*, conn.*, data.datagram reach the webhook with text addresses", async () => {
+    const events: any[] = [];
+    const srv = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        events.push(await req.json());
+        return new Response("ok");
+      },
+    });
+    try {
+      const W = await cl.startDaemon("w", ["-public", "-webhook", `http://127.0.0.1:${srv.port}/hook`]);
+      const da = await drv(A);
+      const conn = await da.dial(parseAddr(W.address), 7, { timeoutMs: 20000 });
+      await conn.write("hi");
+      expect(new TextDecoder().decode((await conn.read({ timeoutMs: 10000 }))!)).toBe("hi");
+      conn.close();
+      await da.sendTo(parseAddr(W.address), 4444, new TextEncoder().encode("dg"));
+      const want = ["node.registered", "tunnel.peer_added", "tunnel.established", "conn.syn_received", "conn.established", "conn.fin", "data.datagram"];
+      await until(async () => want.every((w) => events.some((e) => e.event === w)), `events ${want.join(",")}`);
+      const byName = (n: string) => events.find((e) => e.event === n);
+      expect(byName("node.registered").data.address).toBe(W.address);
+      expect(byName("node.registered").node_id).toBe(W.nodeId);
+      expect(byName("tunnel.established").data).toMatchObject({ authenticated: true, peer_node_id: A.nodeId, rekeyed: false, relay: false });
+      expect(byName("conn.established").data).toMatchObject({ dst_port: 7, src_addr: A.address });
+      expect(byName("conn.fin").data).toMatchObject({ local_port: 7, remote_addr: A.address });
+      expect(byName("data.datagram").data).toMatchObject({ dst_port: 4444, size: 2, src_addr: A.address });
+      await W.proc.kill("SIGTERM");
+      await until(async () => events.some((e) => e.event === "node.deregistered"), "node.deregistered");
+    } finally {
+      srv.stop(true);
+    }
+  }, 60000);
+});

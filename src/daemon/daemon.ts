@@ -102,6 +102,7 @@ export class Daemon implements DaemonApi {
       log,
       onPacket: (pkt) => this.onPacket(pkt),
       lookupPublicKey: (id) => this.lookupPublicKey(id),
+      onEvent: (ev, data) => this.emit(ev, data),
     });
   }
 
@@ -163,6 +164,7 @@ export class Daemon implements DaemonApi {
     });
     const reg = await this.register(formatEndpoint(endpoint), true);
     this.log.info("daemon registered", { node_id: this.nodeId, addr: formatAddr(this.address), endpoint: formatEndpoint(endpoint) });
+    this.pendingEvents.push(["node.registered", { address: formatAddr(this.address), endpoint: formatEndpoint(endpoint) }]);
     this.transport = new Transport(
       {
         now: () => performance.now(),
@@ -180,7 +182,11 @@ export class Daemon implements DaemonApi {
           if (n <= 2 || this.tunnel.getPeer(dst.node)?.relay) void this.refreshPeer(dst.node);
           return false;
         },
-        onDatagram: (pkt) => this.ipc?.pushDatagram(pkt.src, pkt.srcPort, pkt.dstPort, pkt.payload),
+        onDatagram: (pkt) => {
+          this.emit("data.datagram", { dst_port: pkt.dstPort, size: pkt.payload.length, src_addr: pkt.src, src_port: pkt.srcPort });
+          this.ipc?.pushDatagram(pkt.src, pkt.srcPort, pkt.dstPort, pkt.payload);
+        },
+        onEvent: (ev, data) => this.emit(ev, data),
       },
       {
         localAddr: this.address,
@@ -210,6 +216,7 @@ export class Daemon implements DaemonApi {
     await this.ipc.listen(cfg.socket);
     this.log.info("IPC listening", { socket: cfg.socket });
     await this.startServices();
+    for (const [ev, data] of this.pendingEvents.splice(0)) this.emit(ev, data); // webhooks exist now
     this.startedAt = Date.now();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), cfg.keepaliveMs);
     this.kick();
@@ -220,6 +227,7 @@ export class Daemon implements DaemonApi {
     if (this.stopping) return;
     this.stopping = true;
     this.log.info("shutting down");
+    if (this.nodeId) this.emit("node.deregistered", {});
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     for (const s of this.services) {
       try {
@@ -331,6 +339,7 @@ export class Daemon implements DaemonApi {
     if (this.hostname) await this.setHostname(this.hostname).catch(() => {});
     await this.trust?.reportAll().catch(() => {});
     this.tunnel.sendDiscover();
+    this.emit("node.reregistered", { address: formatAddr(this.address) });
   }
 
   async lookupPublicKey(nodeId: number): Promise<Uint8Array | null> {
@@ -653,6 +662,22 @@ export class Daemon implements DaemonApi {
   }
 
   // ------------------------------------------------------------------ services
+
+  private pendingEvents: [string, Record<string, unknown>][] = [];
+
+  /** Webhook event (services.md §11.3); Addr values become their text form. Never throws. */
+  emit(event: string, data: Record<string, unknown>): void {
+    if (!this.webhooks) return;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(data)) {
+      out[k] = v && typeof v === "object" && "network" in v && "node" in v ? formatAddr(v as Addr) : v;
+    }
+    try {
+      this.webhooks.emit(event, out);
+    } catch {
+      /* webhooks never break the daemon */
+    }
+  }
 
   private webhooks: { setUrl(u: string): void; emit(ev: string, data?: Record<string, unknown>): void; stop(): void } | null = null;
 

@@ -47,6 +47,8 @@ export interface Peer {
   /** time the first unanswered key exchange was sent (for plaintext fallback) */
   kxFirstUnansweredAt: number;
   punched: boolean;
+  /** a RelayDeliver from this peer has been seen (tunnel.relay_activated emitted) */
+  relayActivated?: boolean;
   lastRecvAt: number;
   createdAt: number;
 }
@@ -67,6 +69,8 @@ export interface TunnelOptions {
   lookupPublicKey(nodeId: number): Promise<Uint8Array | null>;
   /** Plaintext fallback for peers that never answer the key exchange (encryption disabled there). */
   plaintextFallbackMs?: number;
+  /** Webhook events (services.md §11.3): tunnel.peer_added, tunnel.established, tunnel.relay_activated. */
+  onEvent?(event: string, data: Record<string, unknown>): void;
 }
 
 const MAX_PENDING_PER_PEER = 64;
@@ -435,6 +439,7 @@ export class Tunnel {
     if (this.peers.has(nodeId)) return;
     if (this.opts.encrypt) return; // with encryption on, only key exchanges create entries
     this.addPeer(nodeId, viaRelay ? null : from, viaRelay);
+    this.opts.onEvent?.("tunnel.peer_added", { endpoint: formatEndpoint(from), peer_node_id: nodeId });
   }
 
   private async onKeyExchange(buf: Uint8Array, authenticated: boolean, from: Endpoint, viaRelay: boolean, _relaySrc: number): Promise<void> {
@@ -458,11 +463,16 @@ export class Tunnel {
     let p = this.peers.get(nodeId);
     if (!p) {
       p = this.addPeerSilently(nodeId, viaRelay ? null : from, viaRelay);
+      this.opts.onEvent?.("tunnel.peer_added", { endpoint: formatEndpoint(from), peer_node_id: nodeId });
     } else if (!viaRelay) {
       p.endpoint = from; // endpoint learning / roaming (only from direct key exchanges)
     }
     if (viaRelay) p.relay = true;
-    const { answer } = this.kx.accept(p.crypto, parsed.x25519, authenticated, Date.now());
+    const hadSession = !!p.crypto.session;
+    const { answer, rekeyed } = this.kx.accept(p.crypto, parsed.x25519, authenticated, Date.now());
+    if (p.crypto.session && (!hadSession || rekeyed)) {
+      this.opts.onEvent?.("tunnel.established", { authenticated, peer_node_id: nodeId, rekeyed, relay: p.relay });
+    }
     p.kxFirstUnansweredAt = 0;
     p.lastRecvAt = Date.now();
     if (answer) this.sendKeyExchange(p, true);
@@ -522,6 +532,10 @@ export class Tunnel {
         if (this.blocked.has(src)) return;
         let p = this.peers.get(src);
         if (!p) p = this.addPeerSilently(src, this.beacon, true);
+        if (!p.relay || !p.relayActivated) {
+          p.relayActivated = true;
+          this.opts.onEvent?.("tunnel.relay_activated", { peer_node_id: src });
+        }
         p.relay = true;
         const inner = m.payload;
         if (inner.length < 4) return;

@@ -104,4 +104,10 @@ export interface TransportHost {
   onDatagram?(pkt: import("../proto/types.ts").Packet): void;
   /** Optional: random source (tests pass a seeded one). */
   random?(): number;
+  /**
+   * Optional: connection events for webhooks (services.md §11.3): conn.syn_received,
+   * conn.established, conn.fin, conn.rst, conn.idle_timeout, security.syn_rate_limited. Address
+   * values are Addr objects; the host formats them.
+   */
+  onEvent?(event: string, data: Record<string, unknown>): void;
 }

@@ -1057,6 +1057,7 @@ export class Conn implements StreamConn, Timed {
       }
     } else if (st === S_ESTABLISHED || st === S_FIN_WAIT) {
       if (now - this.lastHeard >= this.t.idleTimeoutMs) {
+        this.event("conn.idle_timeout");
         this.localClose(new TransportError("timeout", "idle timeout"));
         return;
       }
@@ -1144,9 +1145,15 @@ export class Conn implements StreamConn, Timed {
   // =====================================================================================
   // closing (§11)
   /** FIN or FIN+ACK received (§11.2). */
+  /** Webhook hook (services.md §11.3): conn.fin / conn.rst / conn.idle_timeout. */
+  private event(name: string): void {
+    this.t.host.onEvent?.(name, { conn_id: this.id, local_port: this.localPort, remote_addr: this.remoteAddr, remote_port: this.remotePort });
+  }
+
   onFin(p: Packet): void {
     const now = this.t.now;
     const isFinAck = (p.flags & FLAG_ACK) !== 0;
+    if (this._state !== S_TIME_WAIT) this.event("conn.fin");
     this.lastHeard = now;
     this.lastActivity = now;
     // Never answer a FIN+ACK (T1: the reference answers every FIN+ACK, looping forever).
@@ -1241,6 +1248,7 @@ export class Conn implements StreamConn, Timed {
 
   /** RST received (§11.4): no sequence check (the reference's RSTs carry seq 0). */
   onRst(): void {
+    this.event("conn.rst");
     if (this._state === S_SYN_SENT) {
       this.failDial(new TransportError("connection_refused", "connection refused"));
       return;

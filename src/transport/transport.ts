@@ -362,7 +362,10 @@ export class Transport {
       // a SYN for a dead incarnation starts a new connection (the reference would answer with
       // a SYN+ACK for the dead one, T2); the old entry is replaced in insert()
     }
-    if (!this.takeToken(this.synBucket, this.synRate)) return; // silent drop (§4.2 step 3)
+    if (!this.takeToken(this.synBucket, this.synRate)) {
+      this.host.onEvent?.("security.syn_rate_limited", { src_addr: p.src, src_port: p.srcPort });
+      return; // silent drop (§4.2 step 3)
+    }
     let b = this.srcBuckets.get(p.src.node);
     if (b === undefined) {
       if (this.srcBuckets.size >= MAX_SYN_SOURCES) return;
@@ -382,6 +385,11 @@ export class Transport {
     }
     const c = this.newConn(p.dstPort, p.src, p.srcPort);
     c.acceptSyn(p);
+    if (this.host.onEvent) {
+      const ev = { conn_id: c.id, dst_port: p.dstPort, src_addr: p.src, src_port: p.srcPort };
+      this.host.onEvent("conn.syn_received", ev);
+      this.host.onEvent("conn.established", ev); // right after our SYN-ACK, like the reference
+    }
     if (l.paused) l.pending.push(c);
     else l.onAccept(c);
   }

@@ -654,6 +654,9 @@ export class TrustService implements ServiceHandle {
       } else {
         this.pending.set(F, { nodeId: F, publicKey: "", justification: q.justification ?? "", receivedAt: now });
         dirty = true;
+        // Extension: the reference emits no event for relayed requests (services.md §11.3), so a
+        // webhook could never see a private node being asked for trust. `relayed` marks the source.
+        this.ctx.webhook("handshake.pending", { peer_node_id: F, justification: q.justification ?? "", relayed: true });
       }
     }
     for (const s of r.responses ?? []) {
