@@ -304,3 +304,30 @@ describe("webhook events from the daemon core (services.md §11.3)", () => {
     }
   }, 60000);
 });
+
+describe("key rotation while running", () => {
+  test("pilotctl rotate-key on a running daemon: it adopts the new key, peers re-learn it", async () => {
+    const R = await cl.startDaemon("r", ["-public"]);
+    const dr = await drv(R);
+    const before = (await dr.info()).public_key as string;
+    // A talks to R first, so A caches R's old key.
+    const da = await drv(A);
+    let c = await da.dial(parseAddr(R.address), 7, { timeoutMs: 20000 });
+    await c.write("one");
+    expect(new TextDecoder().decode((await c.read({ timeoutMs: 10000 }))!)).toBe("one");
+    c.close();
+    const rk = await cl.ctl(R, ["rotate-key", String(R.nodeId), "ops@example.com"], { env: { PILOT_REGISTRY: cl.registry } });
+    expect(rk.code).toBe(0);
+    expect(rk.json.data.public_key).not.toBe(before);
+    // The daemon notices the changed identity file at its next heartbeat (2 s here).
+    await until(async () => (await dr.info()).public_key === rk.json.data.public_key, "daemon adopted the rotated key", 20000);
+    // Its signed registry calls work with the new key (set_hostname is signed).
+    expect((await dr.setHostname("rotated-node")).hostname).toBe("rotated-node");
+    // A new key exchange is needed for A to trust R again: restart R so its tunnel key changes too.
+    await cl.restartDaemon(R);
+    c = await da.dial(parseAddr(R.address), 7, { timeoutMs: 30000 });
+    await c.write("two");
+    expect(new TextDecoder().decode((await c.read({ timeoutMs: 10000 }))!)).toBe("two");
+    c.close();
+  }, 90000);
+});

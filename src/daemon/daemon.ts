@@ -2,7 +2,7 @@
 // built-in services together. Start-up order follows registry.md §11.1 / cli.md §6.1.
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import type { Addr, Packet } from "../proto/types.ts";
 import { formatAddr, parseAddr } from "../proto/addr.ts";
 import type { HandshakeSub, JsonObject } from "../proto/ipc.ts";
@@ -101,7 +101,7 @@ export class Daemon implements DaemonApi {
       encrypt: cfg.encrypt,
       log,
       onPacket: (pkt) => this.onPacket(pkt),
-      lookupPublicKey: (id) => this.lookupPublicKey(id),
+      lookupPublicKey: (id, refresh) => this.lookupPublicKey(id, refresh),
       onEvent: (ev, data) => this.emit(ev, data),
     });
   }
@@ -138,6 +138,7 @@ export class Daemon implements DaemonApi {
     // 3. identity
     if (cfg.identity) {
       this.identity = loadOrCreateIdentity(cfg.identity);
+      this.identityMtime = statSync(cfg.identity).mtimeMs;
       this.log.info("loaded identity", { path: cfg.identity });
     } else {
       this.identity = generateIdentity();
@@ -314,6 +315,9 @@ export class Daemon implements DaemonApi {
       this.sweepConns();
       await this.trust?.poll().catch((e: Error) => this.log.debug("poll handshakes failed", { err: e.message }));
     } catch (e) {
+      // `pilotctl rotate-key` may have replaced our identity file while we run: adopt the new
+      // key instead of failing every signed request until the daemon is restarted.
+      if (this.reloadIdentityIfChanged()) return;
       this.heartbeatFailures++;
       this.log.warn("heartbeat failed", { err: (e as Error).message, failures: this.heartbeatFailures });
       if (this.heartbeatFailures >= 3) {
@@ -321,6 +325,27 @@ export class Daemon implements DaemonApi {
         this.log.info("attempting re-registration");
         await this.reRegister().catch((err) => this.log.warn("re-registration failed", { err: err.message }));
       }
+    }
+  }
+
+  private identityMtime = 0;
+
+  /** Reload the identity file when it changed on disk (key rotation). Returns true if reloaded. */
+  private reloadIdentityIfChanged(): boolean {
+    if (!this.cfg.identity) return false;
+    try {
+      const m = statSync(this.cfg.identity).mtimeMs;
+      if (m === this.identityMtime) return false;
+      const id = loadOrCreateIdentity(this.cfg.identity);
+      this.identityMtime = m;
+      if (Buffer.compare(Buffer.from(id.publicKey), Buffer.from(this.identity.publicKey)) === 0) return false;
+      this.identity = id;
+      this.tunnel.setIdentity(this.nodeId, id);
+      this.log.info("identity changed on disk, reloaded", { path: this.cfg.identity, public_key: encodePublicKey(id.publicKey) });
+      return true;
+    } catch (e) {
+      this.log.warn("identity reload failed", { err: (e as Error).message });
+      return false;
     }
   }
 
@@ -342,17 +367,25 @@ export class Daemon implements DaemonApi {
     this.emit("node.reregistered", { address: formatAddr(this.address) });
   }
 
-  async lookupPublicKey(nodeId: number): Promise<Uint8Array | null> {
+  /** Last forced refresh per node (a forged PILA must not make us hammer the registry). */
+  private keyRefreshAt = new Map<number, number>();
+
+  async lookupPublicKey(nodeId: number, refresh = false): Promise<Uint8Array | null> {
     const c = this.pubKeyCache.get(nodeId);
-    if (c) return c;
+    if (c && !refresh) return c;
+    if (c && refresh) {
+      const last = this.keyRefreshAt.get(nodeId) ?? 0;
+      if (Date.now() - last < 10_000) return c;
+      this.keyRefreshAt.set(nodeId, Date.now());
+    }
     try {
       const r = await this.registry.lookup(nodeId);
-      if (typeof r.public_key !== "string") return null;
+      if (typeof r.public_key !== "string") return c ?? null;
       const k = decodePublicKey(r.public_key);
       this.pubKeyCache.set(nodeId, k);
       return k;
     } catch {
-      return null;
+      return c ?? null;
     }
   }
 
@@ -724,7 +757,10 @@ export class Daemon implements DaemonApi {
       },
       dial: (addr, port) => self.dial(addr, port),
       identity: {
-        publicKey: encodePublicKey(self.identity.publicKey),
+        // getter: the identity can be replaced at run time (key rotation)
+        get publicKey() {
+          return encodePublicKey(self.identity.publicKey);
+        },
         sign: (challenge) => self.signature(challenge),
       },
       verify: (pub, challenge, sig) => {

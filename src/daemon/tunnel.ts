@@ -66,7 +66,7 @@ export interface TunnelOptions {
   /** Inbound packet from the tunnel (already decrypted and decoded). */
   onPacket(pkt: Packet, from: Endpoint, viaRelay: boolean): void;
   /** Ed25519 key of a node from the registry (cached by the caller); null when unknown. */
-  lookupPublicKey(nodeId: number): Promise<Uint8Array | null>;
+  lookupPublicKey(nodeId: number, refresh?: boolean): Promise<Uint8Array | null>;
   /** Plaintext fallback for peers that never answer the key exchange (encryption disabled there). */
   plaintextFallbackMs?: number;
   /** Webhook events (services.md §11.3): tunnel.peer_added, tunnel.established, tunnel.relay_activated. */
@@ -447,9 +447,14 @@ export class Tunnel {
     if (!parsed) return;
     const nodeId = parsed.nodeId;
     if (nodeId === this.localNodeId || this.blocked.has(nodeId)) return;
-    const regKey = await this.opts.lookupPublicKey(nodeId).catch(() => null);
+    let regKey = await this.opts.lookupPublicKey(nodeId).catch(() => null);
     if (authenticated) {
       // wire.md §4.7: the Ed25519 key in the frame must equal the registry's, signature valid.
+      if (regKey && !this.kx.verifyPILA(parsed, regKey) && parsed.ed25519 && !sameBytes(parsed.ed25519, regKey)) {
+        // The reference caches a peer's key forever (W11), so a peer that rotated its key is
+        // locked out until restart. Ask the registry once more (rate-limited by the caller).
+        regKey = await this.opts.lookupPublicKey(nodeId, true).catch(() => null);
+      }
       if (!regKey || !this.kx.verifyPILA(parsed, regKey)) {
         this.opts.log.debug("key exchange rejected", { node_id: nodeId });
         return;
@@ -547,6 +552,12 @@ export class Tunnel {
         return;
     }
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function sameHost(a: string, b: string): boolean {
