@@ -738,6 +738,37 @@ describe("ownership and vanishing clients", () => {
     await until(() => api.conns.get(id)!.state === "CLOSED", "connection fully closed");
   });
 
+  test("a listening client that stopped reading gets no more Accepts: new connections are reset (bounded accept queue)", async () => {
+    await fresh();
+    // A Bun socket whose pause() really stops reading at the kernel level.
+    const got: Uint8Array[] = [];
+    const dec = new FrameDecoder();
+    const client = await Bun.connect({ unix: path, socket: { data(_s, d) { got.push(...dec.push(d)); } } });
+    client.write(frame([0x01, ...u16(2222)]));
+    await until(() => got.length >= 1, "BindOK");
+    expect(hex(got[0])).toBe("0208ae");
+    const first = api.incoming(2222, { network: 0, node: 9 }, 50001);
+    await until(() => got.length >= 2, "Accept");
+    expect(got[1][0]).toBe(0x05);
+    const id = new DataView(got[1].buffer, got[1].byteOffset).getUint32(3);
+    client.pause(); // the client stops reading: the daemon's writes to it back up
+    const chunk = new Uint8Array(4096);
+    for (let i = 0; i < 8000; i++) {
+      if (!first.write(chunk)) await Bun.sleep(1);
+      if (i % 64 === 0) await Bun.sleep(1);
+      if (first.stats().sendBuffered > 1024 * 1024) break;
+    }
+    expect(first.stats().sendBuffered).toBeGreaterThan(1024 * 1024); // end-to-end backpressure reached the peer
+    // 64 more connections are still queued for the congested client; the 65th is reset (RST)
+    const queued: MemConn[] = [];
+    for (let i = 0; i < 64; i++) queued.push(api.incoming(2222, { network: 0, node: 9 }, 50100 + i));
+    const late = api.incoming(2222, { network: 0, node: 9 }, 50002);
+    await until(() => late.state === "CLOSED", "65th connection reset");
+    expect(queued.every((q) => q.state !== "CLOSED")).toBe(true);
+    expect(api.conns.get(id)!.state).not.toBe("CLOSED"); // the accepted one is untouched
+    client.terminate();
+  }, 30000);
+
   test("Dial completing after its client vanished: the connection is closed, not leaked", async () => {
     await fresh();
     const c = await Raw.open(path);

@@ -2,7 +2,8 @@
 // order and may run concurrently (a slow Dial no longer blocks the Sends behind it, ipc.md §12.4-1),
 // but replies are emitted strictly in request order, which is all the reference driver's
 // positional correlation needs (ipc.md §6).
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { connect } from "node:net";
+import type { Socket as BunSocket, UnixSocketListener } from "bun";
 import { chmodSync, unlinkSync, existsSync } from "node:fs";
 import { FrameDecoder, MAX_FRAME } from "../proto/framing.ts";
 import { decodeIpc, encodeIpcFrame, type IpcMsg, type HandshakeSub, type JsonObject } from "../proto/ipc.ts";
@@ -40,6 +41,8 @@ type Reply = IpcMsg | null;
 
 /** Largest data per Recv push so the frame stays within 1 MiB (cmd + conn_id = 5 bytes). */
 const MAX_RECV_DATA = MAX_FRAME - 5;
+/** Connections waiting for a BindOK (ipc.md §4.1 AcceptQueueLen). */
+const ACCEPT_QUEUE = 64;
 /** Recv pushes coalesce up to this many bytes per connection per event-loop turn. */
 const RECV_COALESCE = 256 * 1024;
 /** How often connections that blocked a client's Sends are checked for having closed. */
@@ -60,6 +63,71 @@ function call<T>(fn: () => T | Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * A client socket with exact write backpressure. The IPC server runs on Bun.listen: its write()
+ * reports how many bytes the kernel took, so unsent bytes are queued here and `writableLength` is
+ * the true backlog. (Under node:net, Bun buffers a non-reading client's data natively while
+ * reporting an empty buffer, so a stalled client could grow the daemon's memory without bound.)
+ */
+class ClientSocket {
+  private out: Uint8Array[] = [];
+  private outHead = 0;
+  writableLength = 0;
+  destroyed = false;
+  private drainFns: (() => void)[] = [];
+
+  constructor(readonly raw: BunSocket<Client | undefined>) {}
+
+  on(_ev: "drain", fn: () => void): void {
+    this.drainFns.push(fn);
+  }
+
+  /** Queue or write `buf`; false when (part of) it had to be queued (wait for 'drain'). */
+  write(buf: Uint8Array): boolean {
+    if (this.destroyed) return false;
+    if (this.writableLength === 0) {
+      const n = this.raw.write(buf);
+      if (n === buf.length) return true;
+      if (n < 0) return false;
+      buf = buf.subarray(n);
+    }
+    this.out.push(buf);
+    this.writableLength += buf.length;
+    return false;
+  }
+
+  /** Kernel buffer has room again: flush the queue; emit 'drain' once it is empty. */
+  onWritable(): void {
+    while (this.outHead < this.out.length) {
+      const b = this.out[this.outHead];
+      const n = this.raw.write(b);
+      if (n < 0) return;
+      this.writableLength -= Math.max(0, n);
+      if (n < b.length) {
+        this.out[this.outHead] = b.subarray(n);
+        return;
+      }
+      this.outHead++;
+    }
+    this.out = [];
+    this.outHead = 0;
+    this.writableLength = 0;
+    for (const fn of this.drainFns) fn();
+  }
+
+  pause(): void {
+    this.raw.pause();
+  }
+  resume(): void {
+    this.raw.resume();
+  }
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.raw.terminate();
+  }
+}
+
 class Client {
   readonly decoder = new FrameDecoder(MAX_CLIENT_FRAME);
   readonly ports = new Map<number, () => void>();
@@ -73,10 +141,12 @@ class Client {
   dgramDropped = 0;
 
   constructor(
-    readonly sock: Socket,
+    readonly sock: ClientSocket,
     private readonly srv: IpcServer,
   ) {
     sock.on("drain", () => {
+      this.congested = false;
+      this.acceptsWhileCongested = 0;
       // Take the set first: resuming delivers buffered data, which may pause (and re-add) a
       // connection again before this loop ends.
       const paused = [...this.pausedConns];
@@ -93,6 +163,17 @@ class Client {
    * split into <= 1 MiB pushes (byte-stream semantics, ipc.md §4.5) and an unencodable reply is
    * replaced by an Error carrying the reason, so the client still gets exactly one reply.
    */
+  /** A write returned false and no 'drain' has followed yet: the client is not keeping up. */
+  congested = false;
+  /** Accepts written since the socket last reported congestion (reset on drain). */
+  acceptsWhileCongested = 0;
+
+  /** May one more Accept be pushed? False once 64 are queued behind a client that is not reading. */
+  acceptSlot(): boolean {
+    if (!this.congested) return true;
+    return ++this.acceptsWhileCongested <= ACCEPT_QUEUE;
+  }
+
   write(msg: IpcMsg): boolean {
     if (this.closed || this.sock.destroyed) return false;
     if (msg.cmd === "Recv" && msg.data.length > MAX_RECV_DATA) {
@@ -109,7 +190,9 @@ class Client {
       if (msg.cmd === "Error") return true;
       return this.write({ cmd: "Error", code: 1, message: (e as Error).message });
     }
-    return this.sock.write(frame);
+    const ok = this.sock.write(frame);
+    if (!ok) this.congested = true;
+    return ok;
   }
 
   get backlog(): number {
@@ -262,7 +345,7 @@ class Client {
 }
 
 export class IpcServer {
-  private server: Server | null = null;
+  private server: UnixSocketListener<Client | undefined> | null = null;
   readonly clients = new Set<Client>();
 
   constructor(
@@ -293,12 +376,26 @@ export class IpcServer {
         /* ignore */
       }
     }
-    const srv = createServer((sock) => this.onClient(sock));
     const oldMask = process.umask(0o177); // socket created 0600, no window with wider perms
+    let srv: UnixSocketListener<Client | undefined>;
     try {
-      await new Promise<void>((resolve, reject) => {
-        srv.once("error", reject);
-        srv.listen(path, () => resolve());
+      srv = Bun.listen<Client | undefined>({
+        unix: path,
+        socket: {
+          open: (raw) => {
+            raw.data = this.onClient(new ClientSocket(raw));
+          },
+          data: (raw, buf) => {
+            if (raw.data) this.onData(raw.data, buf);
+          },
+          drain: (raw) => raw.data?.sock.onWritable(),
+          close: (raw) => {
+            if (!raw.data) return;
+            raw.data.sock.destroyed = true;
+            raw.data.cleanup();
+          },
+          error: (raw) => raw.data?.cleanup(),
+        },
       });
     } catch (e) {
       throw new Error(`ipc start: listen unix ${path}: ${(e as Error).message}`);
@@ -320,7 +417,7 @@ export class IpcServer {
       c.cleanup();
       c.sock.destroy();
     }
-    this.server?.close();
+    this.server?.stop(true);
     this.server = null;
     if (this.path) {
       try {
@@ -343,34 +440,34 @@ export class IpcServer {
     }
   }
 
-  private onClient(sock: Socket): void {
+  private onClient(sock: ClientSocket): Client {
     const c = new Client(sock, this);
     this.clients.add(c);
-    sock.on("data", (buf: Buffer) => {
-      let frames: Uint8Array[];
+    return c;
+  }
+
+  private onData(c: Client, buf: Uint8Array): void {
+    let frames: Uint8Array[];
+    try {
+      frames = c.decoder.push(buf);
+    } catch (e) {
+      this.log.warn("ipc client dropped", { err: (e as Error).message });
+      c.cleanup();
+      c.sock.destroy();
+      return;
+    }
+    for (const f of frames) {
+      if (c.closed) return;
       try {
-        frames = c.decoder.push(buf);
+        this.onFrame(c, f);
       } catch (e) {
-        this.log.warn("ipc client dropped", { err: (e as Error).message });
-        c.cleanup();
-        sock.destroy();
-        return;
+        // FIX: an unexpected throw while handling one request used to escape the 'data'
+        // handler and terminate the daemon. Answer it with an Error instead so the client's
+        // positional reply correlation (ipc.md §6) stays intact.
+        this.warn("ipc request failed", e);
+        if (f[0] !== 0x06 && f[0] !== 0x0b) c.enqueue({ cmd: "Error", code: 1, message: (e as Error).message });
       }
-      for (const f of frames) {
-        if (c.closed) return;
-        try {
-          this.onFrame(c, f);
-        } catch (e) {
-          // FIX: an unexpected throw while handling one request used to escape the 'data'
-          // handler and terminate the daemon. Answer it with an Error instead so the client's
-          // positional reply correlation (ipc.md §6) stays intact.
-          this.warn("ipc request failed", e);
-          if (f[0] !== 0x06 && f[0] !== 0x0b) c.enqueue({ cmd: "Error", code: 1, message: (e as Error).message });
-        }
-      }
-    });
-    sock.on("close", () => c.cleanup());
-    sock.on("error", () => c.cleanup());
+    }
   }
 
   private onFrame(c: Client, body: Uint8Array): void {
@@ -402,6 +499,13 @@ export class IpcServer {
         let unbind: () => void;
         try {
           unbind = api.bind(port, (conn) => {
+            // ipc.md §4.1: the accept queue is bounded (64): while the client's socket is congested
+            // (it is not reading), at most 64 Accepts are queued for it; later connections are
+            // reset instead of piling up without bound.
+            if (early.length >= ACCEPT_QUEUE || !c.acceptSlot()) {
+              conn.abort();
+              return;
+            }
             conn.pause();
             if (ready) announce(conn);
             else early.push(conn);
