@@ -539,6 +539,17 @@ export class Driver {
   }
 
   /** Close the IPC connection (the daemon then releases our ports and connections). */
+  /**
+   * Stop reading the daemon socket (flow control for one-connection-per-driver users such as the
+   * gateway): the daemon's pushes back up, it pauses the stream, and the peer's window closes.
+   */
+  pause(): void {
+    this.sock.pause();
+  }
+  resume(): void {
+    this.sock.resume();
+  }
+
   close(): void {
     this.sock.end();
     this.sock.destroy();

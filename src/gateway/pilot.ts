@@ -2,19 +2,9 @@
 // Driver (its own Unix-socket connection to the daemon): the IPC protocol has no per-connection
 // flow control, so pausing one shared socket would stall every bridge; with one socket per bridge,
 // pausing it makes the daemon pause exactly that stream (its receive window then closes).
-import type { Socket } from "node:net";
 import { Driver } from "../ctl/driver.ts";
 import type { Addr } from "../proto/types.ts";
 import type { PilotStream } from "./proxy.ts";
-
-/**
- * The driver has no public pause()/resume() yet; use them when present, else its socket.
- * (Requested from the driver owner: Driver.pause()/resume().)
- */
-function driverSocket(drv: Driver): Socket | null {
-  const s = (drv as unknown as { sock?: Socket }).sock;
-  return s && typeof s.pause === "function" ? s : null;
-}
 
 export async function dialPilot(socketPath: string, addr: Addr, port: number, timeoutMs = 30_000): Promise<PilotStream> {
   const drv = await Driver.connect(socketPath, { timeoutMs: Math.min(timeoutMs, 5_000) });
@@ -26,7 +16,6 @@ export async function dialPilot(socketPath: string, addr: Addr, port: number, ti
     throw e;
   }
   const c = conn;
-  const d = drv as Driver & { pause?: () => void; resume?: () => void };
   let closed = false;
   return {
     write: (b) => c.write(b),
@@ -40,12 +29,10 @@ export async function dialPilot(socketPath: string, addr: Addr, port: number, ti
       setTimeout(() => drv.close(), 50);
     },
     pause() {
-      if (typeof d.pause === "function") d.pause();
-      else driverSocket(drv)?.pause();
+      drv.pause();
     },
     resume() {
-      if (typeof d.resume === "function") d.resume();
-      else driverSocket(drv)?.resume();
+      drv.resume();
     },
   };
 }
