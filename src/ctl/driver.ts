@@ -13,7 +13,7 @@
 // listeners are registered before Bind is sent (§12.2-6); a closed conn's reads return EOF instead
 // of hanging (§12.2-8); a socket close fails pending datagram reads too; per-call timeouts are
 // available (a timed-out waiter stays queued so positional correlation stays correct).
-import { connect as netConnect, type Socket } from "node:net";
+import { BufferedSocket } from "../sys/buffered-socket.ts";
 import { formatAddr } from "../proto/addr.ts";
 import { FrameDecoder } from "../proto/framing.ts";
 import {
@@ -216,34 +216,50 @@ export class Driver {
   maxQueuedDatagrams = 1024;
 
   private constructor(
-    private readonly sock: Socket,
+    private readonly sock: BufferedSocket,
     readonly socketPath: string,
-  ) {
-    sock.on("data", (b: Buffer) => this.onBytes(b));
-    sock.on("close", () => this.fail(new DriverError("connection_failed", "daemon disconnected")));
-    sock.on("error", () => {});
-  }
+  ) {}
 
-  /** Connect to the daemon. Fails with code "not_running" when the socket is missing or refused. */
-  static connect(socketPath: string = DEFAULT_SOCKET, opts: CallOptions = {}): Promise<Driver> {
+  /**
+   * Connect to the daemon. Fails with code "not_running" when the socket is missing or refused.
+   * Runs on Bun.connect (exact write backpressure through BufferedSocket, native read path).
+   */
+  static async connect(socketPath: string = DEFAULT_SOCKET, opts: CallOptions = {}): Promise<Driver> {
     const path = socketPath || DEFAULT_SOCKET;
-    return new Promise((resolve, reject) => {
-      const s = netConnect({ path });
-      let t: ReturnType<typeof setTimeout> | undefined;
-      const onErr = (e: Error) => {
-        if (t) clearTimeout(t);
-        s.destroy();
-        reject(new DriverError("not_running", "daemon is not running", "start the daemon with: pilotctl daemon start"));
-        void e;
-      };
-      s.once("error", onErr);
-      s.once("connect", () => {
-        if (t) clearTimeout(t);
-        s.off("error", onErr);
-        resolve(new Driver(s, path));
-      });
-      if (opts.timeoutMs !== undefined) t = setTimeout(() => onErr(new Error("connect timeout")), opts.timeoutMs);
+    const notRunning = () => new DriverError("not_running", "daemon is not running", "start the daemon with: pilotctl daemon start");
+    let drv: Driver | null = null;
+    let t: ReturnType<typeof setTimeout> | undefined;
+    const connecting = Bun.connect<undefined>({
+      unix: path,
+      socket: {
+        data: (_s, b) => drv?.onBytes(b),
+        drain: () => drv?.sock.onWritable(),
+        close: () => {
+          if (!drv) return;
+          drv.sock.destroyed = true;
+          drv.fail(new DriverError("connection_failed", "daemon disconnected"));
+        },
+        error: () => {},
+        connectError: () => {},
+      },
     });
+    try {
+      const raw = await (opts.timeoutMs === undefined
+        ? connecting
+        : Promise.race([
+            connecting,
+            new Promise<never>((_, rej) => {
+              t = setTimeout(() => rej(new Error("connect timeout")), opts.timeoutMs);
+            }),
+          ]));
+      drv = new Driver(new BufferedSocket(raw), path);
+      return drv;
+    } catch {
+      connecting.then((r) => r.terminate(), () => {});
+      throw notRunning();
+    } finally {
+      if (t) clearTimeout(t);
+    }
   }
 
   get closed(): boolean {
@@ -257,11 +273,9 @@ export class Driver {
 
   /** @internal */ _write(frame: Uint8Array): Promise<void> {
     if (this.dead) return Promise.reject(new DriverError("connection_failed", "daemon disconnected"));
-    return new Promise((resolve, reject) => {
-      const ok = this.sock.write(frame, (err) => (err ? reject(new DriverError("connection_failed", err.message)) : undefined));
-      if (ok) resolve();
-      else this.sock.once("drain", () => resolve());
-    });
+    if (this.sock.write(frame)) return Promise.resolve();
+    if (this.sock.destroyed) return Promise.reject(new DriverError("connection_failed", "daemon disconnected"));
+    return this.sock.waitDrain();
   }
   /** @internal */ _forget(id: number): void {
     this.conns.delete(id);
@@ -270,10 +284,10 @@ export class Driver {
     if (this.listeners.get(port) === l) this.listeners.delete(port);
   }
 
-  private onBytes(b: Buffer): void {
+  private onBytes(b: Uint8Array): void {
     let frames: Uint8Array[];
     try {
-      frames = this.dec.push(new Uint8Array(b.buffer, b.byteOffset, b.length));
+      frames = this.dec.push(b);
     } catch (e) {
       this.fail(new DriverError("connection_failed", (e as Error).message));
       this.sock.destroy();
@@ -538,7 +552,6 @@ export class Driver {
     await this.request({ cmd: "Close", connId }, CMD_CLOSE_OK, "close", opts, connId);
   }
 
-  /** Close the IPC connection (the daemon then releases our ports and connections). */
   /**
    * Stop reading the daemon socket (flow control for one-connection-per-driver users such as the
    * gateway): the daemon's pushes back up, it pauses the stream, and the peer's window closes.
@@ -550,6 +563,7 @@ export class Driver {
     this.sock.resume();
   }
 
+  /** Close the IPC connection (the daemon then releases our ports and connections). */
   close(): void {
     this.sock.end();
     this.sock.destroy();

@@ -3,7 +3,8 @@
 // but replies are emitted strictly in request order, which is all the reference driver's
 // positional correlation needs (ipc.md §6).
 import { connect } from "node:net";
-import type { Socket as BunSocket, UnixSocketListener } from "bun";
+import type { UnixSocketListener } from "bun";
+import { BufferedSocket } from "../sys/buffered-socket.ts";
 import { chmodSync, unlinkSync, existsSync } from "node:fs";
 import { FrameDecoder, MAX_FRAME } from "../proto/framing.ts";
 import { decodeIpc, encodeIpcFrame, type IpcMsg, type HandshakeSub, type JsonObject } from "../proto/ipc.ts";
@@ -63,71 +64,6 @@ function call<T>(fn: () => T | Promise<T>): Promise<T> {
   }
 }
 
-/**
- * A client socket with exact write backpressure. The IPC server runs on Bun.listen: its write()
- * reports how many bytes the kernel took, so unsent bytes are queued here and `writableLength` is
- * the true backlog. (Under node:net, Bun buffers a non-reading client's data natively while
- * reporting an empty buffer, so a stalled client could grow the daemon's memory without bound.)
- */
-class ClientSocket {
-  private out: Uint8Array[] = [];
-  private outHead = 0;
-  writableLength = 0;
-  destroyed = false;
-  private drainFns: (() => void)[] = [];
-
-  constructor(readonly raw: BunSocket<Client | undefined>) {}
-
-  on(_ev: "drain", fn: () => void): void {
-    this.drainFns.push(fn);
-  }
-
-  /** Queue or write `buf`; false when (part of) it had to be queued (wait for 'drain'). */
-  write(buf: Uint8Array): boolean {
-    if (this.destroyed) return false;
-    if (this.writableLength === 0) {
-      const n = this.raw.write(buf);
-      if (n === buf.length) return true;
-      if (n < 0) return false;
-      buf = buf.subarray(n);
-    }
-    this.out.push(buf);
-    this.writableLength += buf.length;
-    return false;
-  }
-
-  /** Kernel buffer has room again: flush the queue; emit 'drain' once it is empty. */
-  onWritable(): void {
-    while (this.outHead < this.out.length) {
-      const b = this.out[this.outHead];
-      const n = this.raw.write(b);
-      if (n < 0) return;
-      this.writableLength -= Math.max(0, n);
-      if (n < b.length) {
-        this.out[this.outHead] = b.subarray(n);
-        return;
-      }
-      this.outHead++;
-    }
-    this.out = [];
-    this.outHead = 0;
-    this.writableLength = 0;
-    for (const fn of this.drainFns) fn();
-  }
-
-  pause(): void {
-    this.raw.pause();
-  }
-  resume(): void {
-    this.raw.resume();
-  }
-  destroy(): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    this.raw.terminate();
-  }
-}
-
 class Client {
   readonly decoder = new FrameDecoder(MAX_CLIENT_FRAME);
   readonly ports = new Map<number, () => void>();
@@ -141,7 +77,7 @@ class Client {
   dgramDropped = 0;
 
   constructor(
-    readonly sock: ClientSocket,
+    readonly sock: BufferedSocket,
     private readonly srv: IpcServer,
   ) {
     sock.on("drain", () => {
@@ -383,7 +319,7 @@ export class IpcServer {
         unix: path,
         socket: {
           open: (raw) => {
-            raw.data = this.onClient(new ClientSocket(raw));
+            raw.data = this.onClient(new BufferedSocket(raw as never));
           },
           data: (raw, buf) => {
             if (raw.data) this.onData(raw.data, buf);
@@ -440,7 +376,7 @@ export class IpcServer {
     }
   }
 
-  private onClient(sock: ClientSocket): Client {
+  private onClient(sock: BufferedSocket): Client {
     const c = new Client(sock, this);
     this.clients.add(c);
     return c;
