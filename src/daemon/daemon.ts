@@ -40,6 +40,8 @@ export interface DaemonConfig {
   keepaliveMs: number;
   idleTimeoutMs: number;
   synRateLimit: number;
+  /** per-source SYN/s (transport.md §0: 10, not configurable in the reference) */
+  synRateLimitPerSource?: number;
   maxConnsPerPort: number;
   maxConnsTotal: number;
   timeWaitMs: number;
@@ -195,6 +197,7 @@ export class Daemon implements DaemonApi {
         idleTimeoutMs: cfg.idleTimeoutMs,
         timeWaitMs: cfg.timeWaitMs,
         synRateLimit: cfg.synRateLimit,
+        perSourceSynLimit: cfg.synRateLimitPerSource,
         maxConnsPerPort: cfg.maxConnsPerPort,
         maxConnsTotal: cfg.maxConnsTotal,
       },
