@@ -200,6 +200,30 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
     expect(pongs.filter((p) => p.seq === 600)).toHaveLength(0);
   });
 
+  test("a replayed PILA (captured earlier) does not disturb the live session: D keeps its session and counters", async () => {
+    const pila = F.pila(); // the same X25519 key as the live session: what an attacker could have captured
+    const before = F.udp.got.length;
+    F.sendRaw(F.pils({ protocol: PROTO_CONTROL, srcPort: 6002, dstPort: 0, seq: 800 }));
+    const p1 = await F.waitPacket((p) => p.protocol === PROTO_CONTROL && p.seq === 800, before);
+    expect(p1).toBeTruthy();
+    // replay the key exchange several times
+    for (let i = 0; i < 3; i++) F.sendRaw(pila);
+    await Bun.sleep(200);
+    // our existing session (same keys, our nonce prefix, continuing counters) is still accepted,
+    // and D's answers still open under the session we hold
+    const since = F.udp.got.length;
+    F.sendRaw(F.pils({ protocol: PROTO_CONTROL, srcPort: 6002, dstPort: 0, seq: 801 }));
+    const p2 = await F.waitPacket((p) => p.protocol === PROTO_CONTROL && p.seq === 801, since);
+    expect(p2.ack).toBe(802);
+    // D did not recreate its session: same nonce prefix, counter still increasing (a recreated
+    // session would restart at counter 1 with a fresh random prefix, wire.md §4.3).
+    const frameOf = (seq: number) => F.udp.got.map((d) => d.buf).find((b) => isMagic(b, "PILS") && F.decode(b)?.seq === seq)!;
+    const f1 = frameOf(800), f2 = frameOf(801);
+    expect(Buffer.from(f2.subarray(8, 12)).equals(Buffer.from(f1.subarray(8, 12)))).toBe(true);
+    const ctr = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset).getUint32(16);
+    expect(ctr(f2)).toBeGreaterThan(ctr(f1));
+  });
+
   test("§6: PILS shorter than 36 bytes, unknown sender node, unknown magic → ignored, daemon keeps answering", async () => {
     const since = F.udp.got.length;
     F.sendRaw(new Uint8Array([0x50, 0x49, 0x4c, 0x53, 0, 0, 0, 1]));
