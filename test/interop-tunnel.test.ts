@@ -466,9 +466,12 @@ describe("wire.md §3.2/§4.6: a reference peer with encryption DISABLED (ignore
 });
 
 describe("beacon.md §10 (daemon side) against a fake beacon", () => {
-  test("Discover with node ID 0 from a temporary socket at start-up, then Discover with the real node ID from the tunnel socket", async () => {
+  test("Discover with node ID 0 at start-up (sent from the tunnel socket itself, see daemon.ts), then Discover with the real node ID", async () => {
     const ds = beacon.got.filter((d) => d.buf[0] === 0x01);
     expect(ds[0].buf).toEqual(new Uint8Array([1, 0, 0, 0, 0]));
+    // pilot-ts asks from the tunnel socket, so the observed mapping is the one peers dial
+    // (the reference uses a temporary socket; the beacon cannot tell the difference)
+    expect(ds[0].port).toBe(dPort);
     const real = ds.find((d) => be32(d.buf, 1) === D.nodeId);
     expect(real).toBeTruthy();
     expect(real!.buf.length).toBe(5);
