@@ -524,8 +524,10 @@ export class Tunnel {
       case BEACON_PUNCH_COMMAND: {
         // 3 × PILP to the named endpoint (beacon.md §4).
         this.punch(m.ep);
+        // Path bookkeeping: a peer counts as "punched" only if the punch happened before the key
+        // exchange with it completed; a peer that already answered directly stays "direct".
         for (const p of this.peers.values()) {
-          if (p.endpoint && p.endpoint.port === m.ep.port && sameHost(p.endpoint.ip, m.ep.ip)) p.punched = true;
+          if (!p.crypto.session && p.endpoint && p.endpoint.port === m.ep.port && sameHost(p.endpoint.ip, m.ep.ip)) p.punched = true;
         }
         return;
       }
