@@ -1,12 +1,12 @@
-// PostgreSQL store: runs against PILOT_TEST_PG_URL, or a throwaway server started here from
-// /usr/lib/postgresql/*/bin (as the `postgres` user when running as root). Skipped otherwise.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+// PostgreSQL store, multi-process: runs against PILOT_TEST_PG_URL, or a throwaway server started by
+// test/helpers/pg.ts from /usr/lib/postgresql/*/bin. Skipped (with a message) otherwise. The
+// single-process registry suite runs on PostgreSQL in server-registry.test.ts.
+import { describe, expect, test } from "bun:test";
 import { ed25519 } from "@noble/curves/ed25519.js";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RegistryClient } from "../src/daemon/registry-client.ts";
 import { startRendezvous, type Rendezvous } from "../src/server/main.ts";
+import { getPg } from "./helpers/pg.ts";
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
 function identity() {
@@ -14,60 +14,12 @@ function identity() {
   return { pub: b64(ed25519.getPublicKey(sk)), sign: (c: string) => b64(ed25519.sign(new TextEncoder().encode(c), sk)) };
 }
 
-let url = process.env.PILOT_TEST_PG_URL ?? "";
-let pgProc: ReturnType<typeof Bun.spawn> | null = null;
-let dir = "";
-let skipReason = "";
+const pg = await getPg();
+if (typeof pg === "string") console.log(`PostgreSQL tests skipped: ${pg} (set PILOT_TEST_PG_URL to run them)`);
 
-async function startLocalPg(): Promise<string> {
-  const base = "/usr/lib/postgresql";
-  if (!existsSync(base)) throw new Error("no PostgreSQL installation under /usr/lib/postgresql");
-  const ver = readdirSync(base).sort().pop()!;
-  const bin = join(base, ver, "bin");
-  dir = mkdtempSync(join(tmpdir(), "pilot-pg-"));
-  chmodSync(dir, 0o755);
-  const data = join(dir, "data");
-  const asRoot = process.getuid?.() === 0;
-  const wrap = (cmd: string[]) => (asRoot ? ["runuser", "-u", "postgres", "--", ...cmd] : cmd);
-  if (asRoot) chownSync(dir, 101, 104);
-  const init = Bun.spawnSync(wrap([join(bin, "initdb"), "-D", data, "-A", "trust", "-U", "pilot", "--no-sync"]), { stdout: "pipe", stderr: "pipe" });
-  if (init.exitCode !== 0) throw new Error("initdb failed: " + init.stderr.toString());
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  pgProc = Bun.spawn(wrap([join(bin, "postgres"), "-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]), { stdout: "ignore", stderr: "pipe" });
-  const u = `postgres://pilot@127.0.0.1:${port}/postgres`;
-  for (let i = 0; i < 100; i++) {
-    await Bun.sleep(100);
-    try {
-      const { SQL } = await import("bun");
-      const s = new SQL(u);
-      await s`SELECT 1`;
-      await s.close();
-      return u;
-    } catch {}
-  }
-  throw new Error("postgres did not come up");
-}
-
-beforeAll(async () => {
-  if (!url) {
-    try { url = await startLocalPg(); } catch (e) { skipReason = (e as Error).message; }
-  }
-  if (!url) console.log(`PostgreSQL tests skipped: ${skipReason} (set PILOT_TEST_PG_URL to run them)`);
-}, 30000);
-
-afterAll(async () => {
-  if (pgProc) { pgProc.kill("SIGTERM"); await pgProc.exited; }
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
-
-describe("postgres store", () => {
+describe.skipIf(typeof pg === "string")("postgres store", () => {
   test("two rendezvous processes on one database: shared IDs, hostnames and pushed handshakes", async () => {
-    if (!url) return;
-    // fresh schema for this run
-    const { SQL } = await import("bun");
-    const admin = new SQL(url);
-    await admin.unsafe("DROP TABLE IF EXISTS meta, nodes, keyidx, owneridx, grants, inbox, responses, networks");
-    await admin.close();
+    const url = await (pg as Exclude<typeof pg, string>).freshDb("pilot_2proc"); // fresh database for this run
     let r1: Rendezvous | null = null;
     let proc: ReturnType<typeof Bun.spawn> | null = null;
     try {

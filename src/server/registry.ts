@@ -68,6 +68,19 @@ export const BEACON_TTL_MS = 60_000;
 export const MAX_INBOX = 100;
 export const MAX_RESP_INBOX = 1000;
 export const MAX_JUSTIFICATION = 4096;
+/**
+ * Polo scores are kept within ±(2^53−1). The reference stores a Go int and converts the JSON
+ * float with int(), which is undefined beyond int64 range; past 2^53 a JS number no longer holds
+ * an exact integer, and PostgreSQL's BIGINT column would reject ±1e308 where SQLite silently
+ * stored a REAL — clamping gives the same answer on both stores and exact integers on the wire.
+ */
+export const POLO_MAX = Number.MAX_SAFE_INTEGER;
+const clampPolo = (v: number) => (v > POLO_MAX ? POLO_MAX : v < -POLO_MAX ? -POLO_MAX : v);
+/**
+ * U+0000 cannot be stored in a PostgreSQL text column (SQLite can), so owners and justifications
+ * carrying it are refused with a typed error on every store instead of failing only on PostgreSQL.
+ */
+const hasNul = (s: string) => s.includes("\u0000");
 export const FRESH_WINDOW_S = 120;
 
 export class RegError extends Error {
@@ -469,6 +482,7 @@ export class Registry {
     if (!keyBytes || keyBytes.length !== 32) fail("bad_public_key", "public_key must be standard base64 of 32 bytes");
     const K = b64(keyBytes!); // R10: canonical form
     const owner = str(m.owner);
+    if (hasNul(owner)) fail("invalid_owner", "owner must not contain U+0000");
     const addr = sanitizeListenAddr(str(m.listen_addr), ctx.ip, ctx.port);
     const now = this.now();
     const res = await this.store.tx(async (t) => {
@@ -688,6 +702,7 @@ export class Registry {
     const to = u32(m.to_node_id);
     const just = str(m.justification);
     if (just.length > MAX_JUSTIFICATION) fail("justification_too_long", `justification longer than ${MAX_JUSTIFICATION} characters`);
+    if (hasNul(just)) fail("invalid_justification", "justification must not contain U+0000");
     const ts = this.now();
     await this.store.tx(async (t) => {
       const fn = await this.live(t, from, "requester");
@@ -836,7 +851,7 @@ export class Registry {
     const run = async (t: Tx) => {
       const node = await this.live(t, id);
       if (op !== "get") {
-        node.polo = op === "update" ? node.polo + v : v;
+        node.polo = clampPolo(op === "update" ? node.polo + v : v);
         await t.putNode(node); // R4: last seen deliberately not refreshed
       }
       return { type: `${op}_polo_score_ok`, node_id: id, address: addrText(0, id), polo_score: node.polo };
@@ -997,11 +1012,11 @@ export async function importSnapshotTx(t: Tx, doc: any): Promise<{ nodes: number
     let hostname = str(r.hostname);
     if (validateHostname(hostname) || (hostname && (await t.nodeByHostname(hostname)) !== null)) hostname = "";
     const node: NodeRec = {
-      id, owner: str(r.owner), publicKey: K, realAddr: str(r.real_addr),
+      id, owner: str(r.owner).replaceAll("\u0000", ""), publicKey: K, realAddr: str(r.real_addr),
       networks: Array.isArray(r.networks) ? r.networks.map(u16) : [0], public: bool(r.public),
       lastSeen: Number.isFinite(ls) ? ls : Date.now(), hostname,
       tags: Array.isArray(r.tags) ? r.tags.filter((x: unknown) => typeof x === "string") : [],
-      polo: typeof r.polo_score === "number" ? Math.trunc(r.polo_score) : 0, taskExec: bool(r.task_exec), seq: ++seq, strict: bool(r.strict),
+      polo: typeof r.polo_score === "number" ? clampPolo(Math.trunc(r.polo_score)) : 0, taskExec: bool(r.task_exec), seq: ++seq, strict: bool(r.strict),
     };
     if (!node.networks.includes(0)) node.networks.unshift(0);
     await t.putNode(node);
@@ -1023,7 +1038,7 @@ export async function importSnapshotTx(t: Tx, doc: any): Promise<{ nodes: number
   if (doc.owner_idx && typeof doc.owner_idx === "object" && !Array.isArray(doc.owner_idx)) {
     for (const [o, v] of Object.entries(doc.owner_idx)) {
       const id = u32(v);
-      if (o && id !== 0 && (await t.ownerGet(o)) === null) await t.ownerSet(o, id);
+      if (o && !hasNul(o) && id !== 0 && (await t.ownerGet(o)) === null) await t.ownerSet(o, id);
     }
   }
   if (Array.isArray(doc.trust_grants)) {
@@ -1056,7 +1071,7 @@ export async function importSnapshotTx(t: Tx, doc: any): Promise<{ nodes: number
     if (!(Number(k) > 0) || !Array.isArray(arr)) continue;
     for (const e of arr) {
       const ts = Date.parse(str(e?.timestamp));
-      await t.inboxAdd(Number(k), { from: u32(e?.from_node_id), justification: str(e?.justification), ts: Number.isFinite(ts) ? ts : Date.now() });
+      await t.inboxAdd(Number(k), { from: u32(e?.from_node_id), justification: str(e?.justification).replaceAll("\u0000", ""), ts: Number.isFinite(ts) ? ts : Date.now() });
     }
   }
   for (const [k, arr] of Object.entries(doc.handshake_responses ?? {})) {

@@ -25,14 +25,16 @@ function makeTx(q: any): Tx {
     },
     async deleteNode(id) { await q`DELETE FROM nodes WHERE id=${id}`; },
     async touchNode(id, ls) { await q`UPDATE nodes SET last_seen=${ls} WHERE id=${id}`; },
-    async nodeByHostname(h) { const r = await q`SELECT id FROM nodes WHERE hostname=${h}`; return r.length ? Number(r[0].id) : null; },
+    // Lookups by a client-supplied string: PostgreSQL refuses U+0000 in text parameters, and no
+    // stored value can contain it, so such a lookup is a plain miss (as on SQLite).
+    async nodeByHostname(h) { if (h.includes("\u0000")) return null; const r = await q`SELECT id FROM nodes WHERE hostname=${h}`; return r.length ? Number(r[0].id) : null; },
     allocNodeId: () => bumpMeta("next_node"),
     async bumpNextNode(v) { await q`UPDATE meta SET v=GREATEST(v, ${v}) WHERE k='next_node'`; },
     nextSeq: () => bumpMeta("seq"),
-    async keyGet(k) { const r = await q`SELECT node_id FROM keyidx WHERE k=${k}`; return r.length ? Number(r[0].node_id) : null; },
+    async keyGet(k) { if (k.includes("\u0000")) return null; const r = await q`SELECT node_id FROM keyidx WHERE k=${k}`; return r.length ? Number(r[0].node_id) : null; },
     async keySet(k, id) { await q`INSERT INTO keyidx(k,node_id) VALUES (${k},${id}) ON CONFLICT (k) DO UPDATE SET node_id=EXCLUDED.node_id`; },
     async keyDelete(k) { await q`DELETE FROM keyidx WHERE k=${k}`; },
-    async ownerGet(o) { const r = await q`SELECT node_id FROM owneridx WHERE owner=${o}`; return r.length ? Number(r[0].node_id) : null; },
+    async ownerGet(o) { if (o.includes("\u0000")) return null; const r = await q`SELECT node_id FROM owneridx WHERE owner=${o}`; return r.length ? Number(r[0].node_id) : null; },
     async ownerSet(o, id) { await q`INSERT INTO owneridx(owner,node_id) VALUES (${o},${id}) ON CONFLICT (owner) DO UPDATE SET node_id=EXCLUDED.node_id`; },
     async grantHas(a, b) { return (await q`SELECT 1 FROM grants WHERE grantor=${a} AND grantee=${b}`).length > 0; },
     async grantAdd(a, b) { await q`INSERT INTO grants(grantor,grantee) VALUES (${a},${b}) ON CONFLICT DO NOTHING`; },
@@ -65,7 +67,7 @@ function makeTx(q: any): Tx {
     async staleNodes(before) { return [...(await q`SELECT id FROM nodes WHERE last_seen < ${before}`)].map((r: any) => Number(r.id)); },
     async pairCount() { return Number((await q`SELECT COUNT(*) AS c FROM (SELECT DISTINCT LEAST(grantor,grantee), GREATEST(grantor,grantee) FROM grants) x`)[0].c); },
     async pairs() {
-      return [...(await q`SELECT DISTINCT LEAST(grantor,grantee) AS a, GREATEST(grantor,grantee) AS b FROM grants`)].map((r: any) => [Number(r.a), Number(r.b)] as [number, number]);
+      return [...(await q`SELECT DISTINCT LEAST(grantor,grantee) AS a, GREATEST(grantor,grantee) AS b FROM grants ORDER BY a, b`)].map((r: any) => [Number(r.a), Number(r.b)] as [number, number]);
     },
     async keyAll() { return [...(await q`SELECT k, node_id FROM keyidx ORDER BY k`)].map((r: any) => [r.k, Number(r.node_id)] as [string, number]); },
     async ownerAll() { return [...(await q`SELECT owner, node_id FROM owneridx ORDER BY owner`)].map((r: any) => [r.owner, Number(r.node_id)] as [string, number]); },

@@ -230,7 +230,7 @@ export class SqliteStore implements Store {
       nodeCount: p(`SELECT COUNT(*) AS c FROM nodes`),
       allNodes: p(`SELECT * FROM nodes ORDER BY seq`),
       stale: p(`SELECT id FROM nodes WHERE last_seen < ?`),
-      pairs: p(`SELECT DISTINCT MIN(grantor,grantee) AS a, MAX(grantor,grantee) AS b FROM grants`),
+      pairs: p(`SELECT DISTINCT MIN(grantor,grantee) AS a, MAX(grantor,grantee) AS b FROM grants ORDER BY a, b`),
       keyAll: p(`SELECT k, node_id FROM keyidx ORDER BY k`),
       ownerAll: p(`SELECT owner, node_id FROM owneridx ORDER BY owner`),
       grantsAll: p(`SELECT grantor, grantee FROM grants ORDER BY grantor, grantee`),
