@@ -1,12 +1,12 @@
 // PostgreSQL store, multi-process: runs against PILOT_TEST_PG_URL, or a throwaway server started by
 // test/helpers/pg.ts from /usr/lib/postgresql/*/bin. Skipped (with a message) otherwise. The
 // single-process registry suite runs on PostgreSQL in server-registry.test.ts.
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { join } from "node:path";
 import { RegistryClient } from "../src/daemon/registry-client.ts";
 import { startRendezvous, type Rendezvous } from "../src/server/main.ts";
-import { getPg } from "./helpers/pg.ts";
+import { getPg, releasePg } from "./helpers/pg.ts";
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
 function identity() {
@@ -15,6 +15,7 @@ function identity() {
 }
 
 const pg = await getPg();
+afterAll(releasePg);
 if (typeof pg === "string") console.log(`PostgreSQL tests skipped: ${pg} (set PILOT_TEST_PG_URL to run them)`);
 
 describe.skipIf(typeof pg === "string")("postgres store", () => {

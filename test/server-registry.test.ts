@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { getPg } from "./helpers/pg.ts";
+import { getPg, releasePg } from "./helpers/pg.ts";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { RegistryClient, RegistryError } from "../src/daemon/registry-client.ts";
 import { startRendezvous, type Rendezvous } from "../src/server/main.ts";
@@ -22,6 +22,7 @@ function identity(sk = ed25519.utils.randomSecretKey()) {
 
 
 const pg = await getPg();
+afterAll(releasePg);
 if (typeof pg === "string") console.log(`registry suite on PostgreSQL skipped: ${pg} (set PILOT_TEST_PG_URL to run it)`);
 const tmp = mkdtempSync(join(tmpdir(), "pilot-reg-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

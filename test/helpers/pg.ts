@@ -4,8 +4,9 @@
 // is initialised in a temp directory from the newest /usr/lib/postgresql/*/bin (installed by
 // .ci/run from Debian packages), listening on 127.0.0.1 only, with fsync off. When running as
 // root the server runs as the `postgres` user through setpriv (which execs, so the PID we hold is
-// the postmaster itself and our signals reach it). One server is shared by every test file of
-// the process; it is stopped (fast shutdown) when the process exits.
+// the postmaster itself and our signals reach it). Callers pair getPg() with releasePg(); the
+// server is stopped (fast shutdown, data directory removed) when the last user releases it, and
+// from a process-exit hook as a fallback (scripts; `bun test` does not run exit hooks reliably).
 //
 // Every caller gets its own fresh database from freshDb(), so runs never see each other's state.
 import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
@@ -22,12 +23,24 @@ export interface Pg {
 }
 
 let shared: Promise<Pg | string> | null = null;
+let users = 0;
+let stopLocal: (() => Promise<void>) | null = null;
 let counter = 0;
 
-/** The shared server, or a string saying why PostgreSQL is unavailable. */
+/** The shared server (started on first use), or a string saying why PostgreSQL is unavailable. */
 export function getPg(): Promise<Pg | string> {
+  users++;
   shared ??= open().catch((e) => `PostgreSQL unavailable: ${(e as Error).message}`);
   return shared;
+}
+
+/** Drop one getPg() reference; the last one stops a server started here. */
+export async function releasePg(): Promise<void> {
+  if (users === 0 || --users > 0) return;
+  const stop = stopLocal;
+  shared = null;
+  stopLocal = null;
+  await stop?.();
 }
 
 function withDbName(url: string, db: string): string {
@@ -90,14 +103,23 @@ async function startLocal(): Promise<string> {
         const s = new SQL(url);
         await s`SELECT 1`;
         await s.close();
-        process.on("exit", () => {
+        const onExit = () => {
           try { proc.kill("SIGINT"); } catch {} // fast shutdown: disconnects clients, exits promptly
           // Remove the data directory once the postmaster is gone (detached: we are exiting).
           try {
             spawn("sh", ["-c", `for i in $(seq 100); do kill -0 ${proc.pid} 2>/dev/null || break; sleep 0.1; done; rm -rf '${dir}'`],
               { detached: true, stdio: "ignore" }).unref();
           } catch {}
-        });
+        };
+        process.on("exit", onExit);
+        stopLocal = async () => {
+          process.off("exit", onExit);
+          proc.kill("SIGINT");
+          const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+          await proc.exited;
+          clearTimeout(t);
+          rmSync(dir, { recursive: true, force: true });
+        };
         return url;
       } catch {}
     }
