@@ -370,6 +370,26 @@ for (const kind of ["sqlite", "postgres"] as const) {
       for (const x of [a, b, c]) x.c.close();
     });
 
+    test("bulkLoadNodes fast path: loaded nodes are served; counters move past them", async () => {
+      const st = rv.registry.store;
+      const { nextNode, seq } = await st.read((t) => t.counters());
+      const ids = [nextNode + 5, nextNode + 6, nextNode + 7];
+      const keys = ids.map(() => identity().pub);
+      await st.bulkLoadNodes(ids.map((id, i) => ({
+        id, owner: "", publicKey: keys[i], realAddr: `127.0.0.1:${7000 + i}`, networks: [0], public: i === 0, lastSeen: Date.now(),
+        hostname: i === 1 ? `bulk-${id}` : "", tags: i === 2 ? ["bulk"] : [], polo: i, taskExec: false, seq: seq + 10 + i, strict: false,
+      })));
+      const a = await node();
+      expect(a.id).toBe(nextNode + 8);
+      expect(await a.c.lookup(ids[2])).toMatchObject({ node_id: ids[2], public_key: keys[2], tags: ["bulk"], polo_score: 2 });
+      expect((await a.c.resolve(ids[0], a.id)).real_addr).toBe("127.0.0.1:7000");
+      expect((await a.c.resolveHostname(`bulk-${ids[1]}`)).node_id).toBe(ids[1]);
+      expect((await a.c.register(keys[1], "127.0.0.1:7001")).node_id).toBe(ids[1]); // key index loaded too
+      const all = await st.read((t) => t.allNodes());
+      expect(all[all.length - 1].id).toBe(a.id); // a's seq follows the loaded ones
+      a.c.close();
+    });
+
     test("reap removes nodes silent for more than 3 minutes, keeps the rest", async () => {
       const a = await node();
       const b = await node();

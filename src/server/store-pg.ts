@@ -141,6 +141,29 @@ export class PgStore implements Store {
   onPush(cb: (ev: PushEvent) => void): void {
     this.cbs.push(cb);
   }
+  async bulkLoadNodes(nodes: NodeRec[]): Promise<void> {
+    // Multi-row INSERTs of 4000 rows (13 parameters each stays under PostgreSQL's 65535 limit).
+    await this.sql.begin(async (tx: any) => {
+      await tx`SELECT pg_advisory_xact_lock(${LOCK_KEY})`;
+      let maxId = 0, maxSeq = 0;
+      for (let i = 0; i < nodes.length; i += 4000) {
+        const chunk = nodes.slice(i, i + 4000);
+        const rows = chunk.map((n) => {
+          if (n.id > maxId) maxId = n.id;
+          if (n.seq > maxSeq) maxSeq = n.seq;
+          return {
+            id: n.id, owner: n.owner, public_key: n.publicKey, real_addr: n.realAddr, networks: JSON.stringify(n.networks),
+            public: n.public ? 1 : 0, last_seen: n.lastSeen, hostname: n.hostname === "" ? null : n.hostname,
+            tags: JSON.stringify(n.tags), polo: n.polo, task_exec: n.taskExec ? 1 : 0, seq: n.seq, strict: n.strict ? 1 : 0,
+          };
+        });
+        await tx`INSERT INTO nodes ${tx(rows)}`;
+        await tx`INSERT INTO keyidx ${tx(chunk.map((n) => ({ k: n.publicKey, node_id: n.id })))}`;
+      }
+      await tx`UPDATE meta SET v=GREATEST(v, ${maxId + 1}) WHERE k='next_node'`;
+      await tx`UPDATE meta SET v=GREATEST(v, ${maxSeq + 1}) WHERE k='seq'`;
+    });
+  }
   async isEmpty(): Promise<boolean> {
     const r = await this.sql`SELECT (SELECT v FROM meta WHERE k='next_node') AS n, (SELECT COUNT(*) FROM nodes) AS c`;
     return Number(r[0].n) === 1 && Number(r[0].c) === 0;
