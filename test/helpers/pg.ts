@@ -52,6 +52,10 @@ function withDbName(url: string, db: string): string {
 async function open(): Promise<Pg> {
   const env = process.env.PILOT_TEST_PG_URL;
   const adminUrl = env || (await startLocal());
+  if (env) {
+    const s = new SQL(env);
+    try { await s`SELECT 1`; } catch (e) { throw new Error(`PILOT_TEST_PG_URL: ${(e as Error).message}`); } finally { await s.close(); }
+  }
   return {
     adminUrl,
     async freshDb(prefix = "pilot_t") {
