@@ -12,7 +12,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { Driver } from "../ctl/driver.ts";
 import { formatAddr, parseAddr } from "../proto/addr.ts";
 import { SystemAliases } from "./alias.ts";
-import { controlRequest } from "./ctlsock.ts";
+import { controlRequest, takeReply } from "./ctlsock.ts";
 import { GatewayError } from "./errors.ts";
 import { pidAlive, recoverAliases } from "./gateway.ts";
 import { defaultDataDir, gatewayPaths, parsePorts, readPid } from "./main.ts";
@@ -161,20 +161,10 @@ export async function gatewayStart(o: GatewayStartOptions = {}): Promise<StartRe
     child.stdout!.setEncoding("utf8");
     child.stdout!.on("data", (c: string) => {
       buf += c;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      let r: Record<string, unknown>;
-      try {
-        r = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
-      } catch {
-        settle(() => reject(new GatewayError("internal", "gateway: malformed readiness report", `see ${paths.log}`)));
-        return;
-      }
-      if (r.ok === true) settle(() => resolveReady(r));
-      else {
-        const e = (r.error ?? {}) as { code?: string; message?: string; hint?: string };
-        settle(() => reject(new GatewayError(e.code ?? "internal", e.message ?? "gateway failed to start", e.hint)));
-      }
+      const r = takeReply(buf, "gateway: malformed readiness report", "gateway failed to start");
+      if (!r) return;
+      if (r.ok) settle(() => resolveReady(r.ok!));
+      else settle(() => reject(r.malformed ? new GatewayError("internal", r.err!.message, `see ${paths.log}`) : r.err));
     });
   }).finally(() => {
     child.stdout?.destroy();

@@ -118,20 +118,27 @@ export function controlRequest(path: string, req: Record<string, unknown>, timeo
     s.on("connect", () => s.write(JSON.stringify(req) + "\n"));
     s.on("data", (c: string) => {
       buf += c;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      let r: Record<string, unknown>;
-      try {
-        r = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
-      } catch {
-        fin(() => reject(new GatewayError("internal", "gateway control: malformed reply")));
-        return;
-      }
-      if (r.ok === true) fin(() => resolve(r));
-      else {
-        const e = (r.error ?? {}) as { code?: string; message?: string; hint?: string };
-        fin(() => reject(new GatewayError(e.code ?? "internal", e.message ?? "gateway control error", e.hint)));
-      }
+      const r = takeReply(buf, "gateway control: malformed reply", "gateway control error");
+      if (r) fin(() => (r.ok ? resolve(r.ok) : reject(r.err)));
     });
   });
+}
+
+/**
+ * The gateway answers with one JSON line: {"ok":true,...} or {"ok":false,"error":{code,message,hint}}
+ * (control replies and the start-up readiness report alike). Returns null until a full line is
+ * buffered.
+ */
+export function takeReply(buf: string, malformed: string, fallback: string): { ok?: Record<string, unknown>; err?: GatewayError; malformed?: boolean } | null {
+  const nl = buf.indexOf("\n");
+  if (nl < 0) return null;
+  let r: Record<string, unknown>;
+  try {
+    r = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+  } catch {
+    return { err: new GatewayError("internal", malformed), malformed: true };
+  }
+  if (r.ok === true) return { ok: r };
+  const e = (r.error ?? {}) as { code?: string; message?: string; hint?: string };
+  return { err: new GatewayError(e.code ?? "internal", e.message ?? fallback, e.hint) };
 }
