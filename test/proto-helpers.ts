@@ -10,16 +10,7 @@ export function unhex(s: string): Uint8Array {
 }
 
 /** mulberry32: small deterministic PRNG. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as prng } from "../src/sys/prng.ts";
 export function randInt(r: () => number, maxExclusive: number): number {
   return Math.floor(r() * maxExclusive);
 }

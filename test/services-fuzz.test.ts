@@ -10,16 +10,7 @@ import { decodeHandshakeMsg, encodeHandshakeMsg, decodeTrustFile, encodeTrustFil
 import { openRecord, sealRecord } from "../src/daemon/services/secure.ts";
 import { decodeFilePayload, encodeFilePayload, parseAck } from "../src/daemon/services/dataexchange.ts";
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from "../src/sys/prng.ts";
 
 function mutate(r: () => number, b: Uint8Array): Uint8Array {
   const out = Uint8Array.from(b);

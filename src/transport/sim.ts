@@ -5,16 +5,8 @@ import type { Addr, Packet } from "../proto/types.ts";
 import type { TransportHost } from "./api.ts";
 import { Transport, type TransportOptions } from "./transport.ts";
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../sys/prng.ts";
+export { mulberry32 };
 
 export interface LinkOptions {
   seed?: number;

@@ -10,6 +10,7 @@
 // direction: loss (dropped), duplication (a second copy 1-10 ms later), delay (fixed + uniform
 // jitter) and reordering (a packet held 20-80 ms longer than its neighbours).
 // Prints `impair listening` when ready and a JSON stats line on SIGTERM / every 5 s.
+import { mulberry32 } from "../../src/sys/prng.ts";
 import { createSocket, type Socket } from "node:dgram";
 
 interface Side {
@@ -45,14 +46,8 @@ const cfg = {
   reorder: opt("reorder", 0),
 };
 // Small deterministic PRNG (mulberry32) so a failing run can be replayed with its seed.
-let seed = opt("seed", Date.now() & 0xffffffff) >>> 0;
-function rand(): number {
-  seed = (seed + 0x6d2b79f5) >>> 0;
-  let t = seed;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
+const seed = opt("seed", Date.now() & 0xffffffff) >>> 0;
+const rand = mulberry32(seed);
 
 const stats = { forwarded: 0, dropped: 0, duplicated: 0, reordered: 0, bytes: 0 };
 const A = sideArg("a");
