@@ -17,10 +17,13 @@ export interface Proc {
   kill(sig?: NodeJS.Signals | number): Promise<number>;
 }
 
-export function spawnTool(tool: string, args: string[], env: Record<string, string> = {}, label = tool): Proc {
-  // PILOT_BUN_ARGS (e.g. "--cpu-prof") is passed to bun for daemons when profiling.
-  const extraBun = tool === "pilot-daemon" && process.env.PILOT_BUN_ARGS ? process.env.PILOT_BUN_ARGS.split(" ") : [];
-  const proc = Bun.spawn([BUN, ...extraBun, MAIN, tool, ...args], {
+/**
+ * Spawn a process and follow its stdout/stderr line by line: `log` keeps the lines (bounded),
+ * `waitFor` resolves on the first line matching a pattern (or fails with the log tail when the
+ * process exits or the time runs out). `verboseVar` names an env variable that streams the lines.
+ */
+export function spawnWatched(argv: string[], label: string, env: Record<string, string> = {}, verboseVar = "PILOT_TEST_VERBOSE"): Proc {
+  const proc = Bun.spawn(argv, {
     cwd: REPO,
     env: { ...process.env, ...env },
     stdin: "ignore",
@@ -29,17 +32,18 @@ export function spawnTool(tool: string, args: string[], env: Record<string, stri
   });
   const log: string[] = [];
   let waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  let partial = "";
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     const dec = new TextDecoder();
+    let partial = "";
     for await (const chunk of stream) {
       partial += dec.decode(chunk, { stream: true });
       let i: number;
       while ((i = partial.indexOf("\n")) >= 0) {
         const line = partial.slice(0, i);
         partial = partial.slice(i + 1);
+        if (log.length > 20000) log.splice(0, 10000);
         log.push(line);
-        if (process.env.PILOT_TEST_VERBOSE) process.stderr.write(`[${label}] ${line}\n`);
+        if (process.env[verboseVar]) process.stderr.write(`[${label}] ${line}\n`);
         waiters = waiters.filter((w) => {
           const m = line.match(w.re);
           if (m) w.resolve(m);
@@ -59,7 +63,7 @@ export function spawnTool(tool: string, args: string[], env: Record<string, stri
         if (m) return Promise.resolve(m);
       }
       return new Promise((res, rej) => {
-        const t = setTimeout(() => rej(new Error(`${label}: timed out waiting for ${re}\n--- log ---\n${log.join("\n")}`)), timeoutMs);
+        const t = setTimeout(() => rej(new Error(`${label}: timed out waiting for ${re}\n--- log tail ---\n${log.slice(-40).join("\n")}`)), timeoutMs);
         waiters.push({
           re,
           resolve: (m) => {
@@ -67,17 +71,26 @@ export function spawnTool(tool: string, args: string[], env: Record<string, stri
             res(m);
           },
         });
-        proc.exited.then((code) => {
+        void proc.exited.then((code) => {
           clearTimeout(t);
-          rej(new Error(`${label} exited with ${code} while waiting for ${re}\n--- log ---\n${log.join("\n")}`));
+          rej(new Error(`${label} exited with ${code} while waiting for ${re}\n--- log tail ---\n${log.slice(-40).join("\n")}`));
         });
       });
     },
     async kill(sig = "SIGTERM") {
       if (proc.exitCode === null && !proc.killed) proc.kill(sig);
-      return await proc.exited;
+      const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
+      const code = await proc.exited;
+      clearTimeout(t);
+      return code;
     },
   };
+}
+
+export function spawnTool(tool: string, args: string[], env: Record<string, string> = {}, label = tool): Proc {
+  // PILOT_BUN_ARGS (e.g. "--cpu-prof") is passed to bun for daemons when profiling.
+  const extraBun = tool === "pilot-daemon" && process.env.PILOT_BUN_ARGS ? process.env.PILOT_BUN_ARGS.split(" ") : [];
+  return spawnWatched([BUN, ...extraBun, MAIN, tool, ...args], label, env);
 }
 
 export interface DaemonHandle {

@@ -19,7 +19,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { Subprocess } from "bun";
+import { spawnWatched, type Proc } from "../helpers/cluster.ts";
 
 export const REPO = resolve(import.meta.dir, "../..");
 export const BUN = process.execPath;
@@ -99,70 +99,10 @@ function killNsProcs(ns: string): void {
 
 // ------------------------------------------------------------------------------ processes
 
-export interface Proc {
-  proc: Subprocess<"ignore", "pipe", "pipe">;
-  log: string[];
-  waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
-  kill(sig?: NodeJS.Signals | number): Promise<number>;
-}
+export type { Proc };
 
 export function spawnIn(ns: string, argv: string[], label: string, env: Record<string, string> = {}): Proc {
-  const proc = Bun.spawn(["ip", "netns", "exec", ns, ...argv], {
-    cwd: REPO,
-    env: { ...process.env, ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const log: string[] = [];
-  let waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const dec = new TextDecoder();
-    let partial = "";
-    for await (const chunk of stream) {
-      partial += dec.decode(chunk, { stream: true });
-      let i: number;
-      while ((i = partial.indexOf("\n")) >= 0) {
-        const line = partial.slice(0, i);
-        partial = partial.slice(i + 1);
-        if (log.length > 20000) log.splice(0, 10000);
-        log.push(line);
-        if (process.env.PILOT_LAB_VERBOSE) process.stderr.write(`[${label}] ${line}\n`);
-        waiters = waiters.filter((w) => {
-          const m = line.match(w.re);
-          if (m) w.resolve(m);
-          return !m;
-        });
-      }
-    }
-  };
-  void pump(proc.stderr);
-  void pump(proc.stdout);
-  return {
-    proc,
-    log,
-    waitFor(re, timeoutMs = 20000) {
-      for (const l of log) {
-        const m = l.match(re);
-        if (m) return Promise.resolve(m);
-      }
-      return new Promise((res, rej) => {
-        const t = setTimeout(() => rej(new Error(`${label}: timed out waiting for ${re}\n--- log tail ---\n${log.slice(-40).join("\n")}`)), timeoutMs);
-        waiters.push({ re, resolve: (m) => { clearTimeout(t); res(m); } });
-        void proc.exited.then((code) => {
-          clearTimeout(t);
-          rej(new Error(`${label} exited with ${code} while waiting for ${re}\n--- log tail ---\n${log.slice(-40).join("\n")}`));
-        });
-      });
-    },
-    async kill(sig = "SIGTERM") {
-      if (proc.exitCode === null && !proc.killed) proc.kill(sig);
-      const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
-      const code = await proc.exited;
-      clearTimeout(t);
-      return code;
-    },
-  };
+  return spawnWatched(["ip", "netns", "exec", ns, ...argv], label, env, "PILOT_LAB_VERBOSE");
 }
 
 // ------------------------------------------------------------------------------ topology
