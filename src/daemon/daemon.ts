@@ -165,7 +165,7 @@ export class Daemon implements DaemonApi {
       // Push extension: a relayed handshake is waiting; fetch it now instead of at the next poll.
       void this.trust?.poll().catch(() => {});
     });
-    const reg = await this.register(formatEndpoint(endpoint), true);
+    await this.register(formatEndpoint(endpoint), true);
     this.log.info("daemon registered", { node_id: this.nodeId, addr: formatAddr(this.address), endpoint: formatEndpoint(endpoint) });
     this.pendingEvents.push(["node.registered", { address: formatAddr(this.address), endpoint: formatEndpoint(endpoint) }]);
     this.transport = new Transport(
@@ -202,7 +202,6 @@ export class Daemon implements DaemonApi {
         maxConnsTotal: cfg.maxConnsTotal,
       },
     );
-    void reg;
     // 6. beacon registration
     if (this.beaconEp) {
       this.tunnel.beacon = this.beaconEp;
