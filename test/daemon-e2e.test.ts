@@ -219,6 +219,8 @@ describe("daemon end to end", () => {
       failed = true;
     }
     expect(failed).toBe(true);
+    // and A's own dial to the revoked node fails at once with the way out, not after a timeout
+    await expect(da.dial(parseAddr(C.address), 7, { timeoutMs: 5000 })).rejects.toThrow(/trust was revoked/);
   }, 60000);
 
   test("restart keeps node ID and trust", async () => {

@@ -394,6 +394,11 @@ export class Daemon implements DaemonApi {
   /** Create a tunnel entry for nodeId via registry resolve + beacon punch (beacon.md §8.4). */
   async ensureTunnel(nodeId: number): Promise<void> {
     if (nodeId === this.nodeId || this.tunnel.hasPeer(nodeId)) return; // self: loopback, no tunnel
+    if (this.tunnel.isBlocked(nodeId)) {
+      // We revoked this node (or it revoked us): its frames are refused, so a dial could only
+      // time out. Fail at once with the way out.
+      throw new DaemonError("revoked", `node ${nodeId}: trust was revoked (send a new handshake to reconnect)`);
+    }
     let p = this.resolving.get(nodeId);
     if (!p) {
       p = (async () => {
