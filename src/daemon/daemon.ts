@@ -315,6 +315,8 @@ export class Daemon implements DaemonApi {
       this.heartbeatFailures = 0;
       this.tunnel.sendDiscover();
       this.sweepConns();
+      // Trust re-established by any path (e.g. a relayed mutual handshake): lift the block.
+      for (const id of this.tunnel.blockedIds()) if (this.trust?.isTrusted(id)) this.tunnel.unblock(id);
       await this.trust?.poll().catch((e: Error) => this.log.debug("poll handshakes failed", { err: e.message }));
     } catch (e) {
       // `pilotctl rotate-key` may have replaced our identity file while we run: adopt the new

@@ -200,6 +200,10 @@ export class Tunnel {
     return this.blocked.has(nodeId);
   }
 
+  blockedIds(): number[] {
+    return [...this.blocked];
+  }
+
   /** Trust revoked: forget endpoint and session (wire.md §4.9). */
   removePeer(nodeId: number): void {
     const p = this.peers.get(nodeId);
