@@ -83,6 +83,9 @@ const clampPolo = (v: number) => (v > POLO_MAX ? POLO_MAX : v < -POLO_MAX ? -POL
 const hasNul = (s: string) => s.includes("\u0000");
 export const FRESH_WINDOW_S = 120;
 
+/** Sentinel of Registry.readOrWrite: the optimistic read found that a write is needed. */
+const NEED_WRITE: unique symbol = Symbol("need_write");
+
 export class RegError extends Error {
   constructor(readonly code: string, message: string) {
     super(message);
@@ -412,9 +415,11 @@ export class Registry {
     return n!;
   }
 
-  /** §3.1 verification plus the fresh-signature extension (R3) and pending-endpoint commit (R2). */
-  private async verify(t: Tx, node: NodeRec, challenge: string, m: Record<string, unknown>, ctx: ConnCtx): Promise<void> {
-    const sigText = str(m.signature);
+  /**
+   * §3.1 signature check, no side effects: shape, freshness window, strict mode, Ed25519.
+   * Returns whether the signature is of the timestamped (fresh) form.
+   */
+  private checkSig(node: NodeRec, challenge: string, m: Record<string, unknown>, sigText: string): boolean {
     if (!sigText) fail("signature_required", `signature required for ${challenge.split(":")[0]}`);
     const sig = b64decode(sigText);
     if (!sig || sig.length !== 64) fail("bad_signature", "signature is not 64 bytes of standard base64");
@@ -438,12 +443,24 @@ export class Registry {
       ok = false;
     }
     if (!ok) fail("bad_signature", "signature verification failed");
+    return fresh;
+  }
+
+  /** Fresh-signature replay check; records the signature as used (in memory, per process). */
+  private useFresh(sigText: string): void {
+    const now = this.now();
+    if ((this.freshSeen.get(sigText) ?? 0) > now) fail("replayed_signature", "signature already used");
+    this.freshSeen.set(sigText, now + 2 * FRESH_WINDOW_S * 1000);
+    if (this.freshSeen.size > 100_000) for (const [k, exp] of this.freshSeen) if (exp <= now) this.freshSeen.delete(k);
+  }
+
+  /** §3.1 verification plus the fresh-signature extension (R3) and pending-endpoint commit (R2). */
+  private async verify(t: Tx, node: NodeRec, challenge: string, m: Record<string, unknown>, ctx: ConnCtx): Promise<void> {
+    const sigText = str(m.signature);
+    const fresh = this.checkSig(node, challenge, m, sigText);
     let dirty = false;
     if (fresh) {
-      const now = this.now();
-      if ((this.freshSeen.get(sigText) ?? 0) > now) fail("replayed_signature", "signature already used");
-      this.freshSeen.set(sigText, now + 2 * FRESH_WINDOW_S * 1000);
-      if (this.freshSeen.size > 100_000) for (const [k, exp] of this.freshSeen) if (exp <= now) this.freshSeen.delete(k);
+      this.useFresh(sigText);
       if (!node.strict) { node.strict = true; dirty = true; }
     }
     const pend = ctx.pendingAddr.get(node.id);
@@ -454,6 +471,37 @@ export class Registry {
       dirty = true;
     }
     if (dirty) await t.putNode(node);
+  }
+
+  /**
+   * verify() for the optimistic read path (no write lock held): performs exactly verify()'s
+   * checks and throws the same errors, but if verify() would have written the node (first
+   * timestamped signature → strict flag, or a pending endpoint on this connection, R2/R3) it
+   * returns false WITHOUT any side effect (the fresh signature is not consumed), so the caller
+   * can rerun the whole request under Store.tx, where verify() re-reads the node and re-decides.
+   * Returns true when the request is verified and needs no write (the fresh signature, if any,
+   * is then consumed here; that cache is process memory, not the store).
+   */
+  private verifyNoWrite(node: NodeRec, challenge: string, m: Record<string, unknown>, ctx: ConnCtx): boolean {
+    const sigText = str(m.signature);
+    const fresh = this.checkSig(node, challenge, m, sigText);
+    if ((fresh && !node.strict) || ctx.pendingAddr.has(node.id)) return false;
+    if (fresh) this.useFresh(sigText);
+    return true;
+  }
+
+  /**
+   * Read-mostly requests (resolve, punch, poll_handshakes with an empty inbox): run `fast` as a
+   * plain read (Store.read: no write lock — on PostgreSQL no advisory lock and no transaction, so
+   * these requests no longer serialise against every writer of every process). `fast` returns
+   * NEED_WRITE when the request turns out to need a write; the request is then redone from
+   * scratch by `slow` inside Store.tx, which re-reads everything under the lock (no decision made
+   * on the unlocked read survives into the write). A read-path answer is one the serialised
+   * version could have given at some instant during the request: committed state only.
+   */
+  private async readOrWrite<T>(fast: (t: Tx) => Promise<T | typeof NEED_WRITE>, slow: (t: Tx) => Promise<T>): Promise<T> {
+    const r = await this.store.read(fast);
+    return r === NEED_WRITE ? this.store.tx(slow) : (r as T);
   }
 
   private async canResolve(t: Tx, requester: NodeRec, target: NodeRec): Promise<boolean> {
@@ -622,12 +670,20 @@ export class Registry {
   private async resolve(m: Record<string, unknown>, ctx: ConnCtx) {
     const target = u32(m.node_id);
     const rid = u32(m.requester_id);
-    return this.store.tx(async (t) => {
-      const req = await this.live(t, rid, "requester");
-      await this.verify(t, req, `resolve:${rid}:${target}`, m, ctx);
+    const challenge = `resolve:${rid}:${target}`;
+    const finish = async (t: Tx, req: NodeRec) => {
       const tn = await this.live(t, target);
       if (!(await this.canResolve(t, req, tn))) fail("private", `node ${target} is private and has not granted trust to ${rid}`);
       return { type: "resolve_ok", node_id: target, real_addr: tn.realAddr };
+    };
+    return this.readOrWrite(async (t) => {
+      const req = await this.live(t, rid, "requester");
+      if (!this.verifyNoWrite(req, challenge, m, ctx)) return NEED_WRITE;
+      return finish(t, req);
+    }, async (t) => {
+      const req = await this.live(t, rid, "requester");
+      await this.verify(t, req, challenge, m, ctx);
+      return finish(t, req);
     });
   }
 
@@ -720,9 +776,17 @@ export class Registry {
 
   private async pollHandshakes(m: Record<string, unknown>, ctx: ConnCtx) {
     const id = u32(m.node_id);
-    const r = await this.store.tx(async (t) => {
+    const challenge = `poll_handshakes:${id}`;
+    const r = await this.readOrWrite(async (t) => {
       const node = await this.live(t, id);
-      await this.verify(t, node, `poll_handshakes:${id}`, m, ctx);
+      if (!this.verifyNoWrite(node, challenge, m, ctx)) return NEED_WRITE;
+      // Empty inboxes (the common case): nothing to take, so no write. Anything queued after
+      // these reads is left for the next poll, as if this poll had run first.
+      if ((await t.inboxCount(id)) !== 0 || (await t.respCount(id)) !== 0) return NEED_WRITE;
+      return { requests: [], responses: [] };
+    }, async (t) => {
+      const node = await this.live(t, id);
+      await this.verify(t, node, challenge, m, ctx);
       return t.inboxTake(id);
     });
     return {
@@ -753,16 +817,26 @@ export class Registry {
     const rid = u32(m.requester_id);
     const a = u32(m.node_a);
     const b = u32(m.node_b);
-    return this.store.tx(async (t) => {
+    const challenge = `punch:${a}:${b}`;
+    return this.readOrWrite(async (t) => {
       const req = await this.live(t, rid, "requester");
       if (rid !== a && rid !== b) fail("not_participant", "requester must be node_a or node_b");
-      await this.verify(t, req, `punch:${a}:${b}`, m, ctx);
-      const na = await this.live(t, a);
-      const nb = await this.live(t, b);
-      const other = rid === a ? nb : na;
-      if (other.id !== rid && !(await this.canResolve(t, req, other))) fail("private", `node ${other.id} is private and has not granted trust to ${rid}`); // R1
-      return { type: "punch_ok", node_a: a, node_a_addr: na.realAddr, node_b: b, node_b_addr: nb.realAddr };
+      if (!this.verifyNoWrite(req, challenge, m, ctx)) return NEED_WRITE;
+      return this.punchFinish(t, req, rid, a, b);
+    }, async (t) => {
+      const req = await this.live(t, rid, "requester");
+      if (rid !== a && rid !== b) fail("not_participant", "requester must be node_a or node_b");
+      await this.verify(t, req, challenge, m, ctx);
+      return this.punchFinish(t, req, rid, a, b);
     });
+  }
+
+  private async punchFinish(t: Tx, req: NodeRec, rid: number, a: number, b: number) {
+    const na = await this.live(t, a);
+    const nb = await this.live(t, b);
+    const other = rid === a ? nb : na;
+    if (other.id !== rid && !(await this.canResolve(t, req, other))) fail("private", `node ${other.id} is private and has not granted trust to ${rid}`); // R1
+    return { type: "punch_ok", node_a: a, node_a_addr: na.realAddr, node_b: b, node_b_addr: nb.realAddr };
   }
 
   private async listNetworks() {
