@@ -37,6 +37,11 @@ const CLOCK_G = 10;
 const DELAYED_ACK_MS = 40;
 const NAGLE_MS = 40;
 const EMPTY = new Uint8Array(0);
+// T10 mitigation (see Conn.sendKeepalive): a SACK option with one EMPTY block [A, A).
+const SACK_EMPTY_BLOCK = new Uint8Array(13);
+SACK_EMPTY_BLOCK.set([0x53, 0x41, 0x43, 0x4b, 1]);
+/** Wrap guard for that block: no SACK keepalive when RecvAck is this close below 2^32. */
+const SACK_KA_WRAP_GUARD = 2 * 1048576;
 /**
  * Multiplicative decrease on loss: 0.7 as CUBIC (RFC 9438 §4.6) rather than Reno's 0.5. Random
  * (non-congestion) loss is common on the paths this overlay crosses; with 0.5 a 5 % loss rate
@@ -141,6 +146,11 @@ export class Conn implements StreamConn, Timed {
   private recvClosed = false;
   private delivering = false;
   private _onData: ((chunk: Uint8Array) => void) | null = null;
+  // Model of the PEER's duplicate-ACK counter for the ACKs we send (T10, transport.md §9.1): the
+  // reference counts by ack value only; the first packet carrying a new ack resets it, every later
+  // pure (payload-less) ACK with the same ack increments it, non-pure ones are ignored.
+  private dupModelAck = 0; // reference LastAck starts at 0
+  private dupModelCount = 0;
 
   // ---- lifecycle
   lastHeard = 0; // anything ACK-flagged/FIN from the peer
@@ -251,6 +261,7 @@ export class Conn implements StreamConn, Timed {
     const w = this.ourWindow();
     this.lastAdvWnd = w;
     this.lastSent = this.t.now;
+    this.noteAckSent(this.rcvNxt, payload.length === 0);
     this.t.out(this.mk(FLAG_ACK, this.sndNxt, this.rcvNxt, w, payload));
   }
 
@@ -258,7 +269,70 @@ export class Conn implements StreamConn, Timed {
     const w = this.ourWindow();
     this.lastAdvWnd = w;
     this.lastSent = this.t.now;
+    this.noteAckSent(this.rcvNxt, true);
     this.t.out(this.mk(FLAG_ACK, this.sndNxt, this.rcvNxt, w, EMPTY));
+  }
+
+  /** Update the peer dup-ACK model for an ACK-flagged, non-SYN, non-FIN packet we send. */
+  private noteAckSent(ack: number, pure: boolean): void {
+    if (ack !== this.dupModelAck) {
+      this.dupModelAck = ack; // a new ACK at the peer: its DupAckCount = 0
+      this.dupModelCount = 0;
+    } else if (pure) this.dupModelCount++;
+  }
+
+  /** Duplicate ACKs the peer has counted for our current ack value (model; tests, diagnostics). */
+  get peerDupAcks(): number {
+    return this.dupModelAck === this.rcvNxt ? this.dupModelCount : 0;
+  }
+
+  /**
+   * Keepalive (§11.6) and other REDUNDANT ACKs (window updates): ACK, seq = SendSeq,
+   * ack = RecvAck. Two deliberate differences from the reference's keepalive:
+   *
+   *  * Window: our real advertised window (>= 1), not the reference's 0. Every ACK-flagged
+   *    packet overwrites the peer window (§10) and a reference sender reads 0 as "no limit"
+   *    (T3), so a 0 keepalive would lift flow control; §10's interop guidance says never to
+   *    advertise 0 while the connection is usable.
+   *
+   *  * T10: a reference sender counts duplicate ACKs by ack value alone (§9.1), even with
+   *    nothing outstanding, and the third one halves its cwnd and fast-retransmits. An idle
+   *    connection's keepalives all repeat the same ack, so from the point where this packet
+   *    would be the peer's THIRD (or later) pure duplicate — counted by the model in
+   *    noteAckSent, which also sees delayed ACKs, window updates and our T9 burst — it carries
+   *    a SACK option instead of an empty payload. Why this is safe for a reference peer:
+   *      - §7.1/§8.2/wire.md §2.7: a payload matching the SACK predicate is processed as SACK and
+   *        then dropped (never data, never an error); §9.1 step 2 ignores a non-pure ACK with
+   *        ack == LastAck, so the dup counter stays where it is (no reset, no increment);
+   *      - it is still an ACK-flagged packet, so §7.1 step 1 refreshes the peer's last-activity
+   *        (the keepalive's whole purpose, §11.6/T21) and step 2 takes our window;
+   *      - the block is EMPTY, [RecvAck, RecvAck): truthful (it claims no byte), and the
+   *        reference's match "Left <= seq && seq+len <= Right" (§8.3) cannot hold for a queued
+   *        segment (len >= 1, seq >= RecvAck once this packet's cumulative ack — processed before
+   *        the SACK, §7.1 — removed the rest). RFC-style processors (ours: processSack) discard
+   *        a block with Left >= Right. An empty block rather than a D-SACK-like [A-1, A) so a
+   *        D-SACK-aware sender does not read it as "a retransmission was spurious".
+   *      - Exception: the reference's SACK compare is not wrap-safe (T17); with RecvAck within
+   *        2 MiB below 2^32 a queued segment straddling the wrap (the reference has at most
+   *        ~1 MiB in flight) could be falsely marked SACKed and then skipped by its
+   *        retransmission. There we send the plain keepalive and accept T10's cwnd cut on an
+   *        idle connection, the lesser harm. (ISN 0: only after ~4 GiB in that direction.)
+   *    The first two keepalives after the last new ACK stay byte-identical to the reference's
+   *    (apart from the window), so short idle periods look exactly like a reference peer.
+   */
+  private sendKeepalive(): void {
+    const ack = this.rcvNxt;
+    if (this.dupModelAck === ack && this.dupModelCount >= 2 && u32(-ack) > SACK_KA_WRAP_GUARD) {
+      const w = this.ourWindow();
+      this.lastAdvWnd = w;
+      this.lastSent = this.t.now;
+      const p = new Uint8Array(SACK_EMPTY_BLOCK); // payloads are handed off; never share one
+      const dv = new DataView(p.buffer);
+      dv.setUint32(5, ack);
+      dv.setUint32(9, ack);
+      this.noteAckSent(ack, false);
+      this.t.out(this.mk(FLAG_ACK, this.sndNxt, ack, w, p));
+    } else this.sendPureAck();
   }
 
   /** FIN: flags FIN only, seq = SendSeq, ack 0, window 0 (wire.md §2.8; FIN consumes no seq). */
@@ -867,7 +941,7 @@ export class Conn implements StreamConn, Timed {
     // a sender stalled by our small window continue at once (slow-reader fix, T4).
     const w = this.ourWindow();
     if ((this._state === S_ESTABLISHED || this._state === S_FIN_WAIT) && w > this.lastAdvWnd && this.lastAdvWnd < 64) {
-      this.sendPureAck();
+      this.sendKeepalive(); // a redundant ACK too: same T10 handling as keepalives
       this.rearm();
     }
   }
@@ -1008,6 +1082,7 @@ export class Conn implements StreamConn, Timed {
       if (this.inRecovery) this.epRetx++;
     } else this.st.bytesSent += s.data.length;
     // data segments always carry ACK (§3) and the current ack/window
+    this.noteAckSent(this.rcvNxt, false);
     this.t.out(this.mk(FLAG_ACK, s.seq, this.rcvNxt, w, s.data));
   }
 
@@ -1062,8 +1137,8 @@ export class Conn implements StreamConn, Timed {
         return;
       }
       if (now - this.lastSent >= this.t.keepaliveMs) {
-        // Keepalive (§11.6). Carries our real window instead of the reference's 0 (T3).
-        this.sendPureAck();
+        // Keepalive (§11.6): real window (T3) and T10-safe, see sendKeepalive.
+        this.sendKeepalive();
       }
     }
     this.rearm();
