@@ -281,11 +281,6 @@ export class Conn implements StreamConn, Timed {
     } else if (pure) this.dupModelCount++;
   }
 
-  /** Duplicate ACKs the peer has counted for our current ack value (model; tests, diagnostics). */
-  get peerDupAcks(): number {
-    return this.dupModelAck === this.rcvNxt ? this.dupModelCount : 0;
-  }
-
   /**
    * Keepalive (§11.6) and other REDUNDANT ACKs (window updates): ACK, seq = SendSeq,
    * ack = RecvAck. Two deliberate differences from the reference's keepalive:
