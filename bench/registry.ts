@@ -14,7 +14,9 @@
 //   4. resolve (signed, plain `resolve:<requester>:<target>` signatures pre-computed with
 //      node:crypto so client signing does not compete with the server for CPU): C registered
 //      requesters resolve random targets among the 100k (all public, so every resolve succeeds);
-//      the server verifies every signature (Ed25519, cached KeyObject) and reads the target.
+//      the server verifies every signature (Ed25519, cached KeyObject) and reads the target;
+//   5. heartbeat (signed, pre-computed): C×64 distinct nodes with real keys heartbeat in turn;
+//      each request verifies a signature and commits a last_seen write before the reply.
 import { generateKeyPairSync, randomBytes, sign as edSign, type KeyObject } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -102,6 +104,26 @@ async function benchStore(r: R, kind: "SQLite" | "PostgreSQL", store: string): P
     });
     if (failures) throw new Error(`${failures} resolves failed`);
     r.add(`registry ${kind} resolve (signed)`, resRate, "ops/s", `random targets among ${N} public nodes, Ed25519 verify per request, ${C} conns × ${W} in flight, ${SECONDS} s`);
+
+    // heartbeats (signed) of H distinct registered nodes per connection (real keys, registered
+    // over the wire), pre-signed: every heartbeat verifies a signature and writes last_seen
+    const H = 64;
+    const hb: Record<string, unknown>[][] = [];
+    for (let c = 0; c < C; c++) {
+      const row: Record<string, unknown>[] = [];
+      for (let j = 0; j < H; j++) {
+        const key = edKey();
+        const id = (await clients[c].register(key.pub, "127.0.0.1:4000")).node_id as number;
+        row.push({ type: "heartbeat", node_id: id, signature: edSign(null, Buffer.from(`heartbeat:${id}`), key.priv).toString("base64") });
+      }
+      hb.push(row);
+    }
+    const hbRate = await timed(clients, async (c, i) => {
+      const m = await clients[c].request(hb[c][i % H]);
+      if (m.type !== "heartbeat_ok") failures++;
+    });
+    if (failures) throw new Error(`${failures} heartbeats failed`);
+    r.add(`registry ${kind} heartbeat (signed)`, hbRate, "ops/s", `${C * H} distinct nodes among ${N}+, Ed25519 verify + last_seen write per request, ${C} conns × ${W} in flight, ${SECONDS} s`);
   } finally {
     for (const c of clients) c.close();
     await rv.stop();

@@ -1,5 +1,5 @@
-// The optimistic read path of signed read-mostly requests (Registry.readOrWrite): resolve, punch
-// and poll_handshakes run on Store.read and fall back to a locked Store.tx only when a write is
+// The optimistic read path of signed read-mostly requests (Registry.readOrWrite): resolve, punch,
+// poll_handshakes and heartbeat run on Store.read and fall back to a locked Store.tx only when a write is
 // needed (first timestamped signature → strict flag; an R2 pending endpoint; a non-empty inbox).
 // Run on SQLite and on PostgreSQL, calling Registry.handle directly so connection contexts can
 // carry any source IP (no network traffic; the IPs below are only strings).
@@ -138,6 +138,60 @@ for (const kind of ["sqlite", "postgres"] as const) {
       x = await counted({ type: "poll_handshakes", node_id: a.id, signature: a.sign(`poll_handshakes:${a.id}`) }, a.ctx);
       expect(x.r.responses).toEqual([{ from_node_id: b.id, accept: true, timestamp: expect.any(Number) }]);
       expect(x.tx).toBe(1);
+    });
+    test("heartbeat: lock-free last_seen write; deleted node → not_found; strict/pending still go through the lock", async () => {
+      const a = await node(newCtx("127.0.0.1", 50010));
+      await store.tx(async (t) => { const n = (await t.getNode(a.id))!; n.lastSeen = Date.now() - 10 * 60_000; await t.putNode(n); });
+      const t0 = Date.now();
+      let x = await counted({ type: "heartbeat", node_id: a.id, signature: a.sign(`heartbeat:${a.id}`) }, a.ctx);
+      expect(x.r.type).toBe("heartbeat_ok");
+      expect(x.tx).toBe(0);
+      expect((await store.read((t) => t.getNode(a.id)))!.lastSeen).toBeGreaterThanOrEqual(t0);
+      const ts = Date.now();
+      x = await counted({ type: "heartbeat", node_id: a.id, ts, signature: a.sign(`heartbeat:${a.id}:${ts}`) }, a.ctx);
+      expect(x.r.type).toBe("heartbeat_ok");
+      expect(x.tx).toBe(1); // first timestamped signature: strict flag
+      expect((await store.read((t) => t.getNode(a.id)))!.strict).toBe(true);
+      x = await counted({ type: "heartbeat", node_id: a.id, signature: a.sign(`heartbeat:${a.id}`) }, a.ctx);
+      expect(x.r.code).toBe("fresh_signature_required");
+      const b = await node(newCtx("127.0.0.1", 50011));
+      await store.tx((t) => t.deleteNode(b.id));
+      x = await counted({ type: "heartbeat", node_id: b.id, signature: b.sign(`heartbeat:${b.id}`) }, b.ctx);
+      expect(x.r.code).toBe("not_found");
+    });
+
+    test("a heartbeat concurrent with a locked read-modify-write of the node is not lost", async () => {
+      const a = await node(newCtx("127.0.0.1", 50012));
+      const old = Date.now() - 10 * 60_000;
+      const t0 = Date.now();
+      let hb: Promise<Record<string, unknown>> | undefined;
+      await store.tx(async (t) => {
+        const n = (await t.getNode(a.id))!; // PostgreSQL: row lock; SQLite: the store mutex
+        hb = reg.handle({ type: "heartbeat", node_id: a.id, signature: a.sign(`heartbeat:${a.id}`) }, a.ctx);
+        await Bun.sleep(50); // let the heartbeat reach the store while this transaction is open
+        n.lastSeen = old;
+        n.tags = ["x"];
+        await t.putNode(n);
+      });
+      expect((await hb!).type).toBe("heartbeat_ok");
+      const n = (await store.read((t) => t.getNode(a.id)))!;
+      expect(n.tags).toEqual(["x"]);
+      expect(n.lastSeen).toBeGreaterThanOrEqual(t0); // the heartbeat landed after the locked write
+    });
+
+    test("reaper re-checks staleness in its DELETE", async () => {
+      const a = await node(newCtx("127.0.0.1", 50013));
+      const b = await node(newCtx("127.0.0.1", 50014));
+      await store.tx(async (t) => {
+        for (const id of [a.id, b.id]) { const n = (await t.getNode(id))!; n.lastSeen = Date.now() - 10 * 60_000; await t.putNode(n); }
+      });
+      const before = Date.now() - 3 * 60_000;
+      expect((await reg.handle({ type: "heartbeat", node_id: b.id, signature: b.sign(`heartbeat:${b.id}`) }, b.ctx)).type).toBe("heartbeat_ok");
+      expect(await store.tx((t) => t.deleteStaleNode(b.id, before))).toBe(false);
+      expect(await store.tx((t) => t.deleteStaleNode(a.id, before))).toBe(true);
+      const reaped = await reg.reap();
+      expect(reaped).not.toContain(b.id);
+      expect(await store.read((t) => t.getNode(b.id))).not.toBeNull();
     });
   });
 }

@@ -491,7 +491,8 @@ export class Registry {
   }
 
   /**
-   * Read-mostly requests (resolve, punch, poll_handshakes with an empty inbox): run `fast` as a
+   * Read-mostly requests (resolve, punch, poll_handshakes with an empty inbox, heartbeat whose
+   * only write is last_seen): run `fast` as a
    * plain read (Store.read: no write lock — on PostgreSQL no advisory lock and no transaction, so
    * these requests no longer serialise against every writer of every process). `fast` returns
    * NEED_WRITE when the request turns out to need a write; the request is then redone from
@@ -645,10 +646,20 @@ export class Registry {
   private async heartbeat(m: Record<string, unknown>, ctx: ConnCtx) {
     const id = u32(m.node_id);
     const now = this.now();
-    await this.store.tx(async (t) => {
+    const challenge = `heartbeat:${id}`;
+    await this.readOrWrite(async (t) => {
       const node = await this.live(t, id);
-      await this.verify(t, node, `heartbeat:${id}`, m, ctx);
+      if (!this.verifyNoWrite(node, challenge, m, ctx)) return NEED_WRITE;
+      // Only last_seen changes: one single-row UPDATE, committed before the reply (R17), needs no
+      // global lock (store-pg.ts touchNode). If the node was deleted since it was read, the
+      // heartbeat is ordered after the deletion, exactly as the serialised version would answer.
+      if (!(await t.touchNode(id, now))) fail("not_found", `node ${id} not found`);
+      return true;
+    }, async (t) => {
+      const node = await this.live(t, id);
+      await this.verify(t, node, challenge, m, ctx);
       await t.touchNode(id, now);
+      return true;
     });
     return { type: "heartbeat_ok", time: Math.floor(now / 1000) };
   }
@@ -972,16 +983,20 @@ export class Registry {
     const before = this.now() - STALE_MS;
     const ids = await this.store.tx(async (t) => {
       const stale = await t.staleNodes(before);
+      const reaped: number[] = [];
       for (const id of stale) {
         const n = await t.getNode(id);
+        // Re-checked by the DELETE itself: a lock-free heartbeat (PostgreSQL) may have landed
+        // since staleNodes() read the list; such a node is live and stays.
+        if (!(await t.deleteStaleNode(id, before))) continue;
         if (n) for (const nid of n.networks) {
           if (nid === 0) continue;
           const net = await t.network(nid);
           if (net) { net.members = net.members.filter((x) => x !== id); await t.putNetwork(net); }
         }
-        await t.deleteNode(id);
+        reaped.push(id);
       }
-      return stale;
+      return reaped;
     });
     if (ids.length) this.replication.markDirty();
     const now = this.now();

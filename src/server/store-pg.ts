@@ -1,7 +1,9 @@
 // PostgreSQL store (Bun.sql). Several rendezvous processes may share one database:
 // * every mutating request runs in one transaction that first takes a transaction-scoped advisory
 //   lock (the reference's global lock, now across processes), so node-ID allocation, hostname
-//   uniqueness and inbox limits are atomic across processes;
+//   uniqueness and inbox limits are atomic across processes; read-mostly requests (resolve,
+//   punch, empty polls) and plain heartbeats run on Store.read without it (registry.ts
+//   readOrWrite; heartbeat's last_seen write is made safe by row locks, see touchNode);
 // * push events are published with NOTIFY on channel `pilot_push` and every process LISTENs, so a
 //   handshake relayed through one process reaches a subscribed node connected to another.
 import { SQL } from "bun";
@@ -10,11 +12,15 @@ import { SCHEMA, rowToNet, rowToNode, type NodeRec, type PushEvent, type Store, 
 const LOCK_KEY = 7300114; // arbitrary, constant for all pilot-ts processes
 const CHANNEL = "pilot_push";
 
-function makeTx(q: any): Tx {
+/** `locked`: inside Store.tx (advisory lock held): node reads take the row lock (touchNode). */
+function makeTx(q: any, locked: boolean): Tx {
   const meta = async (k: string) => Number((await q`SELECT v FROM meta WHERE k=${k}`)[0].v);
   const bumpMeta = async (k: string) => Number((await q`UPDATE meta SET v=v+1 WHERE k=${k} RETURNING v-1 AS v`)[0].v);
   return {
-    async getNode(id) { const r = await q`SELECT * FROM nodes WHERE id=${id}`; return r.length ? rowToNode(r[0]) : null; },
+    async getNode(id) {
+      const r = locked ? await q`SELECT * FROM nodes WHERE id=${id} FOR UPDATE` : await q`SELECT * FROM nodes WHERE id=${id}`;
+      return r.length ? rowToNode(r[0]) : null;
+    },
     async putNode(n: NodeRec) {
       const host = n.hostname === "" ? null : n.hostname;
       await q`INSERT INTO nodes(id,owner,public_key,real_addr,networks,public,last_seen,hostname,tags,polo,task_exec,seq,strict)
@@ -24,7 +30,13 @@ function makeTx(q: any): Tx {
           tags=EXCLUDED.tags, polo=EXCLUDED.polo, task_exec=EXCLUDED.task_exec, seq=EXCLUDED.seq, strict=EXCLUDED.strict`;
     },
     async deleteNode(id) { await q`DELETE FROM nodes WHERE id=${id}`; },
-    async touchNode(id, ls) { await q`UPDATE nodes SET last_seen=${ls} WHERE id=${id}`; },
+    // Heartbeats run touchNode WITHOUT the advisory lock (registry.ts heartbeat). Row locks make
+    // that safe: inside locked transactions getNode is SELECT ... FOR UPDATE, so a locked
+    // read-modify-write of a node (getNode → putNode) and a concurrent heartbeat are ordered by
+    // the row lock and neither undoes the other; the reaper deletes with a re-checked
+    // `last_seen < before`; a touch that finds the row deleted reports it (→ not_found).
+    async touchNode(id, ls) { return (await q`UPDATE nodes SET last_seen=${ls} WHERE id=${id} RETURNING 1`).length > 0; },
+    async deleteStaleNode(id, before) { return (await q`DELETE FROM nodes WHERE id=${id} AND last_seen < ${before} RETURNING 1`).length > 0; },
     // Lookups by a client-supplied string: PostgreSQL refuses U+0000 in text parameters, and no
     // stored value can contain it, so such a lookup is a plain miss (as on SQLite).
     async nodeByHostname(h) { if (h.includes("\u0000")) return null; const r = await q`SELECT id FROM nodes WHERE hostname=${h}`; return r.length ? Number(r[0].id) : null; },
@@ -101,7 +113,7 @@ export class PgStore implements Store {
 
   private constructor(private sql: SQL, url: string) {
     this.description = "postgres:" + url.replace(/\/\/[^@]*@/, "//***@");
-    this.t = makeTx(sql);
+    this.t = makeTx(sql, false);
   }
 
   static async open(url: string): Promise<PgStore> {
@@ -125,7 +137,7 @@ export class PgStore implements Store {
   async tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
     return (await this.sql.begin(async (tx: any) => {
       await tx`SELECT pg_advisory_xact_lock(${LOCK_KEY})`;
-      return fn(makeTx(tx));
+      return fn(makeTx(tx, true));
     })) as T;
   }
 

@@ -53,7 +53,13 @@ export interface Tx {
   getNode(id: number): Promise<NodeRec | null>;
   putNode(n: NodeRec): Promise<void>;
   deleteNode(id: number): Promise<void>;
-  touchNode(id: number, lastSeen: number): Promise<void>;
+  /** Delete node `id` only if it was last seen before `before` (reaper); true if deleted. */
+  deleteStaleNode(id: number, before: number): Promise<boolean>;
+  /**
+   * Set last_seen; true if the node exists. One single-row statement, so it is also allowed in
+   * Store.read (lock-free heartbeats, registry.ts); PgStore keeps last_seen monotonic there.
+   */
+  touchNode(id: number, lastSeen: number): Promise<boolean>;
   nodeByHostname(h: string): Promise<number | null>;
   allocNodeId(): Promise<number>;
   /** Raise the next-node counter to at least v (snapshot import). */
@@ -105,7 +111,10 @@ export interface Store {
   readonly description: string;
   /** Run fn atomically (serialised against every other tx, across processes for PG). Commits before resolving. */
   tx<T>(fn: (t: Tx) => Promise<T>): Promise<T>;
-  /** Run read-only fn (no write lock). */
+  /**
+   * Run fn without the write lock: reads of committed state, plus at most single-row
+   * self-contained writes (touchNode) that need no serialisation against other requests.
+   */
   read<T>(fn: (t: Tx) => Promise<T>): Promise<T>;
   /** Deliver a push event to every process (local emit for SQLite, NOTIFY for PG). */
   publish(ev: PushEvent): Promise<void>;
@@ -211,6 +220,7 @@ export class SqliteStore implements Store {
                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`),
       delNode: p(`DELETE FROM nodes WHERE id=?`),
       touch: p(`UPDATE nodes SET last_seen=? WHERE id=?`),
+      delStale: p(`DELETE FROM nodes WHERE id=? AND last_seen < ?`),
       byHost: p(`SELECT id FROM nodes WHERE hostname=?`),
       metaGet: p(`SELECT v FROM meta WHERE k=?`),
       metaSet: p(`UPDATE meta SET v=? WHERE k=?`),
@@ -261,7 +271,8 @@ export class SqliteStore implements Store {
           n.hostname === "" ? null : n.hostname, JSON.stringify(n.tags), n.polo, n.taskExec ? 1 : 0, n.seq, n.strict ? 1 : 0);
       },
       async deleteNode(id) { q.delNode.run(id); },
-      async touchNode(id, ls) { q.touch.run(ls, id); },
+      async deleteStaleNode(id, before) { return q.delStale.run(id, before).changes > 0; },
+      async touchNode(id, ls) { return q.touch.run(ls, id).changes > 0; },
       async nodeByHostname(h) { const r = q.byHost.get(h) as any; return r ? Number(r.id) : null; },
       async allocNodeId() { const v = self.meta("next_node"); q.metaSet.run(v + 1, "next_node"); return v; },
       async bumpNextNode(v) { if (self.meta("next_node") < v) q.metaSet.run(v, "next_node"); },
