@@ -139,6 +139,24 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(x.r.responses).toEqual([{ from_node_id: b.id, accept: true, timestamp: expect.any(Number) }]);
       expect(x.tx).toBe(1);
     });
+    test("a STRICT node (timestamped signatures) polling a non-empty inbox gets its entries (no self-replay)", async () => {
+      const a = await node(newCtx("127.0.0.1", 50010));
+      const b = await node(newCtx("127.0.0.1", 50011));
+      // b becomes strict with its first timestamped signature
+      const t0 = Date.now();
+      expect((await reg.handle({ type: "heartbeat", node_id: b.id, ts: t0, signature: b.sign(`heartbeat:${b.id}:${t0}`) }, b.ctx)).type).toBe("heartbeat_ok");
+      expect((await reg.handle({ type: "request_handshake", from_node_id: a.id, to_node_id: b.id, justification: "strict", signature: a.sign(`handshake:${a.id}:${b.id}`) }, a.ctx)).type).toBe("request_handshake_ok");
+      // the read path sees the queued entry and retries under the lock with the SAME request:
+      // its signature must be consumed once, not refused as a replay of itself
+      const t1 = t0 + 1;
+      const poll = { type: "poll_handshakes", node_id: b.id, ts: t1, signature: b.sign(`poll_handshakes:${b.id}:${t1}`) };
+      const x = await counted(poll, b.ctx);
+      expect(x.r.type).toBe("poll_handshakes_ok");
+      expect(x.r.requests).toEqual([{ from_node_id: a.id, justification: "strict", timestamp: expect.any(Number) }]);
+      // a real replay of that request is still refused
+      expect((await reg.handle({ ...poll }, b.ctx)).code).toBe("replayed_signature");
+    });
+
     test("heartbeat: lock-free last_seen write; deleted node → not_found; strict/pending still go through the lock", async () => {
       const a = await node(newCtx("127.0.0.1", 50010));
       await store.tx(async (t) => { const n = (await t.getNode(a.id))!; n.lastSeen = Date.now() - 10 * 60_000; await t.putNode(n); });

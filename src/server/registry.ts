@@ -292,6 +292,9 @@ export interface RegistryOptions {
 
 type Handler = (m: Record<string, unknown>, c: ConnCtx) => Promise<Record<string, unknown>>;
 
+/** Requests whose fresh signature the optimistic read path already consumed (see verify()). */
+const consumed = new WeakSet<Record<string, unknown>>();
+
 export class Registry {
   readonly metrics = new Metrics();
   readonly limiter = new RateLimiter();
@@ -460,7 +463,11 @@ export class Registry {
     const fresh = this.checkSig(node, challenge, m, sigText);
     let dirty = false;
     if (fresh) {
-      this.useFresh(sigText);
+      // The optimistic read path may already have consumed this request's signature before it
+      // found that a write is needed (e.g. poll_handshakes with a non-empty inbox); the same
+      // request must not then be refused as its own replay.
+      if (!consumed.has(m)) this.useFresh(sigText);
+      consumed.delete(m);
       if (!node.strict) { node.strict = true; dirty = true; }
     }
     const pend = ctx.pendingAddr.get(node.id);
@@ -486,7 +493,10 @@ export class Registry {
     const sigText = str(m.signature);
     const fresh = this.checkSig(node, challenge, m, sigText);
     if ((fresh && !node.strict) || ctx.pendingAddr.has(node.id)) return false;
-    if (fresh) this.useFresh(sigText);
+    if (fresh) {
+      this.useFresh(sigText);
+      consumed.add(m); // see verify(): a locked retry of this same request must not count it twice
+    }
     return true;
   }
 
