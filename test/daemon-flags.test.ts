@@ -3,7 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FlagError, parseDuration, parseFlags } from "../src/daemon/flags.ts";
+import { FlagError, parseDuration, parseFlags } from "../src/sys/flags.ts";
 import { DAEMON_FLAGS } from "../src/daemon/main.ts";
 import { Logger, parseLevel } from "../src/daemon/log.ts";
 

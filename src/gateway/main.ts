@@ -11,6 +11,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { FlagError, type FlagDef, parseFlags as parseGoFlags } from "../sys/flags.ts";
 import { parseAddr } from "../proto/addr.ts";
 import { SystemAliases, NoAliases } from "./alias.ts";
 import { controlRequest, serveControl } from "./ctlsock.ts";
@@ -76,50 +77,36 @@ interface Parsed {
   rest: string[];
 }
 
-function parseFlags(args: string[]): Parsed {
+const DEFS: FlagDef[] = [
+  ...FLAGS.map((name) => ({ name, type: "string" as const, default: "", usage: "" })),
+  ...BOOL_FLAGS.map((name) => ({ name, type: "bool" as const, default: false, usage: "" })),
+];
+
+/**
+ * Go `flag` style parsing (src/sys/flags.ts); `flags` holds only the string flags that were set.
+ * Returns null for -h/-help.
+ */
+function parseFlags(args: string[]): Parsed | null {
+  let r: ReturnType<typeof parseGoFlags>;
+  try {
+    r = parseGoFlags(args, DEFS);
+  } catch (e) {
+    if (e instanceof FlagError) {
+      if (e.code === "help") return null;
+      if (e.code === "config_invalid") throw new GatewayError("internal", e.message);
+      throw new GatewayError("invalid_argument", e.message);
+    }
+    throw e;
+  }
   const flags: Record<string, string> = {};
   const bools = new Set<string>();
-  let i = 0;
-  for (; i < args.length; i++) {
-    const a = args[i];
-    if (a === "--") {
-      i++;
-      break;
-    }
-    if (!a.startsWith("-") || a === "-") break;
-    let name = a.replace(/^--?/, "");
-    let val: string | undefined;
-    const eq = name.indexOf("=");
-    if (eq >= 0) {
-      val = name.slice(eq + 1);
-      name = name.slice(0, eq);
-    }
-    if ((BOOL_FLAGS as readonly string[]).includes(name)) {
-      if (val === undefined || val === "true" || val === "1") bools.add(name);
-      continue;
-    }
-    if (!(FLAGS as readonly string[]).includes(name)) throw new GatewayError("invalid_argument", `flag provided but not defined: -${name}`);
-    if (val === undefined) {
-      if (i + 1 >= args.length) throw new GatewayError("invalid_argument", `flag needs an argument: -${name}`);
-      val = args[++i];
-    }
-    flags[name] = val;
+  for (const d of DEFS) {
+    const v = r.values[d.name];
+    if (d.type === "bool") {
+      if (v === true) bools.add(d.name);
+    } else if (typeof v === "string" && v !== "") flags[d.name] = v;
   }
-  if (flags.config) {
-    let j: Record<string, unknown>;
-    try {
-      j = JSON.parse(readFileSync(flags.config, "utf8")) as Record<string, unknown>;
-    } catch (e) {
-      throw new GatewayError("internal", `load config: ${(e as Error).message}`);
-    }
-    for (const f of FLAGS) {
-      if (f === "config" || f in flags) continue;
-      const v = j[f] ?? j[f.replace(/-/g, "_")];
-      if (typeof v === "string") flags[f] = v;
-      else if (typeof v === "number" || typeof v === "boolean") flags[f] = String(v);
-    }
-  }
-  return { flags, bools, rest: args.slice(i) };
+  return { flags, bools, rest: r.rest };
 }
 
 function fatal(e: unknown, notify: boolean): number {
@@ -130,11 +117,15 @@ function fatal(e: unknown, notify: boolean): number {
 }
 
 export async function run(args: string[]): Promise<number> {
-  let p: Parsed;
+  let p: Parsed | null;
   try {
     p = parseFlags(args);
   } catch (e) {
     return fatal(e, false);
+  }
+  if (!p) {
+    process.stderr.write(USAGE);
+    return 0;
   }
   const notify = p.bools.has("notify-ready");
   if ((p.flags["log-level"] ?? "").toLowerCase() === "debug") process.env.PILOT_GATEWAY_DEBUG = "1";

@@ -7,6 +7,7 @@
 //   tls fingerprint sha256 <64 hex>        (only with -tls; R24: the pin daemons need)
 // Logs (slog-like text or json) go to stderr.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { FlagError, type FlagDef, parseFlags as parseGoFlags } from "../sys/flags.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BeaconServer } from "./beacon.ts";
@@ -43,46 +44,24 @@ const BOOL_FLAGS = new Set(["tls"]);
 
 export class UsageError extends Error {}
 
-/** Go `flag` style: -name value, -name=value, --name; booleans take no value (or =true/false). */
+const DEFS: FlagDef[] = Object.entries(DEFAULTS).map(([name, def]) => ({
+  name,
+  type: BOOL_FLAGS.has(name) ? "bool" : "string",
+  default: def,
+  usage: "",
+}));
+
+/** Go `flag` style (-name value, -name=value, --name, bare booleans, -config), src/sys/flags.ts. */
 export function parseFlags(args: string[]): { flags: Flags; given: Set<string> } {
-  const flags: Flags = { ...DEFAULTS };
-  const given = new Set<string>();
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (!a.startsWith("-") || a === "-" || a === "--") throw new UsageError(`unexpected argument ${JSON.stringify(a)}`);
-    let name = a.replace(/^--?/, "");
-    let val: string | undefined;
-    const eq = name.indexOf("=");
-    if (eq >= 0) { val = name.slice(eq + 1); name = name.slice(0, eq); }
-    if (name === "h" || name === "help") throw new UsageError("");
-    if (!(name in DEFAULTS)) throw new UsageError(`flag provided but not defined: -${name}`);
-    if (BOOL_FLAGS.has(name)) {
-      (flags as any)[name] = val === undefined ? true : val === "true" || val === "1";
-    } else {
-      if (val === undefined) {
-        if (i + 1 >= args.length) throw new UsageError(`flag needs an argument: -${name}`);
-        val = args[++i];
-      }
-      (flags as any)[name] = val;
-    }
-    given.add(name);
+  let r: ReturnType<typeof parseGoFlags>;
+  try {
+    r = parseGoFlags(args, DEFS);
+  } catch (e) {
+    if (e instanceof FlagError) throw new UsageError(e.code === "help" ? "" : e.message);
+    throw e;
   }
-  if (flags.config) {
-    let cfg: any;
-    try {
-      cfg = JSON.parse(readFileSync(flags.config, "utf8"));
-    } catch (e) {
-      throw new UsageError(`load config: ${(e as Error).message}`);
-    }
-    for (const k of Object.keys(DEFAULTS)) {
-      if (given.has(k)) continue;
-      const v = cfg[k] ?? cfg[k.replace(/-/g, "_")];
-      if (v === undefined || v === null || typeof v === "object") continue;
-      if (BOOL_FLAGS.has(k)) (flags as any)[k] = v === true || v === "true";
-      else (flags as any)[k] = String(v);
-    }
-  }
-  return { flags, given };
+  if (r.rest.length) throw new UsageError(`unexpected argument ${JSON.stringify(r.rest[0])}`);
+  return { flags: r.values as unknown as Flags, given: r.explicit };
 }
 
 const USAGE = `Usage of rendezvous:
