@@ -184,6 +184,11 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
   });
 
   test("§6: a replayed PILS frame is dropped (one pong), a forged tag is dropped and does not tear the session down", async () => {
+    // the daemon reports replays to its webhook (services.md §11.3 security.nonce_replay)
+    const events: any[] = [];
+    const hook = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: async (r) => { events.push(await r.json()); return new Response("ok"); } });
+    const dd = await Driver.connect(D.socket, { timeoutMs: 5000 });
+    await dd.setWebhook(`http://127.0.0.1:${hook.port}/`);
     const since = F.udp.got.length;
     const f = F.pils({ protocol: PROTO_CONTROL, srcPort: 6001, dstPort: 0, seq: 500 });
     F.sendRaw(f);
@@ -198,6 +203,14 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
     const pongs = F.packets(since).filter((p) => p.protocol === PROTO_CONTROL);
     expect(pongs.filter((p) => p.seq === 500)).toHaveLength(1);
     expect(pongs.filter((p) => p.seq === 600)).toHaveLength(0);
+    for (let i = 0; i < 50 && !events.some((e) => e.event === "security.nonce_replay"); i++) await Bun.sleep(50);
+    const ev = events.filter((e) => e.event === "security.nonce_replay");
+    expect(ev.length).toBe(2); // the two replays of the same frame; the forged tag is an auth failure, not a replay
+    expect(ev[0].data.peer_node_id).toBe(F.node.nodeId);
+    expect(ev[0].data.counter).toBe(new DataView(f.buffer, f.byteOffset).getUint32(16));
+    await dd.setWebhook("");
+    dd.close();
+    hook.stop(true);
   });
 
   test("a replayed PILA (captured earlier) does not disturb the live session: D keeps its session and counters", async () => {

@@ -231,17 +231,18 @@ export class TunnelSession {
    * `max`, letting one forged frame make every later genuine frame "too old".
    */
   open(frame: Uint8Array): Uint8Array | null {
+    this.lastDrop = null;
     const len = frame.length;
-    if (len < PILS_MIN_SIZE || rd32(frame, 0) !== MAGIC_PILS) return null;
+    if (len < PILS_MIN_SIZE || rd32(frame, 0) !== MAGIC_PILS) return this.drop("malformed");
     const prefix = rd32(frame, 8);
     const hi = rd32(frame, 12);
-    if (hi > 0x1fffff) return null; // counter ≥ 2^53: no genuine peer gets there; not representable
+    if (hi > 0x1fffff) return this.drop("malformed"); // counter ≥ 2^53: no genuine peer gets there; not representable
     const c = hi * 0x100000000 + rd32(frame, 16);
     let w = this.windows.get(prefix);
     if (w) {
-      if (!w.check(c)) return null;
+      if (!w.check(c)) return this.drop("replay");
     } else if (this.retired.has(prefix) || this.exhausted) {
-      return null;
+      return this.drop("replay");
     }
     let pt: Buffer;
     try {
@@ -251,7 +252,7 @@ export class TunnelSession {
       const fin = de.final(); // throws on tag mismatch
       if (fin.length) pt = Buffer.concat([pt, fin]);
     } catch {
-      return null;
+      return this.drop("auth");
     }
     // Authenticated from here on.
     if (w) w.record(c);
@@ -264,6 +265,18 @@ export class TunnelSession {
     // possible. Receivers never inspect the prefix, so we can switch ours freely (counter continues).
     if (prefix === rd32(this.nonce, 0)) this.repickPrefix(prefix);
     return pt;
+  }
+
+  /**
+   * Why the last open() returned null (diagnostics, e.g. the `security.nonce_replay` webhook):
+   * "replay" = counter already seen / too old / retired prefix (checked before authentication, as
+   * the reference does), "auth" = GCM authentication failed, "malformed" = not a PILS frame.
+   */
+  lastDrop: "replay" | "auth" | "malformed" | null = null;
+
+  private drop(why: "replay" | "auth" | "malformed"): null {
+    this.lastDrop = why;
+    return null;
   }
 
   private addWindow(prefix: number): ReplayWindow | null {

@@ -411,7 +411,15 @@ export class Tunnel {
         const s = p?.crypto.session;
         if (!p || !s) return; // "encrypted packet from node but no key": drop silently
         const plain = s.open(buf);
-        if (!plain) return; // auth failure or replay: dropped, session kept
+        if (!plain) {
+          // auth failure or replay: dropped, session kept (wire.md §4.5)
+          if (s.lastDrop === "replay") {
+            const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
+            const counter = dv.getUint32(12) * 0x100000000 + dv.getUint32(16); // nonce counter (wire.md §4.3)
+            this.opts.onEvent?.("security.nonce_replay", { counter, peer_node_id: nodeId });
+          }
+          return;
+        }
         let pkt: Packet;
         try {
           pkt = decodePacket(plain, 0);
