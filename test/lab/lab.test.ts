@@ -45,9 +45,9 @@ async function trust(a: LabDaemon, b: LabDaemon): Promise<void> {
   const da = await drv(a);
   const db = await drv(b);
   expect((await da.handshake(b.nodeId, "lab")).status).toBe("sent");
-  await until(async () => ((await db.pending()).pending as any[]).some((p) => p.node_id === a.nodeId), `${b.name} sees ${a.name}'s request`);
+  await until(async () => ((await db.pending()).pending as any[]).some((p) => p.node_id === a.nodeId), `${b.name} sees ${a.name}'s request`, 60000);
   expect((await db.approve(a.nodeId)).status).toBe("approved");
-  await until(async () => ((await da.trusted()).trusted as any[]).some((p) => p.node_id === b.nodeId), `${a.name} trusts ${b.name}`);
+  await until(async () => ((await da.trusted()).trusted as any[]).some((p) => p.node_id === b.nodeId), `${a.name} trusts ${b.name}`, 60000);
   da.close();
   db.close();
 }
@@ -60,7 +60,7 @@ async function echo(a: LabDaemon, b: LabDaemon, msg: string, timeoutMs = 45000):
   await c.write(msg);
   let got = "";
   while (got.length < msg.length) {
-    const ch = await c.read({ timeoutMs: 15000 });
+    const ch = await c.read({ timeoutMs: 60000 }); // generous: the impaired link can stall a segment for many RTOs
     if (!ch) break;
     got += new TextDecoder().decode(ch);
   }
@@ -84,7 +84,7 @@ async function transfer(a: LabDaemon, b: LabDaemon, port: number, size: number):
   let got = 0;
   const recv = (async () => {
     while (got < size) {
-      const ch = await srv.read({ timeoutMs: 30000 }).catch((e) => { throw new Error(`${b.name}: read stalled after ${got}/${size} bytes: ${e.message}`); });
+      const ch = await srv.read({ timeoutMs: 60000 }).catch((e) => { throw new Error(`${b.name}: read stalled after ${got}/${size} bytes: ${e.message}`); });
       if (!ch) break;
       h.update(ch);
       got += ch.length;
@@ -111,7 +111,7 @@ async function dataExchange(a: LabDaemon, b: LabDaemon): Promise<void> {
   await until(async () => {
     if (!existsSync(inbox)) return null;
     return readdirSync(inbox).some((f) => JSON.parse(readFileSync(join(inbox, f), "utf8")).data === text);
-  }, `${b.name} inbox has the message`);
+  }, `${b.name} inbox has the message`, 60000);
   c.close();
   da.close();
 }
@@ -128,7 +128,7 @@ async function pubsub(a: LabDaemon, b: LabDaemon): Promise<void> {
   const got: string[] = [];
   const reader = new EventReader((e) => got.push(new TextDecoder().decode(e.payload)));
   for (let i = 0; i < 20 && got.length === 0; i++) {
-    const ch = await sub.read({ timeoutMs: 10000 });
+    const ch = await sub.read({ timeoutMs: 60000 });
     if (!ch) break;
     reader.push(ch);
   }
