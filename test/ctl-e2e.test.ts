@@ -1,6 +1,7 @@
 // Black-box pilotctl against a real rendezvous + three real daemons on loopback (cli.md §2-§4).
 // Every command is run as a real `pilotctl` process, in human and --json mode, and its stdout,
 // stderr and exit code are checked.
+import { until as untilShared } from "./helpers/until.ts";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 setDefaultTimeout(40000);
 import { createHash, randomBytes } from "node:crypto";
@@ -24,15 +25,7 @@ async function ctl(h: DaemonHandle | null, args: string[], o: { json?: boolean; 
 }
 const human = (h: DaemonHandle | null, args: string[], o: { env?: Record<string, string>; stdin?: string } = {}) => ctl(h, args, { ...o, json: false });
 
-async function until<T>(fn: () => Promise<T | null | undefined | false>, what: string, ms = 15000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v as T;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await Bun.sleep(150);
-  }
-}
+const until = <T>(fn: () => Promise<T | null | undefined | false>, what: string, ms = 15000) => untilShared(fn, what, ms, 150);
 const okEnv = (r: R) => { if (r.code !== 0) throw new Error(`exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`); return r.json.data; };
 
 beforeAll(async () => {

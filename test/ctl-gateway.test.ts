@@ -2,6 +2,7 @@
 // so the real CLI starts a background gateway on daemon A, maps daemon B (which serves the demo
 // HTTP server on Pilot port 3000), and plain `fetch` reaches it. map/unmap/list act on the live
 // gateway; stop ends it.
+import { until } from "./helpers/until.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Cluster, type DaemonHandle, BUN, REPO } from "./helpers/cluster.ts";
@@ -13,15 +14,6 @@ let server: ReturnType<typeof Bun.spawn> | null = null;
 const PORT = 3000;
 const SUBNET = "127.77.0.0/16";
 
-async function until<T>(fn: () => Promise<T | null | undefined | false>, what: string, ms = 15000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v as T;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await Bun.sleep(100);
-  }
-}
 
 beforeAll(async () => {
   await cl.startRendezvous();

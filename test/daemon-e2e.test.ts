@@ -1,6 +1,7 @@
 // Multi-process end-to-end: a real rendezvous and three real daemons on loopback, driven through
 // the IPC driver. Trust, echo, data exchange (files, SHA-256), pub/sub, datagrams, revocation,
 // privacy before trust, restart keeping node ID and trust.
+import { until } from "./helpers/until.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, existsSync, statSync } from "node:fs";
@@ -24,15 +25,6 @@ function closeDrivers(h?: DaemonHandle): void {
   for (const x of drivers) if (!h || x.h === h) x.d.close();
 }
 
-async function until<T>(fn: () => Promise<T | null | undefined | false>, what: string, ms = 15000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v as T;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await Bun.sleep(100);
-  }
-}
 
 async function readAll(c: DriverConn, n: number): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];

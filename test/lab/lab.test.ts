@@ -4,6 +4,7 @@
 // SHA-256, pub/sub event, and the tunnel path each side reports (Info peer_list[].path).
 // The path table is printed at the end (and written to $PILOT_LAB_REPORT as JSON when set);
 // docs/lab.md carries a copy.
+import { until as untilShared } from "../helpers/until.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -28,16 +29,7 @@ async function drv(d: LabDaemon): Promise<Driver> {
   return x;
 }
 
-async function until<T>(fn: () => Promise<T | null | undefined | false>, what: string, ms = 20000): Promise<T> {
-  const end = Date.now() + ms;
-  let last = "";
-  for (;;) {
-    const v = await fn().catch((e) => { last = (e as Error).message; return null; });
-    if (v) return v as T;
-    if (Date.now() > end) throw new Error(`timed out: ${what}${last ? ` (last error: ${last})` : ""}`);
-    await Bun.sleep(150);
-  }
-}
+const until = <T>(fn: () => Promise<T | null | undefined | false>, what: string, ms = 20000) => untilShared(fn, what, ms, 150);
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
