@@ -22,17 +22,8 @@ async function throughput(bytes: number, loss: number): Promise<number> {
   net.run(() => server !== null && net.a.connections().some((x) => x.state === "ESTABLISHED"));
   await net.settle();
   const c = client as unknown as StreamConn;
-  const block = new Uint8Array(1 << 20).fill(7);
-  let sent = 0;
-  const w = () => {
-    while (sent < bytes) {
-      sent += block.length;
-      if (!c.write(block)) return;
-    }
-  };
-  c.onDrain = w;
   const t0 = performance.now();
-  w();
+  pumpWrites(c, bytes, 1 << 20);
   net.run(() => got >= bytes, 36_000_000);
   const ms = performance.now() - t0;
   return bytes / 1e6 / (ms / 1000);
@@ -86,17 +77,8 @@ export async function simTransfer(bytes: number, link: LinkOptions): Promise<{ m
     await net.settle();
   }
   const c = client as unknown as StreamConn;
-  const block = new Uint8Array(1 << 16).fill(7);
-  let sent = 0;
-  const w = () => {
-    while (sent < bytes) {
-      sent += block.length;
-      if (!c.write(block)) return;
-    }
-  };
-  c.onDrain = w;
   const t0 = net.now;
-  w();
+  pumpWrites(c, bytes, 1 << 16);
   net.run(() => got >= bytes, 3_600_000);
   const st = c.stats();
   return { ms: net.now - t0, retx: st.retransmits, segs: st.segsSent, rec: (c as unknown as { rec?: unknown }).rec };
@@ -109,6 +91,21 @@ export const SIM_SCENARIOS: [string, LinkOptions][] = [
   ["loss5", { seed: 5, delayMs: 50, loss: 0.05 }],
   ["mixed", { seed: 5, delayMs: 50, jitterMs: 150, loss: 0.05, dup: 0.03, reorder: 0.05, reorderMs: 50 }],
 ];
+
+
+/** Write `bytes` in `blockSize` blocks as fast as the connection accepts them (resumes on drain). */
+function pumpWrites(c: StreamConn, bytes: number, blockSize: number): void {
+  const block = new Uint8Array(blockSize).fill(7);
+  let sent = 0;
+  const w = () => {
+    while (sent < bytes) {
+      sent += block.length;
+      if (!c.write(block)) return;
+    }
+  };
+  c.onDrain = w;
+  w();
+}
 
 export default async function bench(r: Reporter): Promise<void> {
   await throughput(8 << 20, 0); // warm-up
