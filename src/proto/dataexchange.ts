@@ -263,6 +263,17 @@ function u64(n: number): Uint8Array {
   return out;
 }
 
+/** Bytes before the file data in a DATA frame: frame header + u64 offset. */
+export const DATA_HEADER = FRAME_HEADER + 8;
+
+/** Frame header + offset of a DATA frame (lets a sender read file bytes straight behind it). */
+export function encodeDataHeader(offset: number, dataLen: number): Uint8Array {
+  const out = new Uint8Array(DATA_HEADER);
+  out.set(encodeFrameHeader(TYPE_XFER_DATA, 8 + dataLen));
+  out.set(u64(offset), FRAME_HEADER);
+  return out;
+}
+
 /** Interpret a frame. Throws ProtoError("bad_message") for a malformed extension frame. */
 export function decodeMessage(f: Frame): DxMessage {
   switch (f.type) {
@@ -313,10 +324,9 @@ export function encodeMessage(m: DxMessage): Uint8Array {
     case "accept":
       return encodeFrame(TYPE_XFER_ACCEPT, utf8.encode(JSON.stringify({ chunk: m.chunk, offset: m.offset, v: m.v })));
     case "data": {
-      const out = new Uint8Array(FRAME_HEADER + 8 + m.data.length);
-      out.set(encodeFrameHeader(TYPE_XFER_DATA, 8 + m.data.length));
-      out.set(u64(m.offset), FRAME_HEADER);
-      out.set(m.data, FRAME_HEADER + 8);
+      const out = new Uint8Array(DATA_HEADER + m.data.length);
+      out.set(encodeDataHeader(m.offset, m.data.length));
+      out.set(m.data, DATA_HEADER);
       return out;
     }
     case "progress":

@@ -1,10 +1,12 @@
 // Communication and diagnostics over streams/datagrams: connect, send, recv, send-file,
 // send-message, subscribe, publish, ping, traceroute, bench, listen (cli.md §3.5, §3.9).
-import { readFileSync } from "node:fs";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import { goJson } from "../../proto/gojson.ts";
-import type { Addr } from "../../proto/types.ts";
+import { type Addr, PORT_DATAEXCHANGE } from "../../proto/types.ts";
+import { MESSAGE_TYPES } from "../../proto/dataexchange.ts";
+import { type FileProgress, FileTransferError, sendFile as sendFileOver, sendMessage as sendMessageOver } from "../../client/file-transfer.ts";
 import type { Driver, DriverConn } from "../driver.ts";
 import { type Ctx, CtlError, flagDuration, flagInt, flagStr, formatBytes, goDuration, goQ, parseFlags, parsePort } from "../util.ts";
 import { connectDaemon, resolveTarget, usage } from "./shared.ts";
@@ -114,30 +116,23 @@ export async function recv(ctx: Ctx, args: string[]): Promise<void> {
   } finally { d.close(); }
 }
 
-function dxFrame(type: number, payload: Uint8Array): Uint8Array {
-  const f = new Uint8Array(8 + payload.length);
-  const v = new DataView(f.buffer);
-  v.setUint32(0, type);
-  v.setUint32(4, payload.length);
-  f.set(payload, 8);
-  return f;
+/** A send that was not acknowledged (or was refused) is an error: exit 1, never `ok`. */
+function transferError(e: unknown): CtlError {
+  if (e instanceof FileTransferError) return new CtlError(e.code, e.message, e.hint);
+  return new CtlError("connection_failed", `send failed: ${(e as Error).message}`);
 }
-/** Read one data-exchange frame's payload text (best effort, bounded). */
-async function readDxAck(c: DriverConn, timeoutMs = 30000): Promise<string | undefined> {
-  let buf = new Uint8Array(0);
-  const end = Date.now() + timeoutMs;
-  try {
-    for (;;) {
-      if (buf.length >= 8) {
-        const n = new DataView(buf.buffer, buf.byteOffset).getUint32(4);
-        if (buf.length >= 8 + n) return td.decode(buf.subarray(8, 8 + n));
-      }
-      const r = await c.read({ timeoutMs: Math.max(0, end - Date.now()) });
-      if (!r) return undefined;
-      const nb = new Uint8Array(buf.length + r.length);
-      nb.set(buf); nb.set(r, buf.length); buf = nb;
-    }
-  } catch { return undefined; }
+
+/** Progress on a terminal only (scripts and --json see the same output as before). */
+function progressPrinter(ctx: Ctx): ((p: FileProgress) => void) | undefined {
+  if (ctx.json || !process.stderr.isTTY) return undefined;
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    if (now - last < 250 && p.done < p.total) return;
+    last = now;
+    const pct = p.total > 0 ? Math.floor((p.done / p.total) * 100) : 100;
+    process.stderr.write(`\r  ${p.phase} ${pct}% (${formatBytes(p.done)} of ${formatBytes(p.total)})\x1b[K${p.phase === "finishing" ? "\n" : ""}`);
+  };
 }
 
 export async function sendFile(ctx: Ctx, args: string[]): Promise<void> {
@@ -146,24 +141,26 @@ export async function sendFile(ctx: Ctx, args: string[]): Promise<void> {
   try {
     const t = await resolveTarget(ctx, d, args[0], "invalid_argument");
     const path = args[1];
-    let data: Uint8Array;
-    try { data = readFileSync(path); } catch (e) {
+    let size: number;
+    try {
+      accessSync(path, constants.R_OK);
+      size = statSync(path).size;
+    } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === "ENOENT") throw new CtlError("not_found", `file not found: ${path}`, "check the file path");
       if (code === "EACCES") throw new CtlError("internal", `permission denied: ${path}`);
       throw new CtlError("internal", `read file: ${(e as Error).message}`);
     }
     const a = formatAddr(t);
-    ctx.info(`sending ${basename(path)} (${formatBytes(data.length)}) to ${a}...\n`);
-    const c = await dialOr(d, t, 1001, () => new CtlError("connection_failed", `cannot connect to ${a} (data exchange port 1001)`, reach(a)));
-    const name = te.encode(basename(path)).subarray(0, 65535);
-    const payload = new Uint8Array(2 + name.length + data.length);
-    new DataView(payload.buffer).setUint16(0, name.length);
-    payload.set(name, 2); payload.set(data, 2 + name.length);
-    try { await c.write(dxFrame(4, payload)); } catch (e) { throw new CtlError("connection_failed", `send failed: ${(e as Error).message}`); }
-    const ack = await readDxAck(c);
-    c.close();
-    ctx.ok({ ack, bytes: data.length, destination: a, filename: basename(path) });
+    ctx.info(`sending ${basename(path)} (${formatBytes(size)}) to ${a}...\n`);
+    const c = await dialOr(d, t, PORT_DATAEXCHANGE, () => new CtlError("connection_failed", `cannot connect to ${a} (data exchange port 1001)`, reach(a)));
+    let r;
+    try {
+      r = await sendFileOver(c, path, { onProgress: progressPrinter(ctx) });
+    } catch (e) { throw transferError(e); } finally { c.close(); }
+    const out: Record<string, unknown> = { ack: r.ack, bytes: r.bytes, destination: a, filename: basename(path) };
+    if (r.resumedFrom > 0) out.resumed_from = r.resumedFrom;
+    ctx.ok(out);
   } finally { d.close(); }
 }
 
@@ -176,15 +173,13 @@ export async function sendMessage(ctx: Ctx, args: string[]): Promise<void> {
     const data = flagStr(p, "data");
     if (!data) throw new CtlError("invalid_argument", "--data is required");
     const type = flagStr(p, "type", "text");
+    const timeout = flagDuration(p, "timeout", 30000);
     const a = formatAddr(t);
-    const c = await dialOr(d, t, 1001, () => new CtlError("connection_failed", `cannot connect to ${a} (data exchange port 1001)`, reach(a)));
-    const code = ({ text: 1, json: 3, binary: 2 } as Record<string, number>)[type];
-    if (!code) { c.close(); throw new CtlError("invalid_argument", `unknown type ${goQ(type)} (use text, json, or binary)`); }
-    const b = te.encode(data);
-    try { await c.write(dxFrame(code, b)); } catch (e) { throw new CtlError("connection_failed", `send: ${(e as Error).message}`); }
-    const ack = await readDxAck(c);
-    c.close();
-    ctx.ok({ ack, bytes: b.length, target: a, type });
+    const c = await dialOr(d, t, PORT_DATAEXCHANGE, () => new CtlError("connection_failed", `cannot connect to ${a} (data exchange port 1001)`, reach(a)));
+    if (!Object.hasOwn(MESSAGE_TYPES, type)) { c.close(); throw new CtlError("invalid_argument", `unknown type ${goQ(type)} (use text, json, or binary)`); }
+    let r;
+    try { r = await sendMessageOver(c, type, te.encode(data), timeout); } catch (e) { throw transferError(e); } finally { c.close(); }
+    ctx.ok({ ack: r.ack, bytes: r.bytes, target: a, type });
   } finally { d.close(); }
 }
 

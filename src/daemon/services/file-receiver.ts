@@ -268,9 +268,10 @@ export class ReceiverSession {
         return r.replies;
       }
       case "data": {
-        if (!this.t) return this.noTransfer("data");
-        const out = await this.rx.write(this.t, m);
-        if (this.t.detached) {
+        const t = this.t;
+        if (!t) return this.noTransfer("data");
+        const out = await this.rx.write(t, m);
+        if (t.detached && this.t === t) {
           this.t = null;
           this.dropping = true;
         }
