@@ -6,6 +6,7 @@ import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import { goJson } from "../../proto/gojson.ts";
 import { type Addr, PORT_DATAEXCHANGE } from "../../proto/types.ts";
 import { MESSAGE_TYPES } from "../../proto/dataexchange.ts";
+import { encodeEventMessage, EventReader } from "../../proto/eventstream.ts";
 import { type FileProgress, FileTransferError, sendFile as sendFileOver, sendMessage as sendMessageOver } from "../../client/file-transfer.ts";
 import type { Driver, DriverConn } from "../driver.ts";
 import { type Ctx, CtlError, flagDuration, flagInt, flagStr, formatBytes, goDuration, goQ, parseFlags, parsePort } from "../util.ts";
@@ -183,15 +184,12 @@ export async function sendMessage(ctx: Ctx, args: string[]): Promise<void> {
   } finally { d.close(); }
 }
 
-function evFrame(topic: string, payload: Uint8Array): Uint8Array {
-  const t = te.encode(topic);
-  const f = new Uint8Array(6 + t.length + payload.length);
-  const v = new DataView(f.buffer);
-  v.setUint16(0, t.length);
-  f.set(t, 2);
-  v.setUint32(2 + t.length, payload.length);
-  f.set(payload, 6 + t.length);
-  return f;
+/** Encode an event; a topic above the protocol's limit is a usage error, not a network one. */
+function eventBytes(enc: () => Uint8Array, c: DriverConn): Uint8Array {
+  try { return enc(); } catch (e) {
+    c.close();
+    throw new CtlError("invalid_argument", (e as Error).message, (e as { hint?: string }).hint);
+  }
 }
 
 export async function subscribe(ctx: Ctx, args: string[]): Promise<void> {
@@ -206,25 +204,21 @@ export async function subscribe(ctx: Ctx, args: string[]): Promise<void> {
     const a = formatAddr(t);
     const err = () => new CtlError("connection_failed", `cannot subscribe on ${a} (event stream port 1002)`, reach(a));
     const c = await dialOr(d, t, 1002, err);
-    try { await c.write(evFrame(topic, new Uint8Array(0))); } catch { throw err(); }
+    const sub = eventBytes(() => encodeEventMessage({ kind: "subscribe", topic }), c);
+    try { await c.write(sub); } catch { throw err(); }
     ctx.info(`subscribed to ${goQ(topic)} on ${a} — waiting for events...\n`);
     const events: Record<string, unknown>[] = [];
     const end = timeout > 0 || p.flags.has("timeout") ? Date.now() + timeout : Infinity;
-    let buf = new Uint8Array(0);
+    let done = false;
+    const reader = new EventReader((e) => {
+      if (done) return;
+      const ev = { bytes: e.payload.length, data: td.decode(e.payload), topic: td.decode(e.topic) };
+      if (count > 0) events.push(ev);
+      if (ctx.json && count <= 0) ctx.out(goJson(ev) + "\n");
+      else if (!ctx.json) ctx.out(`[${ev.topic}] ${ev.data}\n`);
+      if (count > 0 && events.length >= count) done = true;
+    });
     for (;;) {
-      // parse complete events
-      while (buf.length >= 2) {
-        const tl = new DataView(buf.buffer, buf.byteOffset).getUint16(0);
-        if (buf.length < 6 + tl) break;
-        const pl = new DataView(buf.buffer, buf.byteOffset).getUint32(2 + tl);
-        if (buf.length < 6 + tl + pl) break;
-        const ev = { bytes: pl, data: td.decode(buf.subarray(6 + tl, 6 + tl + pl)), topic: td.decode(buf.subarray(2, 2 + tl)) };
-        buf = buf.subarray(6 + tl + pl);
-        if (count > 0) events.push(ev);
-        if (ctx.json && count <= 0) ctx.out(goJson(ev) + "\n");
-        else if (!ctx.json) ctx.out(`[${ev.topic}] ${ev.data}\n`);
-        if (count > 0 && events.length >= count) { c.close(); return ctx.ok({ events, timeout: false }, () => undefined); }
-      }
       let r: Uint8Array | null;
       try { r = await c.read(end === Infinity ? {} : { timeoutMs: Math.max(0, end - Date.now()) }); } catch {
         ctx.info("timeout\n");
@@ -236,7 +230,11 @@ export async function subscribe(ctx: Ctx, args: string[]): Promise<void> {
         if (count > 0 && events.length) return ctx.ok({ error: "EOF", events, timeout: false }, () => undefined);
         throw new CtlError("connection_failed", "recv: EOF");
       }
-      const nb = new Uint8Array(buf.length + r.length); nb.set(buf); nb.set(r, buf.length); buf = nb;
+      try { reader.push(r); } catch (e) {
+        c.close();
+        throw new CtlError("connection_failed", `recv: ${(e as Error).message}`);
+      }
+      if (done) { c.close(); return ctx.ok({ events, timeout: false }, () => undefined); }
     }
   } finally { d.close(); }
 }
@@ -253,9 +251,11 @@ export async function publish(ctx: Ctx, args: string[]): Promise<void> {
     const a = formatAddr(t);
     const err = () => new CtlError("connection_failed", `cannot connect to ${a} (event stream port 1002)`, reach(a));
     const c = await dialOr(d, t, 1002, err);
-    try { await c.write(evFrame(topic, new Uint8Array(0))); } catch { throw err(); }
+    const sub = eventBytes(() => encodeEventMessage({ kind: "subscribe", topic }), c);
+    try { await c.write(sub); } catch { throw err(); }
     const b = te.encode(data);
-    try { await c.write(evFrame(topic, b)); } catch (e) { throw new CtlError("connection_failed", `publish failed: ${(e as Error).message}`); }
+    const pub = eventBytes(() => encodeEventMessage({ kind: "publish", topic, payload: b }), c);
+    try { await c.write(pub); } catch (e) { throw new CtlError("connection_failed", `publish failed: ${(e as Error).message}`); }
     c.close();
     ctx.ok({ bytes: b.length, target: a, topic });
   } finally { d.close(); }

@@ -4,16 +4,15 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
-import { encodeTaskFile, newTaskId, type TaskFile, TASK_SEND_RESULTS, TASK_STATUS_UPDATE, TASK_SUBMIT } from "../../daemon/services/tasks.ts";
-import type { Addr } from "../../proto/types.ts";
+import {
+  decodeTaskMessage, encodeTaskFile, encodeTaskMessage, FrameReader, newTaskId, type SendResults, type TaskFile, type TaskMessage,
+} from "../../proto/tasks.ts";
+import { type Addr, PORT_TASKSUBMIT as PORT } from "../../proto/types.ts";
 import type { Driver } from "../driver.ts";
 import { type Ctx, CtlError, flagStr, parseFlags, pilotDir } from "../util.ts";
 import { connectDaemon, resolveTarget, usage } from "./shared.ts";
 
 type J = Record<string, unknown>;
-const PORT = 1003;
-const te = new TextEncoder();
-const td = new TextDecoder();
 const tasksDir = (cat: string) => join(pilotDir(), "tasks", cat);
 const utcIso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 
@@ -53,39 +52,24 @@ function saveTask(cat: string, t: TaskFile, errMsg = "failed to update task stat
   }
 }
 
-function frame(type: number, body: string): Uint8Array {
-  const p = te.encode(body);
-  const f = new Uint8Array(8 + p.length);
-  const v = new DataView(f.buffer);
-  v.setUint32(0, type);
-  v.setUint32(4, p.length);
-  f.set(p, 8);
-  return f;
-}
-/** Go struct-order JSON (the reference marshals structs, not maps). */
-const obj = (o: J) => JSON.stringify(o);
-
-/** Read one response frame payload (bounded). */
-async function readFrame(c: Awaited<ReturnType<Driver["dial"]>>, timeoutMs: number): Promise<Uint8Array> {
-  let buf = new Uint8Array(0);
+/** Read the SUBMIT response frame (bounded). */
+async function readResponse(c: Awaited<ReturnType<Driver["dial"]>>, timeoutMs: number): Promise<TaskMessage> {
+  let got: TaskMessage | null = null;
+  const rd = new FrameReader((f) => { got ??= decodeTaskMessage(f, true); });
   const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (buf.length >= 8) {
-      const n = new DataView(buf.buffer, buf.byteOffset).getUint32(4);
-      if (buf.length >= 8 + n) return buf.subarray(8, 8 + n);
-    }
+  while (!got) {
     const r = await c.read({ timeoutMs: Math.max(0, end - Date.now()) });
     if (!r) throw new Error("EOF");
-    const nb = new Uint8Array(buf.length + r.length);
-    nb.set(buf); nb.set(r, buf.length); buf = nb;
+    rd.push(r);
   }
+  return got;
 }
 
 /** Best-effort one-frame message to the submitter; false if the dial/write failed. */
-async function notify(d: Driver, to: Addr, type: number, body: string): Promise<boolean> {
+async function notify(d: Driver, to: Addr, m: TaskMessage): Promise<boolean> {
   try {
     const c = await d.dial(to, PORT, { timeoutMs: 30000 });
-    try { await c.write(frame(type, body)); } finally { c.close(); }
+    try { await c.write(encodeTaskMessage(m)); } finally { c.close(); }
     return true;
   } catch {
     return false;
@@ -112,20 +96,20 @@ export async function submit(ctx: Ctx, args: string[]): Promise<void> {
       throw new CtlError("connection_failed", `cannot connect to ${a} (task submit port 1003)`, `check that ${a} is reachable: pilotctl ping ${a}`);
     }
     const id = newTaskId();
-    let resp: J;
+    let resp: TaskMessage;
     try {
-      await c.write(frame(TASK_SUBMIT, obj({ task_id: id, task_description: desc, from_addr: own, to_addr: a })));
-      // Bounded (fix of cli.md §11.3-5): the reference waits forever.
-      resp = JSON.parse(td.decode(await readFrame(c, 30000)));
+      await c.write(encodeTaskMessage({ kind: "submit", task_id: id, task_description: desc, from_addr: own, to_addr: a }));
+      // Bounded: the reference waits forever.
+      resp = await readResponse(c, 30000);
     } catch (e) {
       throw new CtlError("connection_failed", `submit: ${(e as Error).message}`);
     } finally { c.close(); }
-    const status = Number(resp.status);
+    const status = resp.kind === "submit_response" ? resp.status : 0;
     const accepted = status === 200;
     if (accepted) {
       saveTask("submitted", { task_id: id, task_description: desc, created_at: utcIso(Date.now()), status: "NEW", status_justification: "A new task was created", from: own, to: a }, "failed to save task");
     }
-    ctx.ok({ accepted, message: String(resp.message ?? ""), status, target: a, task: desc, task_id: id });
+    ctx.ok({ accepted, message: resp.kind === "submit_response" ? resp.message : "", status, target: a, task: desc, task_id: id });
   } finally { d.close(); }
 }
 
@@ -146,7 +130,7 @@ export async function accept(ctx: Ctx, args: string[]): Promise<void> {
   saveTask("received", t);
   const d = await connectDaemon();
   try {
-    const ok = await notify(d, fromAddr(t), TASK_STATUS_UPDATE, obj({ task_id: id, status: "ACCEPTED", justification: "Task accepted" }));
+    const ok = await notify(d, fromAddr(t), { kind: "status_update", task_id: id, status: "ACCEPTED", justification: "Task accepted" });
     ctx.ok({ message: ok ? "Task accepted" : "Task accepted (submitter notification failed)", status: "ACCEPTED", task_id: id });
   } finally { d.close(); }
 }
@@ -164,7 +148,7 @@ export async function decline(ctx: Ctx, args: string[]): Promise<void> {
   saveTask("received", t);
   const d = await connectDaemon();
   try {
-    const ok = await notify(d, fromAddr(t), TASK_STATUS_UPDATE, obj({ task_id: id, status: "DECLINED", justification: why }));
+    const ok = await notify(d, fromAddr(t), { kind: "status_update", task_id: id, status: "DECLINED", justification: why });
     ctx.ok({ justification: why, message: ok ? "Task declined" : "Task declined (submitter notification failed)", status: "DECLINED", task_id: id });
   } finally { d.close(); }
 }
@@ -195,7 +179,7 @@ export async function execute(ctx: Ctx): Promise<void> {
   try {
     let from: Addr | null = null;
     try { from = parseAddr(t.from); } catch {}
-    if (from) await notify(d, from, TASK_STATUS_UPDATE, obj({ task_id: t.task_id, status: "EXECUTING", justification: "Task execution started" }));
+    if (from) await notify(d, from, { kind: "status_update", task_id: t.task_id, status: "EXECUTING", justification: "Task execution started" });
     ctx.ok({ from: t.from, status: "EXECUTING", task_description: t.task_description, task_id: t.task_id });
   } finally { d.close(); }
 }
@@ -212,7 +196,7 @@ export async function sendResults(ctx: Ctx, args: string[]): Promise<void> {
   const t = loadTask(id);
   if (t.status !== "EXECUTING" && t.status !== "ACCEPTED") throw new CtlError("invalid_state", `task ${id} cannot receive results (status: ${t.status})`);
   const now = Date.now();
-  const msg: J = { task_id: id };
+  const msg: SendResults = { kind: "send_results", task_id: id, result_type: "text", completed_at: "" };
   let fileData: Uint8Array | null = null;
   if (file) {
     const ext = extname(file).toLowerCase();
@@ -234,7 +218,7 @@ export async function sendResults(ctx: Ctx, args: string[]): Promise<void> {
     try { c = await d.dial(from, PORT); } catch {
       throw new CtlError("connection_failed", `cannot connect to submitter ${t.from}`, `check that ${t.from} is reachable`);
     }
-    try { await c.write(frame(TASK_SEND_RESULTS, obj(msg))); } catch (e) {
+    try { await c.write(encodeTaskMessage(msg)); } catch (e) {
       throw new CtlError("connection_failed", `failed to send results: ${(e as Error).message}`);
     } finally { c.close(); }
     // Fix (cli.md §11.2-10): the local copy becomes SUCCEEDED only after delivery; one frame per

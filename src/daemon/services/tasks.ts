@@ -12,54 +12,18 @@ import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import { PORT_TASKSUBMIT } from "../../proto/types.ts";
 import type { StreamConn } from "../../transport/api.ts";
 import { nowMs, type ServiceContext, type ServiceHandle } from "./context.ts";
-import { FrameReader, encodeFrame, splitReceivedName } from "./dataexchange.ts";
-import { atomicWriteFile, errText, goString, utf8, utf8Lossy } from "./util.ts";
+import {
+  decodeTaskMessage, encodeTaskFile, encodeTaskMessage, FrameReader, type TaskFile, type TaskMessage, TASK_ID_RE, TASK_SUBMIT,
+} from "../../proto/tasks.ts";
+import type { Frame } from "../../proto/dataexchange.ts";
+import { splitReceivedName } from "./dx-storage.ts";
+import { atomicWriteFile, errText } from "./util.ts";
 
-export const TASK_SUBMIT = 1;
-export const TASK_RESULT = 2;
-export const TASK_STATUS_UPDATE = 3;
-export const TASK_SEND_RESULTS = 4;
-export const TASK_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export {
+  encodeTaskFile, newTaskId, TASK_ID_RE, TASK_RESULT, TASK_SEND_RESULTS, TASK_STATUS_UPDATE, TASK_SUBMIT, type TaskFile,
+} from "../../proto/tasks.ts";
 const NEW_TIMEOUT_MS = 60_000;
 const QUEUE_EXPIRY_MS = 3_600_000;
-
-export interface TaskFile {
-  task_id: string;
-  task_description: string;
-  created_at: string;
-  status: string;
-  status_justification: string;
-  from: string;
-  to: string;
-  accepted_at?: string;
-  staged_at?: string;
-  execute_started_at?: string;
-  completed_at?: string;
-  time_idle_ms?: number;
-  time_staged_ms?: number;
-  time_cpu_ms?: number;
-}
-
-const ORDER = ["task_id", "task_description", "created_at", "status", "status_justification", "from", "to",
-  "accepted_at", "staged_at", "execute_started_at", "completed_at", "time_idle_ms", "time_staged_ms", "time_cpu_ms"] as const;
-const OPTIONAL = new Set(["accepted_at", "staged_at", "execute_started_at", "completed_at", "time_idle_ms", "time_staged_ms", "time_cpu_ms"]);
-
-/** 2-space indented, struct field order, optional fields only when set (cli.md §8). */
-export function encodeTaskFile(t: TaskFile): string {
-  const lines: string[] = [];
-  for (const k of ORDER) {
-    const v = (t as unknown as Record<string, unknown>)[k];
-    if (OPTIONAL.has(k) && (v === undefined || v === "" || v === 0)) continue;
-    lines.push(`  "${k}": ${typeof v === "number" ? String(Math.trunc(v)) : goString(String(v ?? ""))}`);
-  }
-  return "{\n" + lines.join(",\n") + "\n}";
-}
-
-export function newTaskId(): string {
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  const h = Buffer.from(b).toString("hex");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
 
 const utcIso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 
@@ -99,27 +63,25 @@ export function startTasks(ctx: ServiceContext, port = PORT_TASKSUBMIT): TaskHan
   const conns = new Set<StreamConn>();
 
   const respond = (conn: StreamConn, task_id: string, status: number, message: string) => {
-    const body = '{"task_id":' + goString(task_id) + ',"status":' + status + ',"message":' + goString(message) + "}";
-    try { conn.write(encodeFrame(TASK_SUBMIT, utf8.encode(body))); } catch {}
+    try { conn.write(encodeTaskMessage({ kind: "submit_response", task_id, status, message })); } catch {}
   };
 
-  const handle = async (conn: StreamConn, type: number, payload: Uint8Array) => {
-    let req: Record<string, unknown>;
+  const handle = async (conn: StreamConn, f: Frame) => {
+    let req: TaskMessage;
     try {
-      req = JSON.parse(utf8Lossy.decode(payload));
-      if (typeof req !== "object" || req === null) throw new Error("not an object");
+      req = decodeTaskMessage(f);
     } catch {
       return;
     }
-    const id = typeof req.task_id === "string" ? req.task_id : "";
+    const id = req.task_id;
     if (!TASK_ID_RE.test(id)) {
       ctx.log.warn("tasks: invalid task_id", { task_id: id.slice(0, 80) });
-      if (type === TASK_SUBMIT) respond(conn, id, 400, "invalid task_id");
+      if (f.type === TASK_SUBMIT) respond(conn, id, 400, "invalid task_id");
       return;
     }
     const remote = formatAddr(conn.remoteAddr);
     const now = nowMs(ctx);
-    if (type === TASK_SUBMIT) {
+    if (req.kind === "submit") {
       if (ctx.polo) {
         let mine: number, theirs: number;
         try {
@@ -130,7 +92,7 @@ export function startTasks(ctx: ServiceContext, port = PORT_TASKSUBMIT): TaskHan
         if (theirs < mine) return respond(conn, id, 400, `Polo score too low: submitter=${theirs}, receiver=${mine}`);
       }
       writeTask(join(dir("received"), `${id}.json`), {
-        task_id: id, task_description: String(req.task_description ?? ""), created_at: utcIso(now),
+        task_id: id, task_description: req.task_description, created_at: utcIso(now),
         status: "NEW", status_justification: "A new task was created", from: remote, to: formatAddr(ctx.localAddr()),
       });
       queue.push(id);
@@ -146,25 +108,24 @@ export function startTasks(ctx: ServiceContext, port = PORT_TASKSUBMIT): TaskHan
       ctx.log.warn("tasks: update from a node that is not the task's receiver", { task_id: id, from: remote });
       return;
     }
-    if (type === TASK_STATUS_UPDATE) {
-      sub.status = String(req.status ?? sub.status);
-      sub.status_justification = String(req.justification ?? "");
+    if (req.kind === "status_update") {
+      sub.status = req.status || sub.status;
+      sub.status_justification = req.justification;
       writeTask(subPath, sub);
-    } else if (type === TASK_SEND_RESULTS) {
+    } else if (req.kind === "send_results") {
       const results = dir("results");
       if (req.result_type === "file") {
-        const { base: b } = splitReceivedName(String(req.filename ?? ""));
+        const { base: b } = splitReceivedName(req.filename ?? "");
         const safe = b.replace(/[\u0000-\u001f\u007f]/g, "").replace(/^\.+/, "") || "result.bin";
-        writeFileSync(join(results, `${id}_${safe}`), Buffer.from(String(req.file_data ?? ""), "base64"), { mode: 0o600 });
+        writeFileSync(join(results, `${id}_${safe}`), Buffer.from(req.file_data ?? "", "base64"), { mode: 0o600 });
       } else {
-        writeFileSync(join(results, `${id}_result.txt`), String(req.result_text ?? ""), { mode: 0o600 });
+        writeFileSync(join(results, `${id}_result.txt`), req.result_text ?? "", { mode: 0o600 });
       }
       sub.status = "COMPLETED";
-      sub.completed_at = typeof req.completed_at === "string" ? req.completed_at : utcIso(now);
+      sub.completed_at = req.completed_at || utcIso(now);
       writeTask(subPath, sub);
       if (ctx.polo) {
-        const n = (x: unknown) => (typeof x === "number" && Number.isFinite(x) ? x : 0);
-        const reward = poloReward(n(req.time_cpu_ms), n(req.time_idle_ms), n(req.time_staged_ms));
+        const reward = poloReward(req.time_cpu_ms ?? 0, req.time_idle_ms ?? 0, req.time_staged_ms ?? 0);
         ctx.polo.update(ctx.nodeId(), -1).catch(() => {});
         ctx.polo.update(conn.remoteAddr.node, reward).catch(() => {});
       }
@@ -178,7 +139,7 @@ export function startTasks(ctx: ServiceContext, port = PORT_TASKSUBMIT): TaskHan
     const reader = new FrameReader((f) => {
       if (got) return; // exactly one frame per connection
       got = true;
-      handle(conn, f.type, f.payload)
+      handle(conn, f)
         .catch((e) => ctx.log.warn("tasks: handling failed", { error: errText(e) }))
         .finally(() => setTimeout(finish, 100));
     });
