@@ -279,3 +279,20 @@ describe("toward a receiver without the extension", () => {
     expect(await sendMessage(c, "xml", new Uint8Array(1)).catch((x) => x.code)).toBe("invalid_argument");
   });
 });
+
+describe("extension codec", () => {
+  const hx = (b: Uint8Array) => Buffer.from(b).toString("hex");
+  test("the example of docs/file-transfer.md, byte for byte", () => {
+    const sum = sha(new TextEncoder().encode("hi"));
+    const offer = encodeMessage({ kind: "offer", name: "a.txt", size: 2, sha256: sum, v: 1 });
+    expect(hx(offer)).toBe("505400010000006b" + hx(new TextEncoder().encode(`{"name":"a.txt","sha256":"${sum}","size":2,"v":1}`)));
+    expect(hx(encodeMessage({ kind: "accept", offset: 0, chunk: 1 << 20, v: 1 }))).toBe("5054000200000022" + hx(new TextEncoder().encode('{"chunk":1048576,"offset":0,"v":1}')));
+    expect(hx(encodeMessage({ kind: "data", offset: 0, data: new TextEncoder().encode("hi") }))).toBe("505400030000000a00000000000000006869");
+    expect(hx(encodeMessage({ kind: "end" }))).toBe("5054000500000000");
+    expect(decodeMessage({ type: 0x50540003, payload: new Uint8Array([0, 0, 0, 1, 0, 0, 0, 2, 9]) })).toEqual({ kind: "data", offset: 2 ** 32 + 2, data: new Uint8Array([9]) });
+    for (const m of [{ kind: "offer", name: "x", size: 5, sha256: sum, v: 1 }, { kind: "accept", offset: 7, chunk: 4096, v: 1 }, { kind: "progress", bytes: 2 ** 40 }, { kind: "refuse", code: "busy", error: "e" }] as const) {
+      const b = encodeMessage(m);
+      expect(decodeMessage({ type: new DataView(b.buffer).getUint32(0), payload: b.subarray(8) })).toEqual(m);
+    }
+  });
+});

@@ -4,7 +4,7 @@ import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import { goJson } from "../../proto/gojson.ts";
-import { type Addr, PORT_DATAEXCHANGE } from "../../proto/types.ts";
+import { type Addr, PORT_DATAEXCHANGE, PORT_EVENTSTREAM } from "../../proto/types.ts";
 import { MESSAGE_TYPES } from "../../proto/dataexchange.ts";
 import { encodeEventMessage, EventReader } from "../../proto/eventstream.ts";
 import { type FileProgress, FileTransferError, sendFile as sendFileOver, sendMessage as sendMessageOver } from "../../client/file-transfer.ts";
@@ -203,7 +203,7 @@ export async function subscribe(ctx: Ctx, args: string[]): Promise<void> {
     const timeout = flagDuration(p, "timeout", 0);
     const a = formatAddr(t);
     const err = () => new CtlError("connection_failed", `cannot subscribe on ${a} (event stream port 1002)`, reach(a));
-    const c = await dialOr(d, t, 1002, err);
+    const c = await dialOr(d, t, PORT_EVENTSTREAM, err);
     const sub = eventBytes(() => encodeEventMessage({ kind: "subscribe", topic }), c);
     try { await c.write(sub); } catch { throw err(); }
     ctx.info(`subscribed to ${goQ(topic)} on ${a} — waiting for events...\n`);
@@ -250,7 +250,7 @@ export async function publish(ctx: Ctx, args: string[]): Promise<void> {
     if (!data) throw new CtlError("invalid_argument", "--data is required");
     const a = formatAddr(t);
     const err = () => new CtlError("connection_failed", `cannot connect to ${a} (event stream port 1002)`, reach(a));
-    const c = await dialOr(d, t, 1002, err);
+    const c = await dialOr(d, t, PORT_EVENTSTREAM, err);
     const sub = eventBytes(() => encodeEventMessage({ kind: "subscribe", topic }), c);
     try { await c.write(sub); } catch { throw err(); }
     const b = te.encode(data);
