@@ -4,7 +4,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type ByteDuplex, FileTransferError, sendFile, sendMessage } from "../src/client/file-transfer.ts";
+import { type ByteDuplex, fileDigest, FileTransferError, sendFile, sendMessage } from "../src/client/file-transfer.ts";
 import { MemNet } from "../src/daemon/services/memconn.ts";
 import { startDataExchange } from "../src/daemon/services/dataexchange.ts";
 import {
@@ -277,6 +277,35 @@ describe("toward a receiver without the extension", () => {
     const e = await sendMessage(c, "json", new TextEncoder().encode("{}")).catch((x) => x);
     expect(e).toMatchObject({ code: "connection_failed" });
     expect(await sendMessage(c, "xml", new Uint8Array(1)).catch((x) => x.code)).toBe("invalid_argument");
+  });
+});
+
+describe("sender details", () => {
+  test("progress while the receiver re-reads a partial file; a digest computed beforehand is used as is", async () => {
+    const net = new MemNet();
+    const a: Addr = { network: 0, node: 60 };
+    const f = fileOf(3000);
+    const offers: any[] = [];
+    net.listen(a, 1001, (conn) => {
+      const rd = new FrameReader((fr) => {
+        const m = decodeMessage(fr);
+        if (m.kind === "offer") {
+          offers.push(m);
+          conn.write(encodeMessage({ kind: "progress", bytes: 1 }));
+          conn.write(encodeMessage({ kind: "progress", bytes: 2 }));
+          conn.write(encodeMessage({ kind: "accept", offset: 1000, chunk: 4096, v: 1 }));
+        } else if (m.kind === "end") conn.write(encodeText(formatAck(4, 3000)));
+      });
+      conn.onData = (d) => rd.push(d);
+    });
+    const c = duplex(await net.dial({ network: 0, node: 61 }, a, 1001));
+    const phases: string[] = [];
+    const sum = await fileDigest(f.path);
+    expect(sum).toBe(sha(f.data));
+    const r = await sendFile(c, f.path, { sha256: sum, onProgress: (p) => phases.push(`${p.phase}:${p.done}`) });
+    expect(r).toMatchObject({ resumedFrom: 1000, sentBytes: 2000, mode: "resumable" });
+    expect(phases.slice(0, 3)).toEqual(["hashing:1", "hashing:2", "sending:3000"]);
+    expect(offers[0].sha256).toBe(sum);
   });
 });
 

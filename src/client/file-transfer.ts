@@ -50,6 +50,8 @@ export interface FileProgress {
 export interface SendFileOptions {
   /** Name sent to the receiver (default: the path's base name). */
   name?: string;
+  /** SHA-256 (hex) of the file when already known (see fileDigest): the file is then read only once. */
+  sha256?: string;
   /** Longest wait for any reply from the receiver (default 60 s). */
   replyTimeoutMs?: number;
   onProgress?: (p: FileProgress) => void;
@@ -206,6 +208,19 @@ async function openFile(path: string): Promise<{ fh: FileHandle; size: number }>
   return { fh, size: st.size };
 }
 
+/**
+ * SHA-256 (hex) of a file, read in 1 MiB pieces. Lets a caller hash before it connects and pass
+ * the digest to sendFile, so that no connection idles while a large file is hashed.
+ */
+export async function fileDigest(path: string, onProgress?: (done: number, total: number) => void): Promise<string> {
+  const { fh, size } = await openFile(path);
+  try {
+    return await hashFile(fh, size, (d) => onProgress?.(d, size));
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
 /** Send the file at `path` over `conn` (a fresh connection to the peer's port 1001). Closes nothing. */
 export async function sendFile(conn: ByteDuplex, path: string, opts: SendFileOptions = {}): Promise<SendFileResult> {
   const name = opts.name ?? basename(path);
@@ -214,7 +229,7 @@ export async function sendFile(conn: ByteDuplex, path: string, opts: SendFileOpt
   const { fh, size } = await openFile(path);
   try {
     const progress = (phase: FileProgress["phase"], done: number, acked: number) => opts.onProgress?.({ phase, done, acked, total: size });
-    const sha256 = await hashFile(fh, size, (d) => progress("hashing", d, 0));
+    const sha256 = opts.sha256 ?? (await hashFile(fh, size, (d) => progress("hashing", d, 0)));
     const replies = new Replies(conn);
     try {
       await conn.write(encodeMessage({ kind: "offer", name, size, sha256, v: XFER_VERSION }));
@@ -222,12 +237,18 @@ export async function sendFile(conn: ByteDuplex, path: string, opts: SendFileOpt
       throw new FileTransferError("connection_failed", `send failed: ${(e as Error).message}`);
     }
     let first: Frame;
-    try {
-      first = await replies.next(timeout, "answer to the file offer");
-    } catch (e) {
-      throw noAck(e, "file offer");
+    let m: DxMessage;
+    for (;;) {
+      try {
+        first = await replies.next(timeout, "answer to the file offer");
+      } catch (e) {
+        throw noAck(e, "file offer");
+      }
+      m = decodeReply(first);
+      // While it re-reads a large partial file to resume, the receiver reports its progress.
+      if (m.kind !== "progress") break;
+      progress("hashing", m.bytes, 0);
     }
-    const m = decodeReply(first);
     if (m.kind === "text") {
       // A receiver without the extension acknowledged the offer as an unknown frame type.
       if (size > maxLegacyFileBytes(nameHeader.length - 2)) {

@@ -7,7 +7,7 @@ import { goJson } from "../../proto/gojson.ts";
 import { type Addr, PORT_DATAEXCHANGE, PORT_EVENTSTREAM } from "../../proto/types.ts";
 import { MESSAGE_TYPES } from "../../proto/dataexchange.ts";
 import { encodeEventMessage, EventReader } from "../../proto/eventstream.ts";
-import { type FileProgress, FileTransferError, sendFile as sendFileOver, sendMessage as sendMessageOver } from "../../client/file-transfer.ts";
+import { fileDigest, type FileProgress, FileTransferError, sendFile as sendFileOver, sendMessage as sendMessageOver } from "../../client/file-transfer.ts";
 import type { Driver, DriverConn } from "../driver.ts";
 import { type Ctx, CtlError, flagDuration, flagInt, flagStr, formatBytes, goDuration, goQ, parseFlags, parsePort } from "../util.ts";
 import { connectDaemon, resolveTarget, usage } from "./shared.ts";
@@ -154,10 +154,14 @@ export async function sendFile(ctx: Ctx, args: string[]): Promise<void> {
     }
     const a = formatAddr(t);
     ctx.info(`sending ${basename(path)} (${formatBytes(size)}) to ${a}...\n`);
+    const onProgress = progressPrinter(ctx);
+    // Hash before connecting: no connection idles while a large file is read.
+    let sha256: string;
+    try { sha256 = await fileDigest(path, (done, total) => onProgress?.({ phase: "hashing", done, acked: 0, total })); } catch (e) { throw transferError(e); }
     const c = await dialOr(d, t, PORT_DATAEXCHANGE, () => new CtlError("connection_failed", `cannot connect to ${a} (data exchange port 1001)`, reach(a)));
     let r;
     try {
-      r = await sendFileOver(c, path, { onProgress: progressPrinter(ctx) });
+      r = await sendFileOver(c, path, { sha256, onProgress });
     } catch (e) { throw transferError(e); } finally { c.close(); }
     const out: Record<string, unknown> = { ack: r.ack, bytes: r.bytes, destination: a, filename: basename(path) };
     if (r.resumedFrom > 0) out.resumed_from = r.resumedFrom;

@@ -46,6 +46,9 @@ interface Transfer {
   busy: Promise<void>;
 }
 
+/** While re-hashing a partial file for a resume, a PROGRESS frame goes out every this many bytes. */
+const REHASH_PROGRESS_EVERY = 256 * 2 ** 20;
+
 const refuse = (code: string, error: string) => [encodeMessage({ kind: "refuse", code, error })];
 
 export class FileReceiver {
@@ -120,14 +123,20 @@ export class FileReceiver {
         await fh.close();
         return { replies: refuse("no_space", `not enough free space for ${need} more bytes`) };
       }
-      // Resume: the digest covers the whole file, so hash what is already on disk.
+      // Resume: the digest covers the whole file, so hash what is already on disk. This can take
+      // a while for a large partial file: PROGRESS frames tell the sender we are alive.
       if (offset > 0) {
         const buf = Buffer.allocUnsafe(1 << 20);
+        let reported = 0;
         for (let pos = 0; pos < offset;) {
           const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, offset - pos), pos);
           if (bytesRead <= 0) break;
           hash.update(buf.subarray(0, bytesRead));
           pos += bytesRead;
+          if (pos - reported >= REHASH_PROGRESS_EVERY) {
+            reported = pos;
+            try { conn.write(encodeMessage({ kind: "progress", bytes: pos })); } catch { /* closed: the offer fails below */ }
+          }
         }
       }
     } catch (e) {
