@@ -110,6 +110,8 @@ export const EXTRA_ERROR_CODES: Record<string, string> = {
   invalid_state: "Operation not allowed in the resource's current state",
   expired: "Deadline passed (task accept window)",
   internal_error: "Unexpected task file/directory error",
+  unsupported: "The peer cannot take this transfer (send-file above 16 MiB to a node without resumable transfer; nothing was sent)",
+  refused: "The receiver refused or could not store the data (see message)",
 };
 
 /** The `context` catalog, generated from COMMANDS (cli.md §5 + additive extension keys). */
