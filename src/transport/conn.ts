@@ -157,6 +157,8 @@ export class Conn implements StreamConn, Timed {
   lastSent = 0; // any ACK-flagged packet we sent (keepalive clock)
   lastActivity = 0; // TIME_WAIT reaping
   synAt = Infinity;
+  /** When the peer first acknowledged anything after the handshake (Infinity: not yet). */
+  private syncedAt = Infinity;
   synRetries = 0;
   synTimeout = 1000;
   dialResolve: ((c: StreamConn) => void) | null = null;
@@ -169,7 +171,7 @@ export class Conn implements StreamConn, Timed {
   private closeNotified = false;
 
   // ---- stats
-  private st = { bytesSent: 0, bytesRecv: 0, segsSent: 0, segsRecv: 0, retransmits: 0, fastRetransmits: 0 };
+  private st = { bytesSent: 0, bytesRecv: 0, segsSent: 0, segsRecv: 0, retransmits: 0, fastRetransmits: 0, sackRecv: 0, sackSent: 0 };
 
   onEnd: (() => void) | null = null;
   onClose: ((err?: TransportError) => void) | null = null;
@@ -258,6 +260,7 @@ export class Conn implements StreamConn, Timed {
     this.ackAt = Infinity;
     const nb = this.blocks.length >> 1;
     const payload = nb > 0 ? encodeSackFlat(this.blocks, nb) : EMPTY;
+    if (nb > 0) this.st.sackSent++;
     const w = this.ourWindow();
     this.lastAdvWnd = w;
     this.lastSent = this.t.now;
@@ -364,6 +367,20 @@ export class Conn implements StreamConn, Timed {
     this.rearm();
   }
 
+  /**
+   * A SYN on this connection's 4-tuple: is it from a new incarnation of the peer (restarted, same
+   * port) rather than a retransmission of the SYN that opened this connection? A different ISN
+   * says so at once. With the same ISN (everyone uses 0) a retransmission can only have been sent
+   * before the peer received our SYN+ACK, so it cannot arrive long after the peer's first ACK:
+   * beyond twice the RTO (at least 1 s) of reordering slack, the SYN is a new connection.
+   */
+  isNewIncarnation(syn: Packet): boolean {
+    if (this._state === S_SYN_SENT) return false;
+    if (syn.seq !== this.irs) return true;
+    if (this.syncedAt === Infinity) return false;
+    return this.t.now - this.syncedAt > Math.max(2 * this.rto, 1000);
+  }
+
   startDial(): void {
     this.sndUna = this.sndNxt = u32(this.iss + 1);
     this.setState(S_SYN_SENT);
@@ -409,8 +426,10 @@ export class Conn implements StreamConn, Timed {
     if (this.rtoStreak > 0) this.streakResponses++;
     const st = this._state;
     if (st === S_SYN_SENT || st === S_CLOSED) return;
+    if (this.syncedAt === Infinity) this.syncedAt = now;
     const payload = p.payload;
     const nS = payload.length >= 5 ? decodeSackInto(payload, this.sackTmp) : 0;
+    if (nS > 0) this.st.sackRecv++;
     const isPure = payload.length === 0;
 
     if (st !== S_TIME_WAIT) {
@@ -1376,6 +1395,10 @@ export class Conn implements StreamConn, Timed {
       peerWindow: this.peerWnd,
       sendBuffered: this.wqBytes,
       recvBuffered: this.recvBuffered,
+      dupAcks: this.dupAcks,
+      inRecovery: this.inRecovery,
+      oooSegments: this.ooo.size,
+      recvWindow: this.ourWindow(),
     };
   }
 }

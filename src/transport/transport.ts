@@ -41,6 +41,12 @@ export interface TransportOptions {
   maxRetx?: number;
   /** Send 3 pure dup ACKs when a hole first appears (helps the reference's fast retransmit). */
   dupAckBurst?: boolean;
+  /**
+   * Random source in [0, 1) for the first ephemeral port (default Math.random). The counter starts
+   * at a random point of 49152-65535 so that a restarted daemon does not reuse the port of its
+   * previous life's first connection, which the peer may still hold. Tests pass a fixed one.
+   */
+  ephemeralRandom?: () => number;
 }
 
 export interface DialOptions {
@@ -134,7 +140,7 @@ export class Transport {
   private totalActive = 0;
   private nconns = 0;
   private nextId = 1;
-  private nextEphemeral = EPHEMERAL_MIN;
+  private nextEphemeral: number;
   readonly pings = new Map<number, PendingPing>();
   private pingSeq = 1;
   private synBucket: Bucket;
@@ -163,6 +169,10 @@ export class Transport {
       maxRetx: opts.maxRetx ?? 10,
       dupAckBurst: opts.dupAckBurst ?? true,
     };
+    const span = EPHEMERAL_MAX - EPHEMERAL_MIN + 1;
+    const r = (opts.ephemeralRandom ?? Math.random)();
+    const off = Math.floor(r * span);
+    this.nextEphemeral = EPHEMERAL_MIN + (off >= 0 && off < span ? off : 0);
     this.now = host.now();
     this.synBucket = { tokens: this.synRate, last: this.now };
     const self = this;
@@ -283,7 +293,7 @@ export class Transport {
     return c;
   }
 
-  /** §12: rotating counter over 49152-65535, skipping ports used by live connections. */
+  /** Rotating counter over 49152-65535 (from a random start), skipping ports in use. */
   private allocEphemeral(): number {
     const span = EPHEMERAL_MAX - EPHEMERAL_MIN + 1;
     let p = this.nextEphemeral;
@@ -355,9 +365,17 @@ export class Transport {
     const existing = this.find(p.src, p.dstPort, p.srcPort);
     if (existing !== undefined) {
       if (existing.state !== S_TIME_WAIT && existing.state !== S_CLOSED) {
-        // retransmitted (or duplicated) SYN: resend SYN+ACK with the original ISN (T2 fix)
-        existing.sendSynAck();
-        return;
+        if (!existing.isNewIncarnation(p)) {
+          // retransmitted (or duplicated) SYN: resend SYN+ACK with the original ISN (the
+          // reference resends SendSeq - 1, which is wrong once data has been sent)
+          existing.sendSynAck();
+          return;
+        }
+        // The peer restarted and reused the port: the old connection is dead on its side.
+        // Reset it locally (no RST on the wire: it would reach the new incarnation, which shares
+        // the 4-tuple) and accept the SYN as a new connection. The reference instead answers
+        // with the old connection's SYN+ACK and the new dial stalls until a timeout.
+        existing.gone(new TransportError("connection_reset", "peer restarted: new connection on the same ports"));
       }
       // a SYN for a dead incarnation starts a new connection (the reference would answer with
       // a SYN+ACK for the dead one, T2); the old entry is replaced in insert()
