@@ -1,8 +1,8 @@
-// One stream connection: the state machine (handshake, close, timers) and the ACKs we emit. The
-// send side (sender.ts), the receive side (receiver.ts) and the congestion controller are parts
-// it owns; the transport is reached through the small ConnHost interface. Packets in via on*(),
-// timers via onTimer(). No closures or timers per packet.
-import { type Addr, FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, type Packet } from "../proto/types.ts";
+// One stream connection: the state machine (handshake, data transfer, close, timers). It owns its
+// parts: the send side (sender.ts, with a congestion controller), the receive side
+// (receiver.ts) and ACK emission (emit.ts); the transport is reached through the small ConnHost
+// interface. Packets in via on*(), timers via onTimer(). No closures or timers per packet.
+import { type Addr, FLAG_ACK, FLAG_FIN, FLAG_RST, type Packet } from "../proto/types.ts";
 import { decodeSackInto } from "../proto/sack.ts";
 import { type StreamConn, type StreamStats, TransportError } from "./api.ts";
 import { PrrCongestion } from "./congestion.ts";
@@ -11,14 +11,10 @@ import { type ConnHost, type ConnState, type ConnTuning, S_CLOSED, S_ESTABLISHED
 import { Receiver } from "./receiver.ts";
 import { RTO_MAX } from "./rtt.ts";
 import { Sender, type SenderOwner } from "./sender.ts";
+import { connStats } from "./stats.ts";
 import { seqGe, seqGt, u32 } from "./seq.ts";
 import type { Timed } from "./timers.ts";
 
-export { INITIAL_CWND } from "./congestion.ts";
-export { type ConnHost, type ConnState, type ConnTuning, S_CLOSED, S_ESTABLISHED, S_FIN_WAIT, S_SYN_SENT, S_TIME_WAIT } from "./conn-types.ts";
-export { seqGe, seqGt, seqLe, seqLt } from "./seq.ts";
-
-const DELAYED_ACK_MS = 40;
 const EMPTY = new Uint8Array(0);
 
 export class Conn implements StreamConn, Timed, SenderOwner {
@@ -32,6 +28,8 @@ export class Conn implements StreamConn, Timed, SenderOwner {
   private readonly rx: Receiver;
   private readonly tx: Emitter;
   private sackRecv = 0;
+  /** Recovery diagnostics (tests, bench): not part of the StreamConn contract. */
+  readonly rec: Sender["rec"];
 
   // ---- lifecycle
   lastHeard = 0; // anything ACK-flagged/FIN from the peer
@@ -66,6 +64,7 @@ export class Conn implements StreamConn, Timed, SenderOwner {
     this.snd = new Sender(t, this, tune, new PrrCongestion(tune.maxCwnd));
     this.rx = new Receiver(tune);
     this.tx = new Emitter(t, { src: localAddr, srcPort: localPort, dst: remoteAddr, dstPort: remotePort }, this.rx, this.snd);
+    this.rec = this.snd.rec;
     const now = t.now;
     this.lastHeard = now;
     this.lastActivity = now;
@@ -91,20 +90,10 @@ export class Conn implements StreamConn, Timed, SenderOwner {
     this.rx.onData = f;
   }
 
-  /** Recovery diagnostics (tests, bench): not part of the StreamConn contract. */
-  get rec(): { episodes: number; rtos: number; spurious: number; undos: number } {
-    return this.snd.rec;
-  }
-
-  // =====================================================================================
-  // handshake
-  sendSyn(): void {
-    this.t.out(this.tx.mk(FLAG_SYN, this.iss, 0, this.rx.window(), EMPTY));
-  }
-
+  // ---- handshake
   /** SYN+ACK, always with the ORIGINAL ISN (the reference resends SendSeq - 1, wrong after data). */
   sendSynAck(): void {
-    this.t.out(this.tx.mk(FLAG_SYN | FLAG_ACK, this.iss, u32(this.irs + 1), this.rx.window(), EMPTY));
+    this.tx.synAck(this.iss, this.irs);
   }
 
   /** Active side: SYN-ACK received in SYN_SENT. */
@@ -151,7 +140,7 @@ export class Conn implements StreamConn, Timed, SenderOwner {
   startDial(): void {
     this.snd.sndUna = this.snd.sndNxt = u32(this.iss + 1);
     this.setState(S_SYN_SENT);
-    this.sendSyn();
+    this.tx.syn(this.iss);
     this.synTimeout = 1000;
     this.synAt = this.t.now + this.synTimeout;
     this.rearm();
@@ -166,7 +155,7 @@ export class Conn implements StreamConn, Timed, SenderOwner {
       return;
     }
     if (switched) this.synTimeout = 1000; // path changed (relay): restart the backoff
-    this.sendSyn();
+    this.tx.syn(this.iss);
     this.synTimeout = Math.min(this.synTimeout * 2, 8000);
     this.synAt = this.t.now + this.synTimeout;
   }
@@ -180,8 +169,7 @@ export class Conn implements StreamConn, Timed, SenderOwner {
     if (rej) rej(err);
   }
 
-  // =====================================================================================
-  // inbound ACK / data
+  // ---- inbound ACK / data
   onAck(p: Packet): void {
     const now = this.t.now;
     const snd = this.snd;
@@ -223,22 +211,11 @@ export class Conn implements StreamConn, Timed, SenderOwner {
         this.finishPeerClose(undefined);
         return;
       }
-      if (this.dead || rx.closed) return;
-      if (hadOoo) this.tx.ackNow();
-      else if (++this.tx.pendingAcks >= 2) this.tx.ackNow();
-      else if (this.tx.ackAt === Infinity) this.tx.ackAt = this.t.now + DELAYED_ACK_MS;
+      if (!this.dead && !rx.closed) this.tx.ackInOrder(hadOoo);
       return;
     }
     if (seqGt(seq, rx.rcvNxt)) {
-      const first = rx.acceptAhead(seq, payload);
-      this.tx.ackNow(); // immediately, with SACK blocks
-      if (first && this.tune.dupAckBurst) {
-        // the reference sender ignores SACK ACKs for dup counting; three pure duplicate ACKs
-        // let it fast-retransmit the first hole instead of waiting for its RTO.
-        this.tx.pureAck();
-        this.tx.pureAck();
-        this.tx.pureAck();
-      }
+      this.tx.ackAhead(rx.acceptAhead(seq, payload), this.tune.dupAckBurst);
       return;
     }
     rx.acceptOverlap(seq, payload);
@@ -266,8 +243,7 @@ export class Conn implements StreamConn, Timed, SenderOwner {
     }
   }
 
-  // =====================================================================================
-  // send path
+  // ---- send path
   write(data: Uint8Array, owned = false): boolean {
     if (this._state !== S_ESTABLISHED) throw new TransportError("closed", `connection ${this.id} is ${this._state}`);
     if (data.length === 0) return this.snd.buf.bytes < this.tune.sendHighWater;
@@ -305,8 +281,7 @@ export class Conn implements StreamConn, Timed, SenderOwner {
     this.abortWith(err);
   }
 
-  // =====================================================================================
-  // timers
+  // ---- timers
   onTimer(now: number): void {
     if (this.dead) return;
     this.t.enter();
@@ -387,8 +362,7 @@ export class Conn implements StreamConn, Timed, SenderOwner {
     this.t.timers.arm(this, t);
   }
 
-  // =====================================================================================
-  // closing
+  // ---- closing
   /** Webhook hook: conn.fin / conn.rst / conn.idle_timeout. */
   private event(name: string): void {
     this.t.host.onEvent?.(name, { conn_id: this.id, local_port: this.localPort, remote_addr: this.remoteAddr, remote_port: this.remotePort });
@@ -521,29 +495,6 @@ export class Conn implements StreamConn, Timed, SenderOwner {
   }
 
   stats(): StreamStats {
-    const snd = this.snd, s = snd.st, rx = this.rx, rtt = snd.rtt;
-    return {
-      bytesSent: s.bytesSent,
-      bytesRecv: rx.bytesRecv,
-      segsSent: s.segsSent,
-      segsRecv: rx.segsRecv,
-      retransmits: s.retransmits,
-      fastRetransmits: s.fastRetransmits,
-      srttMs: rtt.srtt,
-      rttvarMs: rtt.rttvar,
-      rtoMs: rtt.rto,
-      cwnd: snd.cc.cwnd,
-      ssthresh: snd.cc.ssthresh,
-      inFlight: u32(snd.sndNxt - snd.sndUna),
-      peerWindow: snd.peerWnd,
-      sendBuffered: snd.buf.bytes,
-      recvBuffered: rx.buffered,
-      dupAcks: snd.dupAcks,
-      inRecovery: snd.inRecovery,
-      oooSegments: rx.oooSegments,
-      recvWindow: rx.window(),
-      sackRecv: this.sackRecv,
-      sackSent: this.tx.sackSent,
-    };
+    return connStats(this.snd, this.rx, this.sackRecv, this.tx.sackSent);
   }
 }

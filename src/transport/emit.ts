@@ -1,15 +1,16 @@
-// Everything a connection puts on the wire after the handshake: data segments, ACKs (immediate,
-// pure, keepalive / window update), FIN; plus the state that ACK emission keeps (the pending
+// Everything a connection puts on the wire: SYN, SYN+ACK, data segments, ACKs (immediate, pure,
+// keepalive / window update), FIN; plus the state that ACK emission keeps (the pending
 // delayed ACK, the last advertised window, the keepalive clock, and a model of the peer's
 // duplicate-ACK counter).
 import { encodeSackFlat } from "../proto/sack.ts";
-import { type Addr, FLAG_ACK, FLAG_FIN, type Packet, PROTO_STREAM } from "../proto/types.ts";
+import { type Addr, FLAG_ACK, FLAG_FIN, FLAG_SYN, type Packet, PROTO_STREAM } from "../proto/types.ts";
 import type { ConnHost } from "./conn-types.ts";
 import type { Receiver } from "./receiver.ts";
 import type { SendQueue } from "./sendq.ts";
 import { u32 } from "./seq.ts";
 
 const EMPTY = new Uint8Array(0);
+const DELAYED_ACK_MS = 40;
 // Keepalive SACK form (see keepalive()): a SACK option with one EMPTY block [A, A).
 const SACK_EMPTY_BLOCK = new Uint8Array(13);
 SACK_EMPTY_BLOCK.set([0x53, 0x41, 0x43, 0x4b, 1]);
@@ -65,6 +66,16 @@ export class Emitter {
     };
   }
 
+  /** SYN: seq = ISN, ack 0, our window. */
+  syn(iss: number): void {
+    this.t.out(this.mk(FLAG_SYN, iss, 0, this.rx.window(), EMPTY));
+  }
+
+  /** SYN+ACK: seq = our ISN, ack = the peer's ISN + 1, our window. */
+  synAck(iss: number, irs: number): void {
+    this.t.out(this.mk(FLAG_SYN | FLAG_ACK, iss, u32(irs + 1), this.rx.window(), EMPTY));
+  }
+
   /** ACK now, with our SACK blocks. */
   ackNow(): void {
     this.pendingAcks = 0;
@@ -78,6 +89,26 @@ export class Emitter {
     this.lastSent = this.t.now;
     this.noteAckSent(this.rx.rcvNxt, payload.length === 0);
     this.t.out(this.mk(FLAG_ACK, this.snd.sndNxt, this.rx.rcvNxt, w, payload));
+  }
+
+  /** ACK policy after an in-order segment: at once when it filled a hole, else every second
+   *  segment, else within 40 ms (delayed ACK). */
+  ackInOrder(hadOoo: boolean): void {
+    if (hadOoo) this.ackNow();
+    else if (++this.pendingAcks >= 2) this.ackNow();
+    else if (this.ackAt === Infinity) this.ackAt = this.t.now + DELAYED_ACK_MS;
+  }
+
+  /** ACK policy after a segment beyond the next expected one: at once, with SACK blocks. */
+  ackAhead(firstHole: boolean, dupAckBurst: boolean): void {
+    this.ackNow();
+    if (firstHole && dupAckBurst) {
+      // the reference sender ignores SACK ACKs for dup counting; three pure duplicate ACKs
+      // let it fast-retransmit the first hole instead of waiting for its RTO.
+      this.pureAck();
+      this.pureAck();
+      this.pureAck();
+    }
   }
 
   pureAck(): void {
