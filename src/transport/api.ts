@@ -30,6 +30,14 @@ export interface StreamStats {
   peerWindow: number; // segments advertised by the peer
   sendBuffered: number; // bytes accepted by write() but not yet sent
   recvBuffered: number; // bytes received, not yet delivered to onData
+  // Loss-recovery and reassembly diagnostics (pilotctl info). Optional so that in-memory
+  // StreamConn fakes need not invent them; the Transport's connections always report them.
+  dupAcks?: number; // current duplicate-ACK count (peers that never SACK)
+  inRecovery?: boolean; // in fast or timeout recovery
+  oooSegments?: number; // out-of-order segments buffered for reassembly
+  recvWindow?: number; // window we advertise, in segments
+  sackRecv?: number; // ACKs received carrying SACK blocks
+  sackSent?: number; // ACKs sent carrying SACK blocks
 }
 
 /** One reliable stream connection (transport.md). */
@@ -39,7 +47,8 @@ export interface StreamConn {
   readonly localPort: number;
   readonly remoteAddr: Addr;
   readonly remotePort: number;
-  /** "SYN_SENT" | "SYN_RECEIVED" | "ESTABLISHED" | "FIN_WAIT" | "CLOSE_WAIT" | "TIME_WAIT" | "CLOSED" */
+  /** "SYN_SENT" | "ESTABLISHED" | "FIN_WAIT" | "TIME_WAIT" | "CLOSED". A passive open goes straight
+   *  to ESTABLISHED when the SYN+ACK is sent (no SYN_RECEIVED state, as in the reference). */
   readonly state: string;
   /**
    * Queue bytes for sending (split into MSS segments, Nagle unless noDelay). Returns false when

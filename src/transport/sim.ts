@@ -29,8 +29,10 @@ export const ADDR_B: Addr = { network: 1, node: 0xb };
 export class SimNet {
   now = 0;
   readonly rng: () => number;
-  readonly a: Transport;
-  readonly b: Transport;
+  /** Side 0 and side 1; replaced by restart(). */
+  a: Transport;
+  b: Transport;
+  private readonly optsAB: [Partial<TransportOptions>, Partial<TransportOptions>];
   /** Optional observer/filter: return false to drop the packet. `from` is 0 (a) or 1 (b). */
   tap: ((p: Packet, from: number) => boolean | void) | null = null;
   dropped = 0;
@@ -62,8 +64,20 @@ export class SimNet {
       queueMs: link.queueMs ?? 50,
     };
     this.rng = mulberry32(this.opts.seed);
+    this.optsAB = [optsA, optsB];
     this.a = new Transport(this.host(0), { localAddr: ADDR_A, ...optsA });
     this.b = new Transport(this.host(1), { localAddr: ADDR_B, ...optsB });
+  }
+
+  /**
+   * Simulate a daemon restart on one side: a fresh Transport with the same address and no
+   * state (no FIN/RST is sent for the old connections). Packets still in flight reach the new one.
+   */
+  restart(side: 0 | 1, opts: Partial<TransportOptions> = {}): Transport {
+    const t = new Transport(this.host(side), { localAddr: side === 0 ? ADDR_A : ADDR_B, ...this.optsAB[side], ...opts });
+    if (side === 0) this.a = t;
+    else this.b = t;
+    return t;
   }
 
   private host(side: number): TransportHost {

@@ -17,7 +17,10 @@ import {
   PROTO_STREAM,
 } from "../proto/types.ts";
 import { type ConnInfo, type Listener, type StreamConn, TransportError, type TransportHost } from "./api.ts";
-import { Conn, type ConnTuning, S_CLOSED, S_ESTABLISHED, S_TIME_WAIT } from "./conn.ts";
+import { Conn } from "./conn.ts";
+import { type ConnHost, type ConnTuning, S_CLOSED, S_ESTABLISHED, S_FIN_WAIT, S_SYN_SENT, S_TIME_WAIT } from "./conn-types.ts";
+import { ListenerImpl } from "./listener.ts";
+import { SYN_GLOBAL_LIMIT, SYN_OK, SynLimiter } from "./synlimit.ts";
 import { type Timed, TimerHeap } from "./timers.ts";
 
 export interface TransportOptions {
@@ -41,50 +44,19 @@ export interface TransportOptions {
   maxRetx?: number;
   /** Send 3 pure dup ACKs when a hole first appears (helps the reference's fast retransmit). */
   dupAckBurst?: boolean;
+  /**
+   * Random source in [0, 1) for the first ephemeral port (default Math.random). The counter starts
+   * at a random point of 49152-65535 so that a restarted daemon does not reuse the port of its
+   * previous life's first connection, which the peer may still hold. Tests pass a fixed one.
+   */
+  ephemeralRandom?: () => number;
 }
 
 export interface DialOptions {
   noDelay?: boolean;
 }
 
-const MAX_SYN_SOURCES = 4096;
-const SYN_BUCKET_AGE = 10_000;
-const SWEEP_MS = 15_000;
 const BROADCAST_NODE = 0xffffffff;
-
-class ListenerImpl implements Listener {
-  closed = false;
-  paused = false;
-  pending: Conn[] = [];
-  constructor(
-    private readonly tr: Transport,
-    readonly port: number,
-    public onAccept: (c: StreamConn) => void,
-  ) {}
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.tr.unbind(this);
-    // un-accepted connections have no owner any more
-    const p = this.pending;
-    this.pending = [];
-    for (const c of p) if (!c.dead) c.abort();
-  }
-  /** Stop handing connections to onAccept; they queue (up to the backlog, then RST). */
-  pause(): void {
-    this.paused = true;
-  }
-  resume(): void {
-    this.paused = false;
-    while (!this.paused && !this.closed && this.pending.length > 0) {
-      const c = this.pending.shift()!;
-      if (!c.dead) this.onAccept(c);
-    }
-  }
-  get queued(): number {
-    return this.pending.length;
-  }
-}
 
 class PendingPing implements Timed {
   scheduled = Infinity;
@@ -105,12 +77,7 @@ class PendingPing implements Timed {
   }
 }
 
-interface Bucket {
-  tokens: number;
-  last: number;
-}
-
-export class Transport {
+export class Transport implements ConnHost {
   readonly host: TransportHost;
   localAddr: Addr;
   /** Cached clock for the current entry point. */
@@ -120,8 +87,6 @@ export class Transport {
   readonly idleTimeoutMs: number;
   readonly timeWaitMs: number;
   readonly dialMaxRetries: number;
-  private readonly synRate: number;
-  private readonly srcRate: number;
   private readonly maxPerPort: number;
   private readonly maxTotal: number;
   private readonly backlog: number;
@@ -134,12 +99,10 @@ export class Transport {
   private totalActive = 0;
   private nconns = 0;
   private nextId = 1;
-  private nextEphemeral = EPHEMERAL_MIN;
+  private nextEphemeral: number;
   readonly pings = new Map<number, PendingPing>();
   private pingSeq = 1;
-  private synBucket: Bucket;
-  private srcBuckets = new Map<number, Bucket>();
-  private sweeper: Timed;
+  private readonly synLimit: SynLimiter;
 
   constructor(host: TransportHost, opts: TransportOptions) {
     this.host = host;
@@ -148,8 +111,6 @@ export class Transport {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 120_000;
     this.timeWaitMs = opts.timeWaitMs ?? 10_000;
     this.dialMaxRetries = opts.dialMaxRetries ?? 6;
-    this.synRate = opts.synRateLimit ?? 100;
-    this.srcRate = opts.perSourceSynLimit ?? 10;
     this.maxPerPort = opts.maxConnsPerPort ?? 1024;
     this.maxTotal = opts.maxConnsTotal ?? 4096;
     this.backlog = opts.acceptBacklog ?? 64;
@@ -163,16 +124,12 @@ export class Transport {
       maxRetx: opts.maxRetx ?? 10,
       dupAckBurst: opts.dupAckBurst ?? true,
     };
+    const span = EPHEMERAL_MAX - EPHEMERAL_MIN + 1;
+    const r = (opts.ephemeralRandom ?? Math.random)();
+    const off = Math.floor(r * span);
+    this.nextEphemeral = EPHEMERAL_MIN + (off >= 0 && off < span ? off : 0);
     this.now = host.now();
-    this.synBucket = { tokens: this.synRate, last: this.now };
-    const self = this;
-    this.sweeper = {
-      scheduled: Infinity,
-      onTimer(now: number) {
-        for (const [k, b] of self.srcBuckets) if (now - b.last > SYN_BUCKET_AGE) self.srcBuckets.delete(k);
-        if (self.srcBuckets.size > 0) self.timers.arm(self.sweeper, now + SWEEP_MS);
-      },
-    };
+    this.synLimit = new SynLimiter(this.timers, opts.synRateLimit ?? 100, opts.perSourceSynLimit ?? 10, this.now);
   }
 
   /** Refresh the cached clock (every public entry point). */
@@ -283,7 +240,7 @@ export class Transport {
     return c;
   }
 
-  /** §12: rotating counter over 49152-65535, skipping ports used by live connections. */
+  /** Rotating counter over 49152-65535 (from a random start), skipping ports in use. */
   private allocEphemeral(): number {
     const span = EPHEMERAL_MAX - EPHEMERAL_MIN + 1;
     let p = this.nextEphemeral;
@@ -336,16 +293,6 @@ export class Transport {
     else if (f & FLAG_ACK) c.onAck(p);
   }
 
-  private takeToken(b: Bucket, rate: number): boolean {
-    // continuous refill (the reference floors and may stall the timestamp; same average rate)
-    const now = this.now;
-    b.tokens = Math.min(rate, b.tokens + ((now - b.last) * rate) / 1000);
-    b.last = now;
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
-
   private onSyn(p: Packet): void {
     const l = this.listeners.get(p.dstPort);
     if (l === undefined) {
@@ -355,24 +302,26 @@ export class Transport {
     const existing = this.find(p.src, p.dstPort, p.srcPort);
     if (existing !== undefined) {
       if (existing.state !== S_TIME_WAIT && existing.state !== S_CLOSED) {
-        // retransmitted (or duplicated) SYN: resend SYN+ACK with the original ISN (T2 fix)
-        existing.sendSynAck();
-        return;
+        if (!existing.isNewIncarnation(p)) {
+          // retransmitted (or duplicated) SYN: resend SYN+ACK with the original ISN (the
+          // reference resends SendSeq - 1, which is wrong once data has been sent)
+          existing.sendSynAck();
+          return;
+        }
+        // The peer restarted and reused the port: the old connection is dead on its side.
+        // Reset it locally (no RST on the wire: it would reach the new incarnation, which shares
+        // the 4-tuple) and accept the SYN as a new connection. The reference instead answers
+        // with the old connection's SYN+ACK and the new dial stalls until a timeout.
+        existing.gone(new TransportError("connection_reset", "peer restarted: new connection on the same ports"));
       }
       // a SYN for a dead incarnation starts a new connection (the reference would answer with
-      // a SYN+ACK for the dead one, T2); the old entry is replaced in insert()
+      // a SYN+ACK for the dead one); the old entry is replaced in insert()
     }
-    if (!this.takeToken(this.synBucket, this.synRate)) {
-      this.host.onEvent?.("security.syn_rate_limited", { src_addr: p.src, src_port: p.srcPort });
-      return; // silent drop (§4.2 step 3)
+    const admitted = this.synLimit.admit(p.src.node, this.now);
+    if (admitted !== SYN_OK) {
+      if (admitted === SYN_GLOBAL_LIMIT) this.host.onEvent?.("security.syn_rate_limited", { src_addr: p.src, src_port: p.srcPort });
+      return; // silent drop, no RST
     }
-    let b = this.srcBuckets.get(p.src.node);
-    if (b === undefined) {
-      if (this.srcBuckets.size >= MAX_SYN_SOURCES) return;
-      b = { tokens: this.srcRate - 1, last: this.now };
-      this.srcBuckets.set(p.src.node, b);
-      this.timers.arm(this.sweeper, this.now + SWEEP_MS);
-    } else if (!this.takeToken(b, this.srcRate)) return;
     if ((this.activePerPort.get(p.dstPort) ?? 0) >= this.maxPerPort || this.totalActive >= this.maxTotal) {
       this.sendRst(p);
       return;
@@ -513,8 +462,8 @@ export class Transport {
     for (const m of this.table.values()) for (const c of m.values()) all.push(c);
     for (const c of all) {
       if (c.dead) continue;
-      if (c.state === "SYN_SENT") c.failDial(new TransportError("closed", "transport shut down"));
-      else if (c.state === S_ESTABLISHED || c.state === "FIN_WAIT") {
+      if (c.state === S_SYN_SENT) c.failDial(new TransportError("closed", "transport shut down"));
+      else if (c.state === S_ESTABLISHED || c.state === S_FIN_WAIT) {
         c.localClose(new TransportError("closed", "transport shut down"));
         if (!c.dead) c.gone(undefined);
       } else c.gone(undefined);
