@@ -39,14 +39,8 @@ export interface InboxReq { from: number; justification: string; ts: number /* m
 export interface InboxResp { from: number; accept: boolean; ts: number /* ms */ }
 
 /** Push event published after commit (handshake relay push extension, see registry.ts). */
-export interface PushEvent {
-  node_id: number;
-  event: "handshake_request" | "handshake_response";
-  from_node_id: number;
-  justification?: string;
-  accept?: boolean;
-  timestamp: number; // unix seconds
-}
+export type { PushEvent } from "../proto/registry.ts";
+import type { PushEvent } from "../proto/registry.ts";
 
 /** Operations available inside one transaction. All are async so SQLite and PG share handlers. */
 export interface Tx {
