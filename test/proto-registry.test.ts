@@ -6,6 +6,7 @@ import {
   rotateChallenge, setHostnameChallenge, setTagsChallenge, setTaskExecChallenge, setVisibilityChallenge, subscribeChallenge,
   updatePoloChallenge,
 } from "../src/proto/registry.ts";
+import { RegistryFrameDecoder, encodeFrame } from "../src/proto/registry-frames.ts";
 
 describe("challenge strings", () => {
   test("exact reference strings", () => {
@@ -62,5 +63,24 @@ describe("request decoding", () => {
     expect(classifyReply({ type: "push", node_id: 1 }).kind).toBe("push");
     expect(classifyReply([1]).kind).toBe("bad");
     expect(classifyReply({ type: "lookup_ok" }).kind).toBe("ok");
+  });
+});
+
+describe("registry framing", () => {
+  const body = (s: string) => new TextEncoder().encode(s);
+  test("frames split at every byte boundary come back whole", () => {
+    const wire = new Uint8Array([...encodeFrame(body('{"a":1}')), ...encodeFrame(body('{"type":"x"}'))]);
+    for (let cut = 0; cut <= wire.length; cut++) {
+      const d = new RegistryFrameDecoder();
+      const got = [...d.push(wire.subarray(0, cut)), ...d.push(wire.subarray(cut))].map((f: Uint8Array) => new TextDecoder().decode(f));
+      expect(got).toEqual(['{"a":1}', '{"type":"x"}']);
+      expect(d.pending).toBe(0);
+    }
+  });
+  test("length 0 and oversized lengths are errors", () => {
+    expect(() => new RegistryFrameDecoder().push(new Uint8Array([0, 0, 0, 0]))).toThrow(expect.objectContaining({ code: "empty_frame" }));
+    expect(() => new RegistryFrameDecoder().push(new Uint8Array([0, 0x10, 0, 1]))).toThrow(expect.objectContaining({ code: "frame_too_large" }));
+    // exactly 1 MiB is allowed (header only: waits for the body)
+    expect(new RegistryFrameDecoder().push(new Uint8Array([0, 0x10, 0, 0]))).toEqual([]);
   });
 });

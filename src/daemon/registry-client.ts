@@ -8,7 +8,7 @@
 //   unanswered request once, like the reference (R25 caveat applies). Error responses are never
 //   retried. Every request has a deadline (R16).
 import type { Socket } from "bun";
-import { FrameDecoder, encodeFrame } from "../proto/framing.ts";
+import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
 import {
   EXT_FRESH_SIGNATURES, classifyReply, deregisterChallenge, freshChallenge, handshakeChallenge, heartbeatChallenge,
@@ -59,7 +59,7 @@ const td = new TextDecoder();
 export class RegistryClient {
   private sock: Socket<undefined> | null = null;
   private connecting: Promise<void> | null = null;
-  private dec = new FrameDecoder();
+  private dec = new RegistryFrameDecoder();
   private inflight: Pending[] = [];
   private pushHandlers: PushHandler[] = [];
   private closed = false;
@@ -154,7 +154,7 @@ export class RegistryClient {
 
   private attach(s: Socket<undefined>): void {
     this.sock = s;
-    this.dec = new FrameDecoder();
+    this.dec = new RegistryFrameDecoder();
   }
 
   private onData(chunk: Uint8Array): void {
@@ -162,7 +162,7 @@ export class RegistryClient {
     try {
       frames = this.dec.push(chunk);
     } catch {
-      this.sock?.end(); // oversized frame: connection failure (§1.2)
+      this.sock?.end(); // oversized or empty frame: connection failure
       return;
     }
     for (const f of frames) {

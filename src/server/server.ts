@@ -1,7 +1,7 @@
 // Registry TCP listener (registry.md §1): framing, per-connection sequential processing, push
 // delivery to subscribed connections, TLS.
 import type { Socket, TCPSocketListener } from "bun";
-import { FrameDecoder, encodeFrame } from "../proto/framing.ts";
+import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
 import { ProtoError } from "../proto/types.ts";
 import { newCtx, type ConnCtx, type Registry } from "./registry.ts";
@@ -14,7 +14,7 @@ export const IDLE_TIMEOUT_S = 300;
 
 interface ConnState {
   ctx: ConnCtx;
-  dec: FrameDecoder;
+  dec: RegistryFrameDecoder;
   queue: Uint8Array[];
   busy: boolean;
   out: Uint8Array[]; // pending writes (backpressure)
@@ -69,7 +69,7 @@ export class RegistryServer {
       socket: {
         open(s: Socket<ConnState>) {
           const ip = s.remoteAddress ?? "";
-          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new FrameDecoder(), queue: [], busy: false, out: [], outSince: 0, outBytes: 0, closed: false };
+          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new RegistryFrameDecoder(), queue: [], busy: false, out: [], outSince: 0, outBytes: 0, closed: false };
           s.timeout(IDLE_TIMEOUT_S);
           self.conns.add(s);
         },
@@ -80,7 +80,7 @@ export class RegistryServer {
           try {
             frames = st.dec.push(chunk);
           } catch {
-            // Oversized frame: close without replying (§1.2).
+            // Oversized or zero-length frame: close without replying.
             self.kill(s);
             return;
           }
@@ -130,7 +130,7 @@ export class RegistryServer {
           this.kill(s); // valid JSON but not an object
           return;
         }
-        const res = await this.registry.handle(msg as Record<string, unknown> | null, st.ctx);
+        const res = await this.registry.handle(msg, st.ctx);
         if (st.closed) return;
         if (st.ctx.replGen !== undefined) {
           this.startReplication(s, res);
@@ -172,7 +172,7 @@ export class RegistryServer {
       return;
     }
     st.queue.length = 0;
-    st.dec = new FrameDecoder();
+    st.dec = new RegistryFrameDecoder();
     s.timeout(0);
     try { (s as any).setKeepAlive?.(true, 15_000); } catch {}
     this.writeFrame(s, frame);
