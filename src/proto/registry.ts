@@ -173,11 +173,14 @@ export interface PushEvent {
   accept?: boolean; // handshake_response
   timestamp: number; // Unix seconds
 }
+export const PUSH_TYPE = "push";
 /** The unsolicited frame carrying a push event; no reply has type "push". */
-export type PushFrame = { type: "push" } & PushEvent;
+export type PushFrame = { type: typeof PUSH_TYPE } & PushEvent;
 
 /** Replication frames (primary → standby). */
 export const REPLICATION_SNAPSHOT = "replication_snapshot";
+/** Keep-alive frame on a replication stream (every 15 s), ignored by the standby. */
+export const REPLICATION_HEARTBEAT = "heartbeat";
 /** The two refusal texts of subscribe_replication that reference standbys match verbatim. */
 export const REPL_NOT_CONFIGURED = "replication not configured";
 export const REPL_BAD_TOKEN = "invalid replication token";
@@ -190,6 +193,6 @@ export function classifyReply(v: unknown): { kind: "push"; push: PushFrame } | {
   if (v === null || typeof v !== "object" || Array.isArray(v)) return { kind: "bad" };
   const o = v as Record<string, unknown>;
   if (typeof o.error === "string") return { kind: "error", err: { type: "error", error: o.error, code: typeof o.code === "string" ? o.code : undefined } };
-  if (o.type === "push") return { kind: "push", push: o as unknown as PushFrame };
+  if (o.type === PUSH_TYPE) return { kind: "push", push: o as unknown as PushFrame };
   return { kind: "ok", reply: o };
 }

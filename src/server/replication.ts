@@ -32,6 +32,7 @@ import type { Socket } from "bun";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { FrameDecoder, MAX_FRAME, encodeFrame } from "../proto/framing.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
+import { REPLICATION_HEARTBEAT, REPLICATION_SNAPSHOT, type OutgoingRequest } from "../proto/registry.ts";
 import { applySnapshot, exportSnapshot } from "./snapshot.ts";
 export { applySnapshot, exportSnapshot } from "./snapshot.ts";
 import { RegError } from "./validate.ts";
@@ -133,7 +134,7 @@ export class ReplicationHub {
   private ensureTimers(): void {
     if (this.saveTimer || !this.subs.size) return;
     this.saveTimer = setInterval(() => void this.flush(), REPL_SAVE_INTERVAL_MS);
-    this.hbTimer = setInterval(() => this.broadcast(encodeFrame(goJsonBytes({ type: "heartbeat" }))), REPL_HEARTBEAT_MS);
+    this.hbTimer = setInterval(() => this.broadcast(encodeFrame(goJsonBytes({ type: REPLICATION_HEARTBEAT }))), REPL_HEARTBEAT_MS);
     (this.saveTimer as any).unref?.();
     (this.hbTimer as any).unref?.();
   }
@@ -151,7 +152,7 @@ export class ReplicationHub {
   /** Build one snapshot frame (shared by all subscribers); null if it cannot be produced. */
   async snapshotFrame(): Promise<Uint8Array | null> {
     const doc = await exportSnapshot(this.store);
-    const body = goJsonBytes({ type: "replication_snapshot", snapshot: doc });
+    const body = goJsonBytes({ type: REPLICATION_SNAPSHOT, snapshot: doc });
     if (body.length > MAX_FRAME) {
       // R14: a reference standby rejects frames above 1 MiB; do not send what it cannot read.
       this.log("error", "replication snapshot exceeds the 1 MiB frame limit; not sent", { bytes: body.length });
@@ -323,8 +324,8 @@ export class StandbyClient {
     this.connects++;
     s.timeout(STANDBY_READ_DEADLINE_S);
     try { (s as any).setKeepAlive?.(true, 15_000); } catch {}
-    // §9.4: the token field is omitted when empty.
-    const req: Record<string, unknown> = { type: "subscribe_replication" };
+    // The token field is omitted when empty.
+    const req: OutgoingRequest<"subscribe_replication"> = { type: "subscribe_replication" };
     if (this.token) req.token = this.token;
     s.write(encodeFrame(goJsonBytes(req)));
     this.fillerTimer = setInterval(() => { try { this.sock?.write("\n"); } catch {} }, STANDBY_FILLER_MS);
@@ -346,7 +347,7 @@ export class StandbyClient {
       try { m = JSON.parse(new TextDecoder().decode(f)); } catch { this.lastError = "invalid JSON from primary"; s.terminate(); return; }
       if (!m || typeof m !== "object") continue;
       if (m.type === "heartbeat") continue;
-      if (m.type === "replication_snapshot") {
+      if (m.type === REPLICATION_SNAPSHOT) {
         this.pending = m.snapshot;
         void this.applyLoop();
         continue;

@@ -4,6 +4,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
 import { ProtoError } from "../proto/types.ts";
+import { PUSH_TYPE, REPL_SNAPSHOT_FAILED } from "../proto/registry.ts";
 import { newCtx, type ConnCtx, type Registry } from "./registry.ts";
 import type { PushEvent } from "./store.ts";
 import { REPL_WRITE_DEADLINE_MS, type ReplSubscriber } from "./replication.ts";
@@ -166,7 +167,7 @@ export class RegistryServer {
       frame = encodeFrame(goJsonBytes(res));
     } catch {
       // R14: initial snapshot above 1 MiB cannot be read by a reference standby.
-      this.send(s, { type: "error", error: "failed to generate snapshot" });
+      this.send(s, { type: "error", error: REPL_SNAPSHOT_FAILED });
       st.closed = true;
       s.end();
       return;
@@ -237,7 +238,7 @@ export class RegistryServer {
   private deliverPush(ev: PushEvent): void {
     const set = this.subs.get(ev.node_id);
     if (!set) return;
-    for (const s of set) if (!s.data.closed) this.send(s, { type: "push", ...ev });
+    for (const s of set) if (!s.data.closed) this.send(s, { type: PUSH_TYPE, ...ev });
   }
 
   private kill(s: Socket<ConnState>): void {
