@@ -115,13 +115,14 @@ export async function importSnapshotTx(t: Tx, doc: any): Promise<{ nodes: number
   const nodesObj = doc.nodes && typeof doc.nodes === "object" ? doc.nodes : {};
   let maxId = 0;
   let seq = 0;
+  // Registration order = position in the backbone member list; nodes missing from it go last,
+  // by ID.
   const bb = doc.networks?.["0"]?.members;
-  const order: number[] = Array.isArray(bb) ? bb.map(u32) : [];
+  const pos = new Map<number, number>();
+  if (Array.isArray(bb)) for (let i = 0; i < bb.length; i++) { const id = u32(bb[i]); if (!pos.has(id)) pos.set(id, i); }
   const ordered = Object.values(nodesObj) as any[];
-  ordered.sort((a, b) => {
-    const ia = order.indexOf(u32(a?.id)), ib = order.indexOf(u32(b?.id));
-    return (ia < 0 ? 1e12 : ia) - (ib < 0 ? 1e12 : ib) || u32(a?.id) - u32(b?.id);
-  });
+  const rank = (r: any) => pos.get(u32(r?.id)) ?? 1e12;
+  ordered.sort((a, b) => rank(a) - rank(b) || u32(a?.id) - u32(b?.id));
   for (const r of ordered) {
     const id = u32(r?.id);
     const kb = b64decode(str(r?.public_key));
