@@ -66,6 +66,9 @@ export class RegistryClient {
   private host: string;
   private port: number;
   private outq: Uint8Array[] = [];
+  private batch: Uint8Array[] = [];
+  private batchBytes = 0;
+  private batchQueued = false;
   sign?: Signer;
   freshSignatures: boolean;
   /** Node ID for which we are subscribed (re-subscribed after reconnects). */
@@ -192,6 +195,8 @@ export class RegistryClient {
     if (this.sock === null && !this.inflight.length) return;
     this.sock = null;
     this.outq = [];
+    this.batch = [];
+    this.batchBytes = 0;
     const pending = this.inflight;
     this.inflight = [];
     if (this.closed) {
@@ -247,6 +252,29 @@ export class RegistryClient {
       return;
     }
     this.inflight.push(p);
+    // Requests issued in the same event-loop turn go out in one socket write.
+    this.batch.push(frame);
+    this.batchBytes += frame.length;
+    if (!this.batchQueued) {
+      this.batchQueued = true;
+      setImmediate(() => this.writeBatch());
+    }
+  }
+
+  private writeBatch(): void {
+    this.batchQueued = false;
+    const s = this.sock;
+    const parts = this.batch;
+    const total = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (!parts.length || !s) return;
+    let frame = parts[0];
+    if (parts.length > 1) {
+      frame = new Uint8Array(total);
+      let o = 0;
+      for (const f of parts) { frame.set(f, o); o += f.length; }
+    }
     if (this.outq.length) { this.outq.push(frame); return; }
     const n = s.write(frame);
     if (n < frame.length) this.outq.push(frame.subarray(Math.max(0, n)));

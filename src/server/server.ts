@@ -13,6 +13,13 @@ const MAX_SUB_BACKLOG = 8 << 20; // bytes queued to a replication subscriber bef
 
 export const IDLE_TIMEOUT_S = 300;
 
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
+}
+
 interface ConnState {
   ctx: ConnCtx;
   dec: RegistryFrameDecoder;
@@ -22,6 +29,10 @@ interface ConnState {
   outSince: number; // ms when `out` became non-empty
   outBytes: number;
   closed: boolean;
+  batch: Uint8Array[]; // frames of this event-loop turn, written together
+  batchBytes: number;
+  flushQueued: boolean;
+  ending?: boolean; // closing after the queued frames are written
   /** Replication push stream (§9.3): inbound bytes are discarded, no requests are processed. */
   repl?: ReplSubscriber;
 }
@@ -70,7 +81,7 @@ export class RegistryServer {
       socket: {
         open(s: Socket<ConnState>) {
           const ip = s.remoteAddress ?? "";
-          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new RegistryFrameDecoder(), queue: [], busy: false, out: [], outSince: 0, outBytes: 0, closed: false };
+          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new RegistryFrameDecoder(), queue: [], busy: false, out: [], outSince: 0, outBytes: 0, closed: false, batch: [], batchBytes: 0, flushQueued: false };
           s.timeout(IDLE_TIMEOUT_S);
           self.conns.add(s);
         },
@@ -144,6 +155,8 @@ export class RegistryServer {
           set.add(s);
         }
         if (st.ctx.closeAfter) {
+          st.ending = true;
+          this.flushBatch(s);
           st.closed = true;
           s.end();
           return;
@@ -168,6 +181,8 @@ export class RegistryServer {
     } catch {
       // R14: initial snapshot above 1 MiB cannot be read by a reference standby.
       this.send(s, { type: "error", error: REPL_SNAPSHOT_FAILED });
+      st.ending = true;
+      this.flushBatch(s);
       st.closed = true;
       s.end();
       return;
@@ -193,8 +208,29 @@ export class RegistryServer {
     hub.attach(sub, st.ctx.replGen!);
   }
 
+  /**
+   * Queue a frame for the connection. Frames produced in the same event-loop turn (the replies
+   * to a batch of pipelined requests, pushes) are written with one socket write.
+   */
   private writeFrame(s: Socket<ConnState>, frame: Uint8Array): void {
     const st = s.data;
+    st.batch.push(frame);
+    st.batchBytes += frame.length;
+    if (!st.flushQueued) {
+      st.flushQueued = true;
+      setImmediate(() => this.flushBatch(s));
+    }
+  }
+
+  /** Write the queued batch now (also before a deliberate close). */
+  private flushBatch(s: Socket<ConnState>): void {
+    const st = s.data;
+    st.flushQueued = false;
+    if (!st.batch.length) return;
+    const frame = st.batch.length === 1 ? st.batch[0] : concat(st.batch, st.batchBytes);
+    st.batch = [];
+    st.batchBytes = 0;
+    if (st.closed && !st.ending) return;
     if (st.out.length) {
       st.out.push(frame);
       st.outBytes += frame.length;

@@ -7,6 +7,7 @@
 //
 // Implementations: SqliteStore (bun:sqlite, default) here, PgStore (Bun.sql) in store-pg.ts.
 import { Database } from "bun:sqlite";
+import { GroupCommit } from "./group-commit.ts";
 
 export interface NodeRec {
   id: number;
@@ -189,7 +190,7 @@ export class SqliteStore implements Store {
   readonly kind = "sqlite" as const;
   readonly description: string;
   private db: Database;
-  private mu = new Mutex();
+  private group: GroupCommit;
   private pushCbs: ((ev: PushEvent) => void)[] = [];
   private q: Record<string, any> = {};
   private t: Tx;
@@ -249,6 +250,7 @@ export class SqliteStore implements Store {
       respAll: p(`SELECT requester, from_id, accept, ts FROM responses ORDER BY n`),
     };
     this.t = this.makeTx();
+    this.group = new GroupCommit(this.db);
   }
 
   private meta(k: string): number {
@@ -318,31 +320,17 @@ export class SqliteStore implements Store {
     };
   }
 
-  async tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
-    const release = await this.mu.lock();
-    try {
-      this.db.exec("BEGIN IMMEDIATE");
-      try {
-        const r = await fn(this.t);
-        this.db.exec("COMMIT");
-        return r;
-      } catch (e) {
-        this.db.exec("ROLLBACK");
-        throw e;
-      }
-    } finally {
-      release();
-    }
+  /**
+   * Group commit: transactions and reads that arrive while a group runs are executed together in
+   * one SQLite transaction (each in its own savepoint) and all settle after its COMMIT.
+   */
+  tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    return this.group.run(() => fn(this.t), true);
   }
 
-  async read<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
-    // Same connection as writers: take the mutex so a read never observes a half-done tx.
-    const release = await this.mu.lock();
-    try {
-      return await fn(this.t);
-    } finally {
-      release();
-    }
+  /** Reads share the group: they see committed-or-grouped state and answer after the COMMIT. */
+  read<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    return this.group.run(() => fn(this.t), false);
   }
 
   async publish(ev: PushEvent): Promise<void> {
