@@ -20,6 +20,11 @@ interface Entry {
   write: boolean;
 }
 
+/** A lone write entry failed: the whole transaction is rolled back and the caller gets `cause`. */
+class RolledBack {
+  constructor(readonly cause: unknown) {}
+}
+
 /** Upper bound on requests per group: bounds the latency one group adds to its first member. */
 export const MAX_GROUP = 256;
 
@@ -58,20 +63,28 @@ export class GroupCommit {
     let commitErr: unknown = null;
     try {
       this.db.exec(group.some((e) => e.write) ? "BEGIN IMMEDIATE" : "BEGIN");
+      // A savepoint per write entry, so that a failing one is undone alone. Reads need none:
+      // their only write (Tx.touchNode) is a single self-contained statement.
+      const alone = group.length === 1;
       for (let i = 0; i < group.length; i++) {
-        this.db.exec("SAVEPOINT g");
+        const sp = group[i].write && !alone;
+        if (sp) this.db.exec("SAVEPOINT g");
         try {
           out[i] = { ok: true, v: await group[i].fn() };
-          this.db.exec("RELEASE g");
+          if (sp) this.db.exec("RELEASE g");
         } catch (e) {
-          this.db.exec("ROLLBACK TO g");
-          this.db.exec("RELEASE g");
+          if (sp) {
+            this.db.exec("ROLLBACK TO g");
+            this.db.exec("RELEASE g");
+          } else if (alone && group[i].write) {
+            throw new RolledBack(e);
+          }
           out[i] = { ok: false, v: e };
         }
       }
       this.db.exec("COMMIT");
     } catch (e) {
-      commitErr = e;
+      commitErr = e instanceof RolledBack ? e.cause : e;
       try { this.db.exec("ROLLBACK"); } catch {}
     }
     this.groups++;
