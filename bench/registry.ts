@@ -39,15 +39,26 @@ function edKey(): { pub: string; priv: KeyObject } {
   return { pub: Buffer.from(x, "base64url").toString("base64"), priv: privateKey };
 }
 
+/**
+ * Ops per CPU-second of this process (server and clients together) during the last timed() run:
+ * on a machine shared with other work, wall-clock rates swing with the load, CPU cost per
+ * operation much less.
+ */
+let lastCpuRate = 0;
+const cpuNote = () => `; ${lastCpuRate.toFixed(0)} ops per CPU-second (client + server in this process)`;
+
 /** Run `op` from C×W concurrent loops for SECONDS; returns completed ops per second. */
 async function timed(clients: RegistryClient[], op: (c: number, i: number) => Promise<unknown>): Promise<number> {
   let done = 0;
   let seq = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const end = t0 + SECONDS * 1000;
   await Promise.all(clients.flatMap((_, c) => Array.from({ length: W }, async () => {
     while (performance.now() < end) { await op(c, seq++); done++; }
   })));
+  const cpu = process.cpuUsage(cpu0);
+  lastCpuRate = done / ((cpu.user + cpu.system) / 1e6);
   return (done * 1000) / (performance.now() - t0);
 }
 
@@ -87,7 +98,7 @@ async function benchStore(r: R, kind: "SQLite" | "PostgreSQL", store: string): P
       return clients[c].register(newKeys[k++], "127.0.0.1:4000");
     });
     const total = N + C + k;
-    r.add(`registry ${kind} register`, regRate, "ops/s", `new keys on top of ${N} nodes (${total} at end), ${C} conns × ${W} in flight, ${SECONDS} s`);
+    r.add(`registry ${kind} register`, regRate, "ops/s", `new keys on top of ${N} nodes (${total} at end), ${C} conns × ${W} in flight, ${SECONDS} s${cpuNote()}`);
 
     // pre-signed resolves of random targets among the 100k
     const P = 512; // per requester
@@ -103,7 +114,15 @@ async function benchStore(r: R, kind: "SQLite" | "PostgreSQL", store: string): P
       if (m.type !== "resolve_ok") failures++;
     });
     if (failures) throw new Error(`${failures} resolves failed`);
-    r.add(`registry ${kind} resolve (signed)`, resRate, "ops/s", `random targets among ${N} public nodes, Ed25519 verify per request, ${C} conns × ${W} in flight, ${SECONDS} s`);
+    r.add(`registry ${kind} resolve (signed)`, resRate, "ops/s", `random targets among ${N} public nodes, Ed25519 verify per request, ${C} conns × ${W} in flight, ${SECONDS} s${cpuNote()}`);
+
+    // unauthenticated lookups of random nodes among the 100k
+    const lkRate = await timed(clients, async (c) => {
+      const m = await clients[c].lookup(1 + Math.floor(Math.random() * N));
+      if (m.type !== "lookup_ok") failures++;
+    });
+    if (failures) throw new Error(`${failures} lookups failed`);
+    r.add(`registry ${kind} lookup`, lkRate, "ops/s", `random nodes among ${N}, ${C} conns × ${W} in flight, ${SECONDS} s${cpuNote()}`);
 
     // heartbeats (signed) of H distinct registered nodes per connection (real keys, registered
     // over the wire), pre-signed: every heartbeat verifies a signature and writes last_seen
@@ -123,20 +142,51 @@ async function benchStore(r: R, kind: "SQLite" | "PostgreSQL", store: string): P
       if (m.type !== "heartbeat_ok") failures++;
     });
     if (failures) throw new Error(`${failures} heartbeats failed`);
-    r.add(`registry ${kind} heartbeat (signed)`, hbRate, "ops/s", `${C * H} distinct nodes among ${N}+, Ed25519 verify + last_seen write per request, ${C} conns × ${W} in flight, ${SECONDS} s`);
+    r.add(`registry ${kind} heartbeat (signed)`, hbRate, "ops/s", `${C * H} distinct nodes among ${N}+, Ed25519 verify + last_seen write per request, ${C} conns × ${W} in flight, ${SECONDS} s${cpuNote()}`);
   } finally {
     for (const c of clients) c.close();
     await rv.stop();
   }
 }
 
+/**
+ * Import of a 100k-node snapshot in the reference's JSON format (what a first start with
+ * `-store <file>.json` reads) into an empty SQLite store, timed from the parsed document to the
+ * committed transaction.
+ */
+async function benchImport(r: R, dir: string): Promise<void> {
+  const nodes: Record<string, unknown> = {};
+  const members: number[] = [];
+  const last = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  for (let i = 1; i <= N; i++) {
+    nodes[String(i)] = { id: i, owner: `o${i}@example.com`, public_key: randomBytes(32).toString("base64"), real_addr: `10.0.${(i >> 8) & 255}.${i & 255}:4000`, networks: [0], public: i % 2 === 0, last_seen: last, hostname: i % 10 === 0 ? `host-${i}` : undefined };
+    members.push(i);
+  }
+  const pairs = Array.from({ length: 10_000 }, (_, i) => `${i + 1}:${i + 2}`);
+  const doc = { next_node: N + 1, next_net: 1, nodes, networks: { "0": { id: 0, name: "backbone", join_rule: "open", members, created: last } }, trust_pairs: pairs };
+  const { SqliteStore } = await import("../src/server/store.ts");
+  const { importSnapshot } = await import("../src/server/registry.ts");
+  const store = new SqliteStore(join(dir, "import.db"));
+  try {
+    const t0 = performance.now();
+    const res = await importSnapshot(store, JSON.parse(JSON.stringify(doc)));
+    const ms = performance.now() - t0;
+    if (res.nodes !== N) throw new Error(`imported ${res.nodes} of ${N} nodes`);
+    r.add("registry SQLite snapshot import", ms, "ms", `${N} nodes + ${pairs.length} trust pairs, reference JSON format, one transaction`);
+  } finally {
+    await store.close();
+  }
+}
+
 export default async function registryBench(r: R): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "pilot-bench-"));
   try {
+    await benchImport(r, dir);
     await benchStore(r, "SQLite", join(dir, "reg.db"));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+  if (process.env.PILOT_BENCH_NO_PG) return;
   const pg = await getPg();
   try {
     if (typeof pg === "string") {

@@ -6,10 +6,8 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import { ProtoError } from "../src/proto/types.ts";
 import {
   authChallenge, decodePublicKey, decodeSignature, decodePrivateKey, decodeBase64Std, encodePublicKey, encodeSignature,
-  formatIdentityFile, generateIdentity, handshakeChallenge, identityFromSeed, loadIdentity, loadOrCreateIdentity,
-  parseIdentityFile, respondChallenge, rotateChallenge, resolveChallenge, reportTrustChallenge, revokeTrustChallenge,
-  setVisibilityChallenge, deregisterChallenge, heartbeatChallenge, punchChallenge, pollHandshakesChallenge,
-  setHostnameChallenge, setTagsChallenge, setTaskExecChallenge, saveIdentity, sign, verify,
+  formatIdentityFile, generateIdentity, identityFromSeed, loadIdentity, loadOrCreateIdentity,
+  parseIdentityFile, saveIdentity, sign, verify,
 } from "../src/crypto/identity.ts";
 
 const hex = (s: string) => new Uint8Array(Buffer.from(s.replace(/\s+/g, ""), "hex"));
@@ -132,23 +130,7 @@ describe("encodings §5.2", () => {
   });
 });
 
-describe("challenges §5.3", () => {
-  test("exact strings", () => {
-    expect(handshakeChallenge(5, 4294967295)).toBe("handshake:5:4294967295");
-    expect(respondChallenge(1, 2)).toBe("respond:1:2");
-    expect(rotateChallenge(7)).toBe("rotate:7");
-    expect(resolveChallenge(3, 4)).toBe("resolve:3:4");
-    expect(reportTrustChallenge(3, 4)).toBe("report_trust:3:4");
-    expect(revokeTrustChallenge(3, 4)).toBe("revoke_trust:3:4");
-    expect(setVisibilityChallenge(9)).toBe("set_visibility:9");
-    expect(deregisterChallenge(9)).toBe("deregister:9");
-    expect(heartbeatChallenge(9)).toBe("heartbeat:9");
-    expect(punchChallenge(1, 2)).toBe("punch:1:2");
-    expect(pollHandshakesChallenge(9)).toBe("poll_handshakes:9");
-    expect(setHostnameChallenge(9)).toBe("set_hostname:9");
-    expect(setTagsChallenge(9)).toBe("set_tags:9");
-    expect(setTaskExecChallenge(9)).toBe("set_task_exec:9");
-  });
+describe("auth challenge", () => {
   test("authChallenge rejects wrong key length", () => {
     expectCode(() => authChallenge(1, new Uint8Array(31)), "bad_key_length");
   });

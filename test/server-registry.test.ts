@@ -21,6 +21,7 @@ function identity(sk = ed25519.utils.randomSecretKey()) {
 }
 
 
+const ADMIN = "operator-secret";
 const pg = await getPg();
 afterAll(releasePg);
 if (typeof pg === "string") console.log(`registry suite on PostgreSQL skipped: ${pg} (set PILOT_TEST_PG_URL to run it)`);
@@ -36,7 +37,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
   let rv: Rendezvous;
   let addr: string;
   beforeAll(async () => {
-    rv = await startRendezvous({ "registry-addr": "127.0.0.1:0", "beacon-addr": "127.0.0.1:0", store: await freshStore(), quiet: true, noRateLimit: true });
+    rv = await startRendezvous({ "registry-addr": "127.0.0.1:0", "beacon-addr": "127.0.0.1:0", store: await freshStore(), quiet: true, noRateLimit: true, "admin-token": ADMIN });
     addr = `127.0.0.1:${rv.registryPort}`;
   });
   afterAll(async () => { await rv.stop(); });
@@ -285,11 +286,11 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect((await a.c.setTags(a.id, [])).tags).toBeNull();
       expect(await a.c.setTaskExec(a.id, true)).toEqual({ type: "set_task_exec_ok", node_id: a.id, task_exec: true });
       expect((await a.c.lookup(a.id)).task_exec).toBe(true);
-      expect((await a.c.updatePoloScore(a.id, 2.9)).polo_score).toBe(2);
-      expect((await a.c.updatePoloScore(a.id, -5)).polo_score).toBe(-3);
-      expect((await a.c.setPoloScore(a.id, 10)).polo_score).toBe(10);
+      expect((await a.c.updatePoloScore(a.id, 2.9, { adminToken: ADMIN })).polo_score).toBe(2);
+      expect((await a.c.updatePoloScore(a.id, -5)).polo_score).toBe(-3); // signed by the node itself
+      expect((await a.c.setPoloScore(a.id, 10, ADMIN)).polo_score).toBe(10);
       expect(await a.c.getPoloScore(a.id)).toMatchObject({ type: "get_polo_score_ok", node_id: a.id, polo_score: 10 });
-      await expectErr(a.c.request({ type: "update_polo_score", node_id: a.id }), "bad_value");
+      await expectErr(a.c.request({ type: "update_polo_score", node_id: a.id, admin_token: ADMIN }), "bad_value");
       const b = await node();
       await expectErr(a.c.rotateKey(a.id, b.pub), "key_in_use"); // R6
       const nk = identity();
@@ -339,12 +340,37 @@ for (const kind of ["sqlite", "postgres"] as const) {
 
     test("polo score clamped to ±(2^53−1) on set and update", async () => {
       const a = await node();
-      expect((await a.c.setPoloScore(a.id, 1e308)).polo_score).toBe(Number.MAX_SAFE_INTEGER);
-      expect((await a.c.updatePoloScore(a.id, 1e308)).polo_score).toBe(Number.MAX_SAFE_INTEGER);
+      const admin = { adminToken: ADMIN };
+      expect((await a.c.setPoloScore(a.id, 1e308, ADMIN)).polo_score).toBe(Number.MAX_SAFE_INTEGER);
+      expect((await a.c.updatePoloScore(a.id, 1e308, admin)).polo_score).toBe(Number.MAX_SAFE_INTEGER);
       expect((await a.c.getPoloScore(a.id)).polo_score).toBe(Number.MAX_SAFE_INTEGER);
-      expect((await a.c.setPoloScore(a.id, -1e308)).polo_score).toBe(-Number.MAX_SAFE_INTEGER);
-      expect((await a.c.updatePoloScore(a.id, 2 ** 52)).polo_score).toBe(-Number.MAX_SAFE_INTEGER + 2 ** 52);
+      expect((await a.c.setPoloScore(a.id, -1e308, ADMIN)).polo_score).toBe(-Number.MAX_SAFE_INTEGER);
+      expect((await a.c.updatePoloScore(a.id, 2 ** 52, admin)).polo_score).toBe(-Number.MAX_SAFE_INTEGER + 2 ** 52);
       a.c.close();
+    });
+
+    test("polo-score writes need the admin token or a signature of the requesting node", async () => {
+      const a = await node();
+      const b = await node();
+      // Unauthenticated writes, as the reference accepted them, are refused and change nothing.
+      await expectErr(a.c.request({ type: "set_polo_score", node_id: a.id, polo_score: 99 }), "forbidden");
+      await expectErr(a.c.request({ type: "update_polo_score", node_id: a.id, delta: -1 }), "signature_required");
+      await expectErr(a.c.request({ type: "update_polo_score", node_id: b.id, delta: 5, requester_id: a.id }), "signature_required");
+      await expectErr(a.c.setPoloScore(a.id, 99, "wrong-token"), "forbidden");
+      await expectErr(a.c.updatePoloScore(a.id, 99, { adminToken: "wrong-token" }), "forbidden");
+      expect((await a.c.getPoloScore(a.id)).polo_score).toBe(0);
+      // A node may reward another node and lower its own score, but not raise its own.
+      expect((await a.c.updatePoloScore(b.id, 3)).polo_score).toBe(3);
+      expect((await a.c.updatePoloScore(a.id, -1)).polo_score).toBe(-1);
+      await expectErr(a.c.updatePoloScore(a.id, 1), "forbidden");
+      // The signature covers requester, target and delta: another delta does not verify.
+      const sig = a.sign(`update_polo_score:${a.id}:${b.id}:1`);
+      await expectErr(a.c.request({ type: "update_polo_score", node_id: b.id, delta: 50, requester_id: a.id, signature: sig }), "bad_signature");
+      // Signed by someone else's key.
+      await expectErr(b.c.request({ type: "update_polo_score", node_id: b.id, delta: 5, requester_id: a.id, signature: b.sign(`update_polo_score:${a.id}:${b.id}:5`) }), "bad_signature");
+      expect((await a.c.getPoloScore(b.id)).polo_score).toBe(3);
+      expect((await a.c.setPoloScore(b.id, 7, ADMIN)).polo_score).toBe(7);
+      a.c.close(); b.c.close();
     });
 
     test("rejected handshake: no trust granted; inbox limit; join/leave disabled", async () => {
@@ -431,6 +457,11 @@ for (const kind of ["sqlite", "postgres"] as const) {
     });
     test("non-object JSON closes without reply", async () => {
       const r = await raw(encodeFrame(new TextEncoder().encode("[1,2]")));
+      expect(r.frames).toEqual([]);
+      expect(r.closed).toBe(true);
+    });
+    test("zero-length frame closes without reply", async () => {
+      const r = await raw(new Uint8Array([0, 0, 0, 0, ...frame({ type: "beacon_list" })]));
       expect(r.frames).toEqual([]);
       expect(r.closed).toBe(true);
     });

@@ -77,7 +77,7 @@ describe("replication: primary → standby", () => {
   let B: Awaited<ReturnType<typeof nodeOn>> & { id: number };
 
   beforeAll(async () => {
-    primary = await startRendezvous({ ...base, "replication-token": TOKEN });
+    primary = await startRendezvous({ ...base, "replication-token": TOKEN, "admin-token": "adm" });
     pAddr = `127.0.0.1:${primary.registryPort}`;
     // State that exists before the standby subscribes (initial snapshot), including the fields the
     // reference's initial snapshot dropped (tags, polo score, task exec).
@@ -87,7 +87,7 @@ describe("replication: primary → standby", () => {
     await A.c.setVisibility(A.id, true);
     await A.c.setTags(A.id, ["gpu", "#eu"]);
     await A.c.setTaskExec(A.id, true);
-    await A.c.setPoloScore(A.id, 7);
+    await A.c.setPoloScore(A.id, 7, "adm");
     standby = await startRendezvous({ ...base, "replication-token": TOKEN, standby: pAddr, standbyBackoff: [100, 500], http: "127.0.0.1:0" });
     sAddr = `127.0.0.1:${standby.registryPort}`;
   });
@@ -193,7 +193,7 @@ describe("replication: primary → standby", () => {
     expect(r.bodies[0].startsWith('{"snapshot":{"networks":{"0":{"created":')).toBe(true);
     expect(r.bodies[0].endsWith('},"type":"replication_snapshot"}')).toBe(true);
     r.write("\n\n"); // filler bytes are ignored by the primary
-    await A.c.updatePoloScore(A.id, 1);
+    await A.c.updatePoloScore(A.id, 1, { adminToken: "adm" });
     await waitFor("pushed snapshot", async () => r.frames.length >= 2);
     const last = r.frames[r.frames.length - 1];
     expect(last.type).toBe("replication_snapshot");

@@ -1,42 +1,5 @@
-// Signature challenge strings (wire.md §5.3, registry.md signed-request table).
-// All are signed with pure Ed25519 by the node's identity key. Node IDs are printed in decimal
-// (Go %d of a uint32), so we format them as unsigned decimals.
-
-const u32 = (n: number): string => String(n >>> 0);
-
-/** Trust handshake JSON on port 444: `handshake:<sender>:<receiver>`. */
-export const handshakeChallenge = (sender: number, receiver: number): string =>
-  `handshake:${u32(sender)}:${u32(receiver)}`;
-/** Registry-relayed handshake answer: `respond:<node>:<peer>`. */
-export const respondChallenge = (node: number, peer: number): string =>
-  `respond:${u32(node)}:${u32(peer)}`;
-/** Key rotation (signed by the CURRENT key): `rotate:<node>`. */
-export const rotateChallenge = (node: number): string => `rotate:${u32(node)}`;
-/** `resolve:<requester_id>:<node_id>` */
-export const resolveChallenge = (requester: number, node: number): string =>
-  `resolve:${u32(requester)}:${u32(node)}`;
-/** `report_trust:<node_id>:<peer_id>` */
-export const reportTrustChallenge = (node: number, peer: number): string =>
-  `report_trust:${u32(node)}:${u32(peer)}`;
-/** `revoke_trust:<node_id>:<peer_id>` */
-export const revokeTrustChallenge = (node: number, peer: number): string =>
-  `revoke_trust:${u32(node)}:${u32(peer)}`;
-/** `set_visibility:<node_id>` */
-export const setVisibilityChallenge = (node: number): string => `set_visibility:${u32(node)}`;
-/** `deregister:<node_id>` */
-export const deregisterChallenge = (node: number): string => `deregister:${u32(node)}`;
-/** `heartbeat:<node_id>` */
-export const heartbeatChallenge = (node: number): string => `heartbeat:${u32(node)}`;
-/** `punch:<node_a>:<node_b>` */
-export const punchChallenge = (a: number, b: number): string => `punch:${u32(a)}:${u32(b)}`;
-/** `poll_handshakes:<node_id>` */
-export const pollHandshakesChallenge = (node: number): string => `poll_handshakes:${u32(node)}`;
-/** `set_hostname:<node_id>` */
-export const setHostnameChallenge = (node: number): string => `set_hostname:${u32(node)}`;
-/** `set_tags:<node_id>` */
-export const setTagsChallenge = (node: number): string => `set_tags:${u32(node)}`;
-/** `set_task_exec:<node_id>` */
-export const setTaskExecChallenge = (node: number): string => `set_task_exec:${u32(node)}`;
+// PILA tunnel authentication challenge (the registry's text challenges live in
+// proto/registry-challenges.ts).
 
 import { ProtoError } from "../proto/types.ts";
 

@@ -8,8 +8,14 @@
 //   unanswered request once, like the reference (R25 caveat applies). Error responses are never
 //   retried. Every request has a deadline (R16).
 import type { Socket } from "bun";
-import { FrameDecoder, encodeFrame } from "../proto/framing.ts";
+import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
+import {
+  EXT_FRESH_SIGNATURES, classifyReply, deregisterChallenge, freshChallenge, handshakeChallenge, heartbeatChallenge,
+  pollHandshakesChallenge, punchChallenge, reportTrustChallenge, resolveChallenge, respondChallenge, revokeTrustChallenge,
+  rotateChallenge, setHostnameChallenge, setTagsChallenge, setTaskExecChallenge, setVisibilityChallenge, subscribeChallenge,
+  updatePoloChallenge, type OutgoingRequest, type PushFrame, type ReplyOf, type RequestType,
+} from "../proto/registry.ts";
 
 export class RegistryError extends Error {
   constructor(
@@ -23,7 +29,7 @@ export class RegistryError extends Error {
 }
 
 export type Signer = (challenge: string) => string; // base64 Ed25519 signature
-export type PushHandler = (msg: Record<string, unknown>) => void;
+export type PushHandler = (msg: PushFrame) => void;
 
 export interface RegistryClientOptions {
   /** TLS with a pinned lower-case hex SHA-256 fingerprint of the server's leaf certificate. */
@@ -53,18 +59,23 @@ const td = new TextDecoder();
 export class RegistryClient {
   private sock: Socket<undefined> | null = null;
   private connecting: Promise<void> | null = null;
-  private dec = new FrameDecoder();
+  private dec = new RegistryFrameDecoder();
   private inflight: Pending[] = [];
   private pushHandlers: PushHandler[] = [];
   private closed = false;
   private host: string;
   private port: number;
   private outq: Uint8Array[] = [];
+  private batch: Uint8Array[] = [];
+  private batchBytes = 0;
+  private batchQueued = false;
   sign?: Signer;
   freshSignatures: boolean;
   /** Node ID for which we are subscribed (re-subscribed after reconnects). */
   private subscribedNode = 0;
   private lastTs = 0;
+  /** Node ID from the last successful register (default signer of polo-score updates). */
+  nodeId = 0;
 
   constructor(readonly addr: string, readonly opts: RegistryClientOptions = {}) {
     const i = addr.lastIndexOf(":");
@@ -146,7 +157,7 @@ export class RegistryClient {
 
   private attach(s: Socket<undefined>): void {
     this.sock = s;
-    this.dec = new FrameDecoder();
+    this.dec = new RegistryFrameDecoder();
   }
 
   private onData(chunk: Uint8Array): void {
@@ -154,31 +165,28 @@ export class RegistryClient {
     try {
       frames = this.dec.push(chunk);
     } catch {
-      this.sock?.end(); // oversized frame: connection failure (§1.2)
+      this.sock?.end(); // oversized or empty frame: connection failure
       return;
     }
     for (const f of frames) {
-      let msg: Record<string, unknown>;
+      let body: unknown;
       try {
-        msg = JSON.parse(td.decode(f));
+        body = JSON.parse(td.decode(f));
       } catch {
         this.sock?.end();
         return;
       }
-      if (msg && msg.type === "push" && typeof msg.error !== "string") {
-        for (const h of this.pushHandlers) { try { h(msg); } catch {} }
+      const r = classifyReply(body);
+      if (r.kind === "push") {
+        for (const h of this.pushHandlers) { try { h(r.push); } catch {} }
         continue;
       }
       const p = this.inflight.shift();
       if (!p) continue;
       if (p.timer) clearTimeout(p.timer);
-      if (msg && typeof msg === "object" && typeof msg.error === "string") {
-        p.reject(new RegistryError(typeof msg.code === "string" ? msg.code : "request_failed", msg.error, msg));
-      } else if (!msg || typeof msg !== "object") {
-        p.reject(new RegistryError("bad_response", "registry response is not an object"));
-      } else {
-        p.resolve(msg);
-      }
+      if (r.kind === "error") p.reject(new RegistryError(r.err.code ?? "request_failed", r.err.error, body as Record<string, unknown>));
+      else if (r.kind === "bad") p.reject(new RegistryError("bad_response", "registry response is not an object"));
+      else p.resolve(r.reply);
     }
   }
 
@@ -187,6 +195,8 @@ export class RegistryClient {
     if (this.sock === null && !this.inflight.length) return;
     this.sock = null;
     this.outq = [];
+    this.batch = [];
+    this.batchBytes = 0;
     const pending = this.inflight;
     this.inflight = [];
     if (this.closed) {
@@ -242,6 +252,29 @@ export class RegistryClient {
       return;
     }
     this.inflight.push(p);
+    // Requests issued in the same event-loop turn go out in one socket write.
+    this.batch.push(frame);
+    this.batchBytes += frame.length;
+    if (!this.batchQueued) {
+      this.batchQueued = true;
+      setImmediate(() => this.writeBatch());
+    }
+  }
+
+  private writeBatch(): void {
+    this.batchQueued = false;
+    const s = this.sock;
+    const parts = this.batch;
+    const total = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (!parts.length || !s) return;
+    let frame = parts[0];
+    if (parts.length > 1) {
+      frame = new Uint8Array(total);
+      let o = 0;
+      for (const f of parts) { frame.set(f, o); o += f.length; }
+    }
     if (this.outq.length) { this.outq.push(frame); return; }
     const n = s.write(frame);
     if (n < frame.length) this.outq.push(frame.subarray(Math.max(0, n)));
@@ -257,6 +290,9 @@ export class RegistryClient {
   }
 
   /** Send one request, resolve with the success response; RegistryError for error responses. */
+  request<T extends RequestType>(msg: OutgoingRequest<T>): Promise<ReplyOf<T>>;
+  /** Untyped form (tools and tests that send arbitrary or malformed requests). */
+  request(msg: Record<string, unknown>): Promise<Record<string, unknown>>;
   async request(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
     if (this.closed) throw new RegistryError("closed", "registry client closed");
     if (!this.sock) await this.reconnect();
@@ -288,74 +324,78 @@ export class RegistryClient {
 
   // ---------------------------------------------------------------- signing helpers
 
-  private signed(challenge: string, msg: Record<string, unknown>): Record<string, unknown> {
+  private signed<T extends RequestType>(challenge: string, msg: OutgoingRequest<T>): OutgoingRequest<T> {
     if (!this.sign) return msg;
     if (this.freshSignatures) {
       const ts = (this.lastTs = Math.max(Date.now(), this.lastTs + 1)); // Unix ms, strictly increasing
-      return { ...msg, ts, signature: this.sign(`${challenge}:${ts}`) };
+      return { ...msg, ts, signature: this.sign(freshChallenge(challenge, ts)) };
     }
     return { ...msg, signature: this.sign(challenge) };
   }
 
+  private noteExtensions(ext: unknown): void {
+    if (Array.isArray(ext) && ext.includes(EXT_FRESH_SIGNATURES) && this.opts.freshSignatures !== false) this.freshSignatures = true;
+  }
+
   // ---------------------------------------------------------------- messages (registry.md §5)
 
-  register(publicKey: string, listenAddr: string, owner = "", hostname = "") {
-    const m: Record<string, unknown> = { type: "register", public_key: publicKey, listen_addr: listenAddr };
+  async register(publicKey: string, listenAddr: string, owner = "", hostname = ""): Promise<ReplyOf<"register">> {
+    const m: OutgoingRequest<"register"> = { type: "register", public_key: publicKey, listen_addr: listenAddr };
     if (owner) m.owner = owner;
     if (hostname) m.hostname = hostname;
-    return this.request(m).then((r) => {
-      if (Array.isArray(r.extensions) && r.extensions.includes("fresh_signatures") && this.opts.freshSignatures !== false) this.freshSignatures = true;
-      return r;
-    });
+    const r = await this.request(m);
+    this.noteExtensions(r.extensions);
+    if (typeof r.node_id === "number") this.nodeId = r.node_id;
+    return r;
   }
   heartbeat(nodeId: number) {
-    return this.request(this.signed(`heartbeat:${nodeId}`, { type: "heartbeat", node_id: nodeId }));
+    return this.request(this.signed(heartbeatChallenge(nodeId), { type: "heartbeat", node_id: nodeId }));
   }
   deregister(nodeId: number) {
-    return this.request(this.signed(`deregister:${nodeId}`, { type: "deregister", node_id: nodeId }));
+    return this.request(this.signed(deregisterChallenge(nodeId), { type: "deregister", node_id: nodeId }));
   }
   lookup(nodeId: number) {
     return this.request({ type: "lookup", node_id: nodeId });
   }
   resolve(nodeId: number, requesterId: number) {
-    return this.request(this.signed(`resolve:${requesterId}:${nodeId}`, { type: "resolve", node_id: nodeId, requester_id: requesterId }));
+    return this.request(this.signed(resolveChallenge(requesterId, nodeId), { type: "resolve", node_id: nodeId, requester_id: requesterId }));
   }
   resolveHostname(hostname: string) {
     return this.request({ type: "resolve_hostname", hostname });
   }
   setHostname(nodeId: number, hostname: string) {
-    return this.request(this.signed(`set_hostname:${nodeId}`, { type: "set_hostname", node_id: nodeId, hostname }));
+    return this.request(this.signed(setHostnameChallenge(nodeId), { type: "set_hostname", node_id: nodeId, hostname }));
   }
   setVisibility(nodeId: number, isPublic: boolean) {
-    return this.request(this.signed(`set_visibility:${nodeId}`, { type: "set_visibility", node_id: nodeId, public: isPublic }));
+    return this.request(this.signed(setVisibilityChallenge(nodeId), { type: "set_visibility", node_id: nodeId, public: isPublic }));
   }
   reportTrust(nodeId: number, peerId: number) {
-    return this.request(this.signed(`report_trust:${nodeId}:${peerId}`, { type: "report_trust", node_id: nodeId, peer_id: peerId }));
+    return this.request(this.signed(reportTrustChallenge(nodeId, peerId), { type: "report_trust", node_id: nodeId, peer_id: peerId }));
   }
   revokeTrust(nodeId: number, peerId: number) {
-    return this.request(this.signed(`revoke_trust:${nodeId}:${peerId}`, { type: "revoke_trust", node_id: nodeId, peer_id: peerId }));
+    return this.request(this.signed(revokeTrustChallenge(nodeId, peerId), { type: "revoke_trust", node_id: nodeId, peer_id: peerId }));
   }
   requestHandshake(fromNodeId: number, toNodeId: number, justification: string) {
-    return this.request(this.signed(`handshake:${fromNodeId}:${toNodeId}`, { type: "request_handshake", from_node_id: fromNodeId, to_node_id: toNodeId, justification }));
+    return this.request(this.signed(handshakeChallenge(fromNodeId, toNodeId), { type: "request_handshake", from_node_id: fromNodeId, to_node_id: toNodeId, justification }));
   }
   pollHandshakes(nodeId: number) {
-    return this.request(this.signed(`poll_handshakes:${nodeId}`, { type: "poll_handshakes", node_id: nodeId }));
+    return this.request(this.signed(pollHandshakesChallenge(nodeId), { type: "poll_handshakes", node_id: nodeId }));
   }
   respondHandshake(nodeId: number, peerId: number, accept: boolean) {
-    return this.request(this.signed(`respond:${nodeId}:${peerId}`, { type: "respond_handshake", node_id: nodeId, peer_id: peerId, accept }));
+    return this.request(this.signed(respondChallenge(nodeId, peerId), { type: "respond_handshake", node_id: nodeId, peer_id: peerId, accept }));
   }
   punch(requesterId: number, nodeA: number, nodeB: number) {
-    return this.request(this.signed(`punch:${nodeA}:${nodeB}`, { type: "punch", requester_id: requesterId, node_a: nodeA, node_b: nodeB }));
+    return this.request(this.signed(punchChallenge(nodeA, nodeB), { type: "punch", requester_id: requesterId, node_a: nodeA, node_b: nodeB }));
   }
   setTags(nodeId: number, tags: string[]) {
-    return this.request(this.signed(`set_tags:${nodeId}`, { type: "set_tags", node_id: nodeId, tags }));
+    return this.request(this.signed(setTagsChallenge(nodeId), { type: "set_tags", node_id: nodeId, tags }));
   }
   setTaskExec(nodeId: number, enabled: boolean) {
-    return this.request(this.signed(`set_task_exec:${nodeId}`, { type: "set_task_exec", node_id: nodeId, enabled }));
+    return this.request(this.signed(setTaskExecChallenge(nodeId), { type: "set_task_exec", node_id: nodeId, enabled }));
   }
   /** `signature` = sign("rotate:<id>") with the CURRENT key (the caller provides it, §3.1). */
   rotateKey(nodeId: number, newPublicKey: string, signature?: string) {
-    const sig = signature ?? (this.sign ? this.sign(`rotate:${nodeId}`) : "");
+    const sig = signature ?? (this.sign ? this.sign(rotateChallenge(nodeId)) : "");
     return this.request({ type: "rotate_key", node_id: nodeId, new_public_key: newPublicKey, signature: sig });
   }
   listNetworks() {
@@ -364,11 +404,22 @@ export class RegistryClient {
   listNodes(networkId: number) {
     return this.request({ type: "list_nodes", network_id: networkId });
   }
-  updatePoloScore(nodeId: number, delta: number) {
-    return this.request({ type: "update_polo_score", node_id: nodeId, delta });
+  /**
+   * Adjust a node's polo score. Signed by `requesterId` (default: the node this client
+   * registered) when a signer is set; `adminToken` instead authorizes it as an operator. A
+   * pilot-ts registry refuses unsigned updates; a node may not raise its own score.
+   */
+  updatePoloScore(nodeId: number, delta: number, opts: { requesterId?: number; adminToken?: string } = {}) {
+    const m: OutgoingRequest<"update_polo_score"> = { type: "update_polo_score", node_id: nodeId, delta };
+    if (opts.adminToken) return this.request({ ...m, admin_token: opts.adminToken });
+    const rid = opts.requesterId ?? this.nodeId;
+    if (!rid || !this.sign) return this.request(m);
+    return this.request(this.signed(updatePoloChallenge(rid, nodeId, delta), { ...m, requester_id: rid }));
   }
-  setPoloScore(nodeId: number, score: number) {
-    return this.request({ type: "set_polo_score", node_id: nodeId, polo_score: score });
+  /** Set a node's polo score: an operator action, needs the registry's admin token. */
+  setPoloScore(nodeId: number, score: number, adminToken = "") {
+    const m: OutgoingRequest<"set_polo_score"> = { type: "set_polo_score", node_id: nodeId, polo_score: score };
+    return this.request(adminToken ? { ...m, admin_token: adminToken } : m);
   }
   getPoloScore(nodeId: number) {
     return this.request({ type: "get_polo_score", node_id: nodeId });
@@ -386,13 +437,12 @@ export class RegistryClient {
    * to onPush handlers, and this client switches to timestamped signatures. A reference registry
    * answers with an error (unknown type) — callers should then keep polling.
    */
-  async subscribe(nodeId: number): Promise<Record<string, unknown>> {
+  async subscribe(nodeId: number): Promise<ReplyOf<"subscribe">> {
     if (!this.sign) throw new RegistryError("no_signer", "subscribe needs a signer");
     const ts = Math.floor(Date.now() / 1000);
-    const r = await this.request({ type: "subscribe", node_id: nodeId, timestamp: ts, signature: this.sign(`subscribe:${nodeId}:${ts}`) });
+    const r = await this.request({ type: "subscribe", node_id: nodeId, timestamp: ts, signature: this.sign(subscribeChallenge(nodeId, ts)) });
     this.subscribedNode = nodeId;
-    const ext = Array.isArray(r.extensions) ? r.extensions : [];
-    if (ext.includes("fresh_signatures") && this.opts.freshSignatures !== false) this.freshSignatures = true;
+    this.noteExtensions(r.extensions);
     return r;
   }
 }

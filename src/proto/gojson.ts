@@ -16,8 +16,16 @@ export function goString(s: string): string {
 }
 
 function byteCompare(a: string, b: string): number {
-  // Keys are compared as UTF-8 byte strings, like Go's sort of map keys.
+  // Keys are compared as UTF-8 byte strings, like Go's sort of map keys. UTF-16 code-unit order
+  // equals UTF-8 byte order unless the first differing units involve a surrogate (a supplementary
+  // character sorts after U+E000-U+FFFF in UTF-8, before it in UTF-16): only then encode.
   if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  if (i === n) return a.length - b.length;
+  const x = a.charCodeAt(i), y = b.charCodeAt(i);
+  if (x < 0xd800 && y < 0xd800) return x - y;
   const ea = Buffer.from(a, "utf8");
   const eb = Buffer.from(b, "utf8");
   return Buffer.compare(ea, eb);

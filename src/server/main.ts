@@ -82,7 +82,9 @@ const USAGE = `Usage of rendezvous:
   -standby-fingerprint string
                          follow a TLS primary, pinning its certificate (64 lower-case hex SHA-256)
   -http string           HTTP address for /metrics, /healthz, /api/stats (empty = off)
-  -admin-token string    admin token (network management is disabled; accepted for compatibility)
+  -admin-token string    operator token: authorizes polo-score writes (set_polo_score, and
+                         update_polo_score without a node signature); network management is
+                         disabled. Empty = no operator access.
   -log-level string      debug|info|warn|error (default "info")
   -log-format string     text|json (default "text")
 `;
@@ -190,6 +192,7 @@ export async function startRendezvous(flags: Partial<Flags> & {
   const replToken = f["replication-token"] || (flags.noEnvToken ? "" : process.env.PILOT_REPLICATION_TOKEN ?? "");
   const registry = new Registry(store, {
     opaqueErrors: flags.opaqueErrors, noRateLimit: flags.noRateLimit, replicationToken: replToken, standby: !!f.standby, log,
+    adminToken: f["admin-token"],
   });
   const server = new RegistryServer(registry);
   let tls: TlsFiles | undefined;

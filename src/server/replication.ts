@@ -32,7 +32,10 @@ import type { Socket } from "bun";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { FrameDecoder, MAX_FRAME, encodeFrame } from "../proto/framing.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
-import { importSnapshotTx, RegError } from "./registry.ts";
+import { REPLICATION_HEARTBEAT, REPLICATION_SNAPSHOT, type OutgoingRequest } from "../proto/registry.ts";
+import { applySnapshot, exportSnapshot } from "./snapshot.ts";
+export { applySnapshot, exportSnapshot } from "./snapshot.ts";
+import { RegError } from "./validate.ts";
 import type { Store } from "./store.ts";
 
 export const REPL_SAVE_INTERVAL_MS = 1000; // §8.2 coalescing
@@ -45,86 +48,6 @@ export const STANDBY_FILLER_MS = 20_000; // §9.3 "MAY send filler bytes"
 
 type Log = (lvl: "debug" | "info" | "warn" | "error", msg: string, attrs?: Record<string, unknown>) => void;
 const noLog: Log = () => {};
-
-// ------------------------------------------------------------------ snapshot document (§8.1)
-
-/** RFC 3339, whole seconds, UTC ("Z") — the form the reference writes for last_seen/created. */
-function rfc3339s(ms: number): string {
-  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-/** Go's default time encoding: fractional seconds with trailing zeros trimmed (inbox timestamps). */
-function rfc3339frac(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, (_, f: string) => (/^0+$/.test(f) ? "Z" : "." + f.replace(/0+$/, "") + "Z"));
-}
-
-/**
- * Export the whole state as the §8.1 snapshot document (what a reference primary writes to disk
- * and pushes to standbys), plus extension fields (`trust_grants`, `owner_idx`, node `strict`)
- * that reference standbys ignore. Reads in one store.read (consistent: serialised with writers).
- */
-export async function exportSnapshot(store: Store): Promise<Record<string, unknown>> {
-  return store.read(async (t) => {
-    const c = await t.counters();
-    const nodesArr = await t.allNodes();
-    const nodes: Record<string, unknown> = {};
-    for (const n of nodesArr) {
-      const o: Record<string, unknown> = { id: n.id };
-      if (n.owner) o.owner = n.owner;
-      o.public_key = n.publicKey;
-      if (n.realAddr) o.real_addr = n.realAddr;
-      o.networks = n.networks.length ? n.networks : null;
-      if (n.public) o.public = true;
-      o.last_seen = rfc3339s(n.lastSeen);
-      if (n.hostname) o.hostname = n.hostname;
-      if (n.tags.length) o.tags = n.tags;
-      if (n.polo) o.polo_score = n.polo;
-      if (n.taskExec) o.task_exec = true;
-      if (n.strict) o.strict = true; // extension
-      nodes[String(n.id)] = o;
-    }
-    const networks: Record<string, unknown> = {};
-    for (const net of await t.networks()) {
-      // Backbone members = every live node in registration (seq) order (§2.2); this store
-      // derives them from the node table instead of keeping a list.
-      const members = net.id === 0 ? nodesArr.map((n) => n.id) : net.members;
-      const o: Record<string, unknown> = { id: net.id, name: net.name, join_rule: net.joinRule };
-      if (net.token) o.token = net.token;
-      o.members = members;
-      o.created = rfc3339s(net.created);
-      networks[String(net.id)] = o;
-    }
-    const doc: Record<string, unknown> = { next_node: c.nextNode, next_net: c.nextNet, nodes, networks };
-    const pairs = await t.pairs();
-    if (pairs.length) doc.trust_pairs = pairs.map(([a, b]) => `${a}:${b}`);
-    const grants = await t.grantsAll();
-    if (grants.length) doc.trust_grants = grants.map(([a, b]) => `${a}>${b}`); // extension (R1)
-    const keys = await t.keyAll();
-    if (keys.length) doc.pub_key_idx = Object.fromEntries(keys);
-    const owners = await t.ownerAll();
-    if (owners.length) doc.owner_idx = Object.fromEntries(owners); // extension (R17)
-    const inbox: Record<string, unknown[]> = {};
-    for (const { target, r } of await t.inboxAll()) (inbox[String(target)] ??= []).push({ from_node_id: r.from, justification: r.justification, timestamp: rfc3339frac(r.ts) });
-    if (Object.keys(inbox).length) doc.handshake_inbox = inbox;
-    const resp: Record<string, unknown[]> = {};
-    for (const { requester, r } of await t.respAll()) (resp[String(requester)] ??= []).push({ from_node_id: r.from, accept: r.accept, timestamp: rfc3339frac(r.ts) });
-    if (Object.keys(resp).length) doc.handshake_responses = resp;
-    return doc;
-  });
-}
-
-/** Replace the store's whole state by a snapshot document (§9.4 "applying a snapshot"). */
-export async function applySnapshot(store: Store, doc: unknown): Promise<{ nodes: number; pairs: number }> {
-  if (!doc || typeof doc !== "object" || Array.isArray(doc)) throw new RegError("bad_snapshot", "snapshot is not a JSON object");
-  const d = doc as any;
-  if (!d.nodes || typeof d.nodes !== "object" || !d.networks || typeof d.networks !== "object") {
-    // R21: refuse a document that would wipe the state without being a real snapshot.
-    throw new RegError("bad_snapshot", "snapshot lacks nodes/networks");
-  }
-  return store.tx(async (t) => {
-    await t.wipe();
-    return importSnapshotTx(t, d);
-  });
-}
 
 // ------------------------------------------------------------------ token check (§3.3, §9.2)
 
@@ -211,7 +134,7 @@ export class ReplicationHub {
   private ensureTimers(): void {
     if (this.saveTimer || !this.subs.size) return;
     this.saveTimer = setInterval(() => void this.flush(), REPL_SAVE_INTERVAL_MS);
-    this.hbTimer = setInterval(() => this.broadcast(encodeFrame(goJsonBytes({ type: "heartbeat" }))), REPL_HEARTBEAT_MS);
+    this.hbTimer = setInterval(() => this.broadcast(encodeFrame(goJsonBytes({ type: REPLICATION_HEARTBEAT }))), REPL_HEARTBEAT_MS);
     (this.saveTimer as any).unref?.();
     (this.hbTimer as any).unref?.();
   }
@@ -229,7 +152,7 @@ export class ReplicationHub {
   /** Build one snapshot frame (shared by all subscribers); null if it cannot be produced. */
   async snapshotFrame(): Promise<Uint8Array | null> {
     const doc = await exportSnapshot(this.store);
-    const body = goJsonBytes({ type: "replication_snapshot", snapshot: doc });
+    const body = goJsonBytes({ type: REPLICATION_SNAPSHOT, snapshot: doc });
     if (body.length > MAX_FRAME) {
       // R14: a reference standby rejects frames above 1 MiB; do not send what it cannot read.
       this.log("error", "replication snapshot exceeds the 1 MiB frame limit; not sent", { bytes: body.length });
@@ -401,8 +324,8 @@ export class StandbyClient {
     this.connects++;
     s.timeout(STANDBY_READ_DEADLINE_S);
     try { (s as any).setKeepAlive?.(true, 15_000); } catch {}
-    // §9.4: the token field is omitted when empty.
-    const req: Record<string, unknown> = { type: "subscribe_replication" };
+    // The token field is omitted when empty.
+    const req: OutgoingRequest<"subscribe_replication"> = { type: "subscribe_replication" };
     if (this.token) req.token = this.token;
     s.write(encodeFrame(goJsonBytes(req)));
     this.fillerTimer = setInterval(() => { try { this.sock?.write("\n"); } catch {} }, STANDBY_FILLER_MS);
@@ -424,7 +347,7 @@ export class StandbyClient {
       try { m = JSON.parse(new TextDecoder().decode(f)); } catch { this.lastError = "invalid JSON from primary"; s.terminate(); return; }
       if (!m || typeof m !== "object") continue;
       if (m.type === "heartbeat") continue;
-      if (m.type === "replication_snapshot") {
+      if (m.type === REPLICATION_SNAPSHOT) {
         this.pending = m.snapshot;
         void this.applyLoop();
         continue;

@@ -1,9 +1,10 @@
 // Registry TCP listener (registry.md §1): framing, per-connection sequential processing, push
 // delivery to subscribed connections, TLS.
 import type { Socket, TCPSocketListener } from "bun";
-import { FrameDecoder, encodeFrame } from "../proto/framing.ts";
+import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
 import { ProtoError } from "../proto/types.ts";
+import { PUSH_TYPE, REPL_SNAPSHOT_FAILED } from "../proto/registry.ts";
 import { newCtx, type ConnCtx, type Registry } from "./registry.ts";
 import type { PushEvent } from "./store.ts";
 import { REPL_WRITE_DEADLINE_MS, type ReplSubscriber } from "./replication.ts";
@@ -12,15 +13,26 @@ const MAX_SUB_BACKLOG = 8 << 20; // bytes queued to a replication subscriber bef
 
 export const IDLE_TIMEOUT_S = 300;
 
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
+}
+
 interface ConnState {
   ctx: ConnCtx;
-  dec: FrameDecoder;
+  dec: RegistryFrameDecoder;
   queue: Uint8Array[];
   busy: boolean;
   out: Uint8Array[]; // pending writes (backpressure)
   outSince: number; // ms when `out` became non-empty
   outBytes: number;
   closed: boolean;
+  batch: Uint8Array[]; // frames of this event-loop turn, written together
+  batchBytes: number;
+  flushQueued: boolean;
+  ending?: boolean; // closing after the queued frames are written
   /** Replication push stream (§9.3): inbound bytes are discarded, no requests are processed. */
   repl?: ReplSubscriber;
 }
@@ -69,7 +81,7 @@ export class RegistryServer {
       socket: {
         open(s: Socket<ConnState>) {
           const ip = s.remoteAddress ?? "";
-          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new FrameDecoder(), queue: [], busy: false, out: [], outSince: 0, outBytes: 0, closed: false };
+          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new RegistryFrameDecoder(), queue: [], busy: false, out: [], outSince: 0, outBytes: 0, closed: false, batch: [], batchBytes: 0, flushQueued: false };
           s.timeout(IDLE_TIMEOUT_S);
           self.conns.add(s);
         },
@@ -80,7 +92,7 @@ export class RegistryServer {
           try {
             frames = st.dec.push(chunk);
           } catch {
-            // Oversized frame: close without replying (§1.2).
+            // Oversized or zero-length frame: close without replying.
             self.kill(s);
             return;
           }
@@ -130,7 +142,7 @@ export class RegistryServer {
           this.kill(s); // valid JSON but not an object
           return;
         }
-        const res = await this.registry.handle(msg as Record<string, unknown> | null, st.ctx);
+        const res = await this.registry.handle(msg, st.ctx);
         if (st.closed) return;
         if (st.ctx.replGen !== undefined) {
           this.startReplication(s, res);
@@ -143,6 +155,8 @@ export class RegistryServer {
           set.add(s);
         }
         if (st.ctx.closeAfter) {
+          st.ending = true;
+          this.flushBatch(s);
           st.closed = true;
           s.end();
           return;
@@ -166,13 +180,15 @@ export class RegistryServer {
       frame = encodeFrame(goJsonBytes(res));
     } catch {
       // R14: initial snapshot above 1 MiB cannot be read by a reference standby.
-      this.send(s, { type: "error", error: "failed to generate snapshot" });
+      this.send(s, { type: "error", error: REPL_SNAPSHOT_FAILED });
+      st.ending = true;
+      this.flushBatch(s);
       st.closed = true;
       s.end();
       return;
     }
     st.queue.length = 0;
-    st.dec = new FrameDecoder();
+    st.dec = new RegistryFrameDecoder();
     s.timeout(0);
     try { (s as any).setKeepAlive?.(true, 15_000); } catch {}
     this.writeFrame(s, frame);
@@ -192,8 +208,29 @@ export class RegistryServer {
     hub.attach(sub, st.ctx.replGen!);
   }
 
+  /**
+   * Queue a frame for the connection. Frames produced in the same event-loop turn (the replies
+   * to a batch of pipelined requests, pushes) are written with one socket write.
+   */
   private writeFrame(s: Socket<ConnState>, frame: Uint8Array): void {
     const st = s.data;
+    st.batch.push(frame);
+    st.batchBytes += frame.length;
+    if (!st.flushQueued) {
+      st.flushQueued = true;
+      setImmediate(() => this.flushBatch(s));
+    }
+  }
+
+  /** Write the queued batch now (also before a deliberate close). */
+  private flushBatch(s: Socket<ConnState>): void {
+    const st = s.data;
+    st.flushQueued = false;
+    if (!st.batch.length) return;
+    const frame = st.batch.length === 1 ? st.batch[0] : concat(st.batch, st.batchBytes);
+    st.batch = [];
+    st.batchBytes = 0;
+    if (st.closed && !st.ending) return;
     if (st.out.length) {
       st.out.push(frame);
       st.outBytes += frame.length;
@@ -237,7 +274,7 @@ export class RegistryServer {
   private deliverPush(ev: PushEvent): void {
     const set = this.subs.get(ev.node_id);
     if (!set) return;
-    for (const s of set) if (!s.data.closed) this.send(s, { type: "push", ...ev });
+    for (const s of set) if (!s.data.closed) this.send(s, { type: PUSH_TYPE, ...ev });
   }
 
   private kill(s: Socket<ConnState>): void {

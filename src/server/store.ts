@@ -7,6 +7,7 @@
 //
 // Implementations: SqliteStore (bun:sqlite, default) here, PgStore (Bun.sql) in store-pg.ts.
 import { Database } from "bun:sqlite";
+import { GroupCommit } from "./group-commit.ts";
 
 export interface NodeRec {
   id: number;
@@ -39,14 +40,8 @@ export interface InboxReq { from: number; justification: string; ts: number /* m
 export interface InboxResp { from: number; accept: boolean; ts: number /* ms */ }
 
 /** Push event published after commit (handshake relay push extension, see registry.ts). */
-export interface PushEvent {
-  node_id: number;
-  event: "handshake_request" | "handshake_response";
-  from_node_id: number;
-  justification?: string;
-  accept?: boolean;
-  timestamp: number; // unix seconds
-}
+export type { PushEvent } from "../proto/registry.ts";
+import type { PushEvent } from "../proto/registry.ts";
 
 /** Operations available inside one transaction. All are async so SQLite and PG share handlers. */
 export interface Tx {
@@ -195,7 +190,7 @@ export class SqliteStore implements Store {
   readonly kind = "sqlite" as const;
   readonly description: string;
   private db: Database;
-  private mu = new Mutex();
+  private group: GroupCommit;
   private pushCbs: ((ev: PushEvent) => void)[] = [];
   private q: Record<string, any> = {};
   private t: Tx;
@@ -255,6 +250,7 @@ export class SqliteStore implements Store {
       respAll: p(`SELECT requester, from_id, accept, ts FROM responses ORDER BY n`),
     };
     this.t = this.makeTx();
+    this.group = new GroupCommit(this.db);
   }
 
   private meta(k: string): number {
@@ -324,31 +320,17 @@ export class SqliteStore implements Store {
     };
   }
 
-  async tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
-    const release = await this.mu.lock();
-    try {
-      this.db.exec("BEGIN IMMEDIATE");
-      try {
-        const r = await fn(this.t);
-        this.db.exec("COMMIT");
-        return r;
-      } catch (e) {
-        this.db.exec("ROLLBACK");
-        throw e;
-      }
-    } finally {
-      release();
-    }
+  /**
+   * Group commit: transactions and reads that arrive while a group runs are executed together in
+   * one SQLite transaction (each in its own savepoint) and all settle after its COMMIT.
+   */
+  tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    return this.group.run(() => fn(this.t), true);
   }
 
-  async read<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
-    // Same connection as writers: take the mutex so a read never observes a half-done tx.
-    const release = await this.mu.lock();
-    try {
-      return await fn(this.t);
-    } finally {
-      release();
-    }
+  /** Reads share the group: they see committed-or-grouped state and answer after the COMMIT. */
+  read<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    return this.group.run(() => fn(this.t), false);
   }
 
   async publish(ev: PushEvent): Promise<void> {

@@ -23,6 +23,7 @@ import { PORT_HANDSHAKE, ProtoError } from "../../proto/types.ts";
 import type { Listener, StreamConn } from "../../transport/api.ts";
 import { nowMs, type RegistryLookup, type RegistryPoll, type ServiceContext, type ServiceHandle } from "./context.ts";
 import { atomicWriteFile, errText, GO_ZERO_UNIX, goString, parseRfc3339, rfc3339Local, utf8, utf8Lossy } from "./util.ts";
+import { handshakeChallenge, pollHandshakesChallenge, reportTrustChallenge, respondChallenge, revokeTrustChallenge } from "../../proto/registry-challenges.ts";
 
 export const HS_REQUEST = "handshake_request";
 export const HS_ACCEPT = "handshake_accept";
@@ -364,7 +365,7 @@ export class TrustService implements ServiceHandle {
     const self = this.self();
     return {
       type, node_id: self, public_key: this.ctx.identity?.publicKey ?? "", justification,
-      signature: this.sign(`handshake:${self}:${to}`), reason, timestamp: Math.floor(nowMs(this.ctx) / 1000),
+      signature: this.sign(handshakeChallenge(self, to)), reason, timestamp: Math.floor(nowMs(this.ctx) / 1000),
     };
   }
 
@@ -411,12 +412,12 @@ export class TrustService implements ServiceHandle {
     } catch (e) {
       this.ctx.log.debug("trust: direct accept failed, relaying", { peer: to, error: errText(e) });
       const self = this.self();
-      await this.ctx.registry.respondHandshake(to, true, this.sign(`respond:${self}:${to}`));
+      await this.ctx.registry.respondHandshake(to, true, this.sign(respondChallenge(self, to)));
     }
   }
 
   private reportTrust(peer: number): Promise<void> {
-    return this.ctx.registry.reportTrust(peer, this.sign(`report_trust:${this.self()}:${peer}`));
+    return this.ctx.registry.reportTrust(peer, this.sign(reportTrustChallenge(this.self(), peer)));
   }
 
   private async backfillKey(peer: number): Promise<void> {
@@ -541,7 +542,7 @@ export class TrustService implements ServiceHandle {
       }
     }
     // 3c. signature over handshake:<from>:<self>
-    if (m.public_key !== "" && !this.ctx.verify(m.public_key, `handshake:${m.node_id}:${this.self()}`, m.signature)) {
+    if (m.public_key !== "" && !this.ctx.verify(m.public_key, handshakeChallenge(m.node_id, this.self()), m.signature)) {
       return "bad_signature";
     }
     const P = m.node_id >>> 0;
@@ -623,7 +624,7 @@ export class TrustService implements ServiceHandle {
     if (wasTrusted || hadPending || hadOut) this.save();
     this.ctx.dropTunnel?.(P);
     if (wasTrusted) {
-      this.ctx.registry.revokeTrust(P, this.sign(`revoke_trust:${this.self()}:${P}`)).catch(() => {});
+      this.ctx.registry.revokeTrust(P, this.sign(revokeTrustChallenge(this.self(), P))).catch(() => {});
     }
     return "ok";
   }
@@ -633,7 +634,7 @@ export class TrustService implements ServiceHandle {
   /** Call after every successful registry heartbeat. */
   async pollRelayed(): Promise<void> {
     const self = this.self();
-    const r = await this.ctx.registry.pollHandshakes(this.sign(`poll_handshakes:${self}`));
+    const r = await this.ctx.registry.pollHandshakes(this.sign(pollHandshakesChallenge(self)));
     this.processPoll(r);
   }
 
@@ -644,13 +645,13 @@ export class TrustService implements ServiceHandle {
     for (const q of r.requests ?? []) {
       const F = q.from_node_id >>> 0;
       if (this.trusted.has(F)) {
-        this.bg("respond_handshake", this.ctx.registry.respondHandshake(F, true, this.sign(`respond:${self}:${F}`)));
+        this.bg("respond_handshake", this.ctx.registry.respondHandshake(F, true, this.sign(respondChallenge(self, F))));
       } else if (this.outgoing.has(F)) {
         this.outgoing.delete(F);
         this.pending.delete(F); // F10
         this.trusted.set(F, { nodeId: F, publicKey: "", approvedAt: now, mutual: true, network: 0 });
         dirty = true;
-        this.bg("respond_handshake", this.ctx.registry.respondHandshake(F, true, this.sign(`respond:${self}:${F}`)).then(() => this.backfillKey(F)));
+        this.bg("respond_handshake", this.ctx.registry.respondHandshake(F, true, this.sign(respondChallenge(self, F))).then(() => this.backfillKey(F)));
       } else {
         this.pending.set(F, { nodeId: F, publicKey: "", justification: q.justification ?? "", receivedAt: now });
         dirty = true;
@@ -739,7 +740,7 @@ export class TrustService implements ServiceHandle {
       this.ctx.log.debug("trust: direct request failed, relaying", { peer: P, error: errText(e) });
     }
     try {
-      await this.ctx.registry.requestHandshake(P, justification, this.sign(`handshake:${this.self()}:${P}`));
+      await this.ctx.registry.requestHandshake(P, justification, this.sign(handshakeChallenge(this.self(), P)));
     } catch (e) {
       throw new TrustError("relay_failed", `handshake relay: ${errText(e)}`);
     }
@@ -759,7 +760,7 @@ export class TrustService implements ServiceHandle {
     this.ctx.webhook("handshake.approved", { peer_node_id: P });
     const self = this.self();
     this.bg("report/respond", this.reportTrust(P).catch(() => {}).then(() =>
-      this.ctx.registry.respondHandshake(P, true, this.sign(`respond:${self}:${P}`))));
+      this.ctx.registry.respondHandshake(P, true, this.sign(respondChallenge(self, P)))));
     // F7: the accept is delivered in the background; the IPC caller does not wait ~29 s.
     this.bg("accept", this.sendAccept(P));
     if (p.publicKey === "") this.bg("key backfill", this.backfillKey(P));
@@ -775,7 +776,7 @@ export class TrustService implements ServiceHandle {
     if (had) {
       // F9: only nodes that asked are told.
       const self = this.self();
-      this.bg("respond_handshake", this.ctx.registry.respondHandshake(P, false, this.sign(`respond:${self}:${P}`)));
+      this.bg("respond_handshake", this.ctx.registry.respondHandshake(P, false, this.sign(respondChallenge(self, P))));
       this.bg("reject", this.sendMessage(P, this.message(HS_REJECT, P, "", reason)));
     }
     return { node_id: P, status: "rejected" };
@@ -798,7 +799,7 @@ export class TrustService implements ServiceHandle {
       .then(() => new Promise((r) => setTimeout(r, SEND_CLOSE_DELAY_MS)));
     this.bg("revoke_trust", notify.then(async () => {
       try {
-        await this.ctx.registry.revokeTrust(P, this.sign(`revoke_trust:${self}:${P}`));
+        await this.ctx.registry.revokeTrust(P, this.sign(revokeTrustChallenge(self, P)));
       } finally {
         this.ctx.dropTunnel?.(P);
       }
