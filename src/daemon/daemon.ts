@@ -24,6 +24,7 @@ import { type Endpoint, Tunnel, formatEndpoint, parseEndpoint } from "./tunnel.t
 import { IpcServer, type DaemonApi } from "./ipc-server.ts";
 import type { Logger } from "./log.ts";
 import { RegistryClient, RegistryError } from "./registry-client.ts";
+import { buildInfo } from "./info.ts";
 import type { ServiceContext, TrustRegistry, RegistryPoll, RegistryLookup, ServiceHandle } from "./services/context.ts";
 
 export interface DaemonConfig {
@@ -581,61 +582,26 @@ export class Daemon implements DaemonApi {
   }
 
   info(): JsonObject {
-    const peers = [...this.tunnel.peers.values()];
-    const all = this.transport.connections();
-    return {
+    return buildInfo({
       address: formatAddr(this.address),
-      authenticated_peers: peers.filter((p) => p.crypto.authenticated && p.crypto.session).length,
-      bytes_recv: this.tunnel.stats.bytesRecv,
-      bytes_sent: this.tunnel.stats.bytesSent,
-      conn_list: capBySize(all, 800 * 1024).map((c) => ({
-        bytes_recv: c.stats.bytesRecv,
-        bytes_sent: c.stats.bytesSent,
-        cong_win: c.stats.cwnd,
-        dup_acks: (c.stats as unknown as Record<string, number>).dupAcks ?? 0,
-        fast_retx: c.stats.fastRetransmits,
-        id: c.id,
-        in_flight: c.stats.inFlight,
-        in_recovery: Boolean((c.stats as unknown as Record<string, unknown>).inRecovery),
-        local_port: c.localPort,
-        ooo_buf: (c.stats as unknown as Record<string, number>).oooSegments ?? 0,
-        peer_recv_win: c.stats.peerWindow * 4096,
-        recv_win: Number((c.stats as unknown as Record<string, number>).recvWindow ?? 0) * 4096,
-        remote_addr: formatAddr(c.remoteAddr),
-        remote_port: c.remotePort,
-        retransmits: c.stats.retransmits,
-        rttvar_ms: Math.trunc(c.stats.rttvarMs),
-        sack_recv: (c.stats as unknown as Record<string, number>).sackRecv ?? 0,
-        sack_sent: (c.stats as unknown as Record<string, number>).sackSent ?? 0,
-        segs_recv: c.stats.segsRecv,
-        segs_sent: c.stats.segsSent,
-        srtt_ms: Math.trunc(c.stats.srttMs),
-        ssthresh: c.stats.ssthresh,
-        state: c.state,
-        unacked: Math.ceil(c.stats.inFlight / 4096),
-      })),
-      connections: all.filter((c) => c.state === "ESTABLISHED" || c.state === "SYN_SENT" || c.state === "SYN_RECV").length,
-      encrypt: this.cfg.encrypt,
-      encrypted_peers: peers.filter((p) => p.crypto.session).length,
+      nodeId: this.nodeId,
       hostname: this.hostname,
-      identity: this.cfg.identity !== "",
-      node_id: this.nodeId,
       owner: this.cfg.owner,
-      peer_list: peers.map((p) => ({
+      identity: this.cfg.identity !== "",
+      encrypt: this.cfg.encrypt,
+      publicKey: encodePublicKey(this.identity.publicKey),
+      uptimeSecs: this.startedAt ? Math.round((Date.now() - this.startedAt) / 1000) : 0,
+      ports: this.boundPorts.size,
+      tunnel: this.tunnel.stats,
+      peers: [...this.tunnel.peers.values()].map((p) => ({
         authenticated: p.crypto.authenticated && !!p.crypto.session,
         encrypted: !!p.crypto.session,
         endpoint: formatEndpoint(p.relay ? this.beaconEp : p.endpoint),
         node_id: p.nodeId,
-        // extension: which path the tunnel takes (direct / punched / relayed)
         path: this.tunnel.pathOf(p.nodeId),
       })),
-      peers: peers.length,
-      pkts_recv: this.tunnel.stats.pktsRecv,
-      pkts_sent: this.tunnel.stats.pktsSent,
-      ports: this.boundPorts.size,
-      public_key: encodePublicKey(this.identity.publicKey),
-      uptime_secs: this.startedAt ? Math.round((Date.now() - this.startedAt) / 1000) : 0,
-    };
+      conns: this.transport.connections(),
+    });
   }
 
   async handshake(h: HandshakeSub): Promise<JsonObject> {
@@ -808,16 +774,6 @@ export class Daemon implements DaemonApi {
     // Task submit (port 1003) is always on, like the reference (cli.md §6.1).
     this.services.push((await import("./services/tasks.ts")).startTasks(ctx));
   }
-}
-
-/**
- * ipc.md §12.2-4: with thousands of connections `conn_list` alone exceeds the 1 MiB frame limit and
- * the reference driver disconnects. Keep the list under `budget` bytes of JSON (≈ 480 bytes per
- * entry); the `connections` count stays exact.
- */
-function capBySize<T>(items: T[], budget: number): T[] {
-  const max = Math.floor(budget / 480);
-  return items.length > max ? items.slice(0, max) : items;
 }
 
 function isLocalHost(h: string): boolean {
