@@ -691,9 +691,9 @@ export class Daemon implements DaemonApi {
 
   serviceContext(): ServiceContext {
     const self = this;
-    // The trust service signs the reference challenges itself; we re-sign through the registry
-    // client instead, which adds the timestamp a pilot-ts registry demands after `subscribe`
-    // (replay protection) and falls back to the plain challenge with a reference registry.
+    // Trust registry requests are signed here, once, by the registry client: it adds the timestamp
+    // a pilot-ts registry demands after `subscribe` (replay protection) and falls back to the
+    // plain challenge with a reference registry.
     const reg: TrustRegistry = {
       lookup: async (nodeId) => (await self.reg(self.registry.lookup(nodeId))) as unknown as RegistryLookup,
       requestHandshake: async (to, justification) => {
