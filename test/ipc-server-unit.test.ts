@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { IpcServer, type DaemonApi } from "../src/daemon/ipc-server.ts";
 import { Logger } from "../src/daemon/log.ts";
-import { memConnPair, type MemConn } from "../src/daemon/services/memconn.ts";
+import { memConnPair, type MemConn } from "./helpers/memconn.ts";
 import { FrameDecoder } from "../src/proto/framing.ts";
 import type { HandshakeSub, JsonObject } from "../src/proto/ipc.ts";
 import type { Addr } from "../src/proto/types.ts";

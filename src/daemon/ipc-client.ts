@@ -314,7 +314,7 @@ export class Client {
     if (!this.sendBlockTimer) {
       this.sendBlockTimer = setInterval(() => {
         for (const b of this.sendBlocked) {
-          if (b.state !== "ESTABLISHED" && b.state !== "CLOSE_WAIT") this.unblockSend(b);
+          if (b.state !== "ESTABLISHED") this.unblockSend(b);
         }
       }, SEND_BLOCK_CHECK_MS);
     }

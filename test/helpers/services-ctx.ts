@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Addr } from "../../src/proto/types.ts";
 import type { RegistryLookup, RegistryPoll, ServiceContext, TrustRegistry } from "../../src/daemon/services/context.ts";
-import { MemNet } from "../../src/daemon/services/memconn.ts";
+import { MemNet } from "./memconn.ts";
 
 export const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
 

@@ -53,6 +53,8 @@ export interface TrustOptions {
   port?: number;
   /** Compare the message key with the registry's key for its node (default true). */
   checkRegistryKey?: boolean;
+  /** Delays between revoke_trust attempts after a peer revoked us (default 1 s, 5 s, 30 s). */
+  revokeRetryMs?: number[];
 }
 
 export interface PendingJson { justification: string; node_id: number; public_key: string; received_at: number }
@@ -351,14 +353,15 @@ export class TrustService implements ServiceHandle {
     try {
       await this.ctx.registry.revokeTrust(P);
     } catch (e) {
-      if (this.stopped) return;
-      if (attempt >= REVOKE_RETRY_MS.length || this.trusted.has(P)) {
+      if (this.stopped || pairAlreadyGone(e)) return;
+      const delays = this.opts.revokeRetryMs ?? REVOKE_RETRY_MS;
+      if (attempt >= delays.length || this.trusted.has(P)) {
         if (!this.trusted.has(P)) {
           this.ctx.log.warn("trust: revoke_trust failed; the registry still lists the trust pair", { peer: P, error: errText(e), attempts: attempt + 1 });
         }
         return;
       }
-      const t = setTimeout(() => void this.revokeInRegistry(P, attempt + 1), REVOKE_RETRY_MS[attempt]);
+      const t = setTimeout(() => void this.revokeInRegistry(P, attempt + 1), delays[attempt]);
       (t as { unref?: () => void }).unref?.();
     }
   }
@@ -525,7 +528,7 @@ export class TrustService implements ServiceHandle {
       try {
         await this.ctx.registry.revokeTrust(P);
       } catch (e) {
-        this.ctx.log.warn("trust: revoke_trust failed; the registry still lists the trust pair", { peer: P, error: errText(e) });
+        if (!pairAlreadyGone(e)) this.ctx.log.warn("trust: revoke_trust failed; the registry still lists the trust pair", { peer: P, error: errText(e) });
       } finally {
         this.ctx.dropTunnel?.(P);
       }
@@ -541,4 +544,9 @@ export class TrustService implements ServiceHandle {
 
 export function startTrust(ctx: ServiceContext, opts: TrustOptions = {}): TrustService {
   return new TrustService(ctx, opts).start();
+}
+
+/** Both sides revoke after a revocation; the second finds the registry's pair already removed. */
+function pairAlreadyGone(e: unknown): boolean {
+  return /no trust pair/i.test(errText(e));
 }
