@@ -8,7 +8,6 @@ export const HS_REQUEST = "handshake_request";
 export const HS_ACCEPT = "handshake_accept";
 export const HS_REJECT = "handshake_reject";
 export const HS_REVOKE = "handshake_revoke";
-export type HandshakeType = typeof HS_REQUEST | typeof HS_ACCEPT | typeof HS_REJECT | typeof HS_REVOKE;
 
 /** Messages older than this (seconds, by their timestamp) are refused. */
 export const MAX_AGE_S = 300;

@@ -86,5 +86,3 @@ export interface ServiceHandle {
 export function nowMs(ctx: ServiceContext): number {
   return ctx.now ? ctx.now() : Date.now();
 }
-
-export const nullLogger: ServiceLogger = { debug() {}, info() {}, warn() {} };

@@ -25,7 +25,7 @@ export interface PendingRequest {
 
 const GO_ZERO_TEXT = "0001-01-01T00:00:00Z";
 const timeText = (ms: number | null) => (ms === null ? GO_ZERO_TEXT : rfc3339Local(ms));
-export const unixS = (ms: number | null) => (ms === null ? GO_ZERO_UNIX : Math.floor(ms / 1000));
+const unixS = (ms: number | null) => (ms === null ? GO_ZERO_UNIX : Math.floor(ms / 1000));
 
 /** trust.json as the reference writes it (Go json.MarshalIndent, 2 spaces, struct order). */
 export function encodeTrustFile(trusted: TrustedPeer[], pending: PendingRequest[], outgoing: number[] = []): string {
@@ -96,6 +96,9 @@ export function decodeTrustFile(text: string): { trusted: TrustedPeer[]; pending
   return { trusted, pending, outgoing };
 }
 
+export interface PendingJson { justification: string; node_id: number; public_key: string; received_at: number }
+export interface TrustedJson { approved_at: number; mutual: boolean; network: number; node_id: number; public_key: string }
+
 /** Trusted peers, pending requests and the nodes we asked, persisted on every change. */
 export class TrustStore {
   readonly trusted = new Map<number, TrustedPeer>();
@@ -146,6 +149,20 @@ export class TrustStore {
     } catch (e) {
       this.log.warn("trust: save failed", { error: errText(e) });
     }
+  }
+
+  /** Pending requests as the IPC Handshake "pending" reply lists them. */
+  pendingJson(): PendingJson[] {
+    return [...this.pending.values()].map((p) => ({
+      justification: p.justification, node_id: p.nodeId, public_key: p.publicKey, received_at: unixS(p.receivedAt),
+    }));
+  }
+
+  /** Trusted peers as the IPC Handshake "trusted" reply lists them. */
+  trustedJson(): TrustedJson[] {
+    return [...this.trusted.values()].map((t) => ({
+      approved_at: unixS(t.approvedAt), mutual: t.mutual, network: t.network, node_id: t.nodeId, public_key: t.publicKey,
+    }));
   }
 
   /** Forget every trace of `P` (trusted, pending, asked); saves when anything changed. */

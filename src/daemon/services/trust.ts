@@ -26,22 +26,18 @@ import { nowMs, type RegistryLookup, type RegistryPoll, type ServiceContext, typ
 import {
   acceptAction, keyMatches, TrustError, precheck, relayedRequestAction, relayedResponseAction, requestAction, sharedNetwork, type Verdict,
 } from "./trust-decide.ts";
-import { TrustStore, unixS, type PendingRequest, type TrustedPeer } from "./trust-store.ts";
-import { receiveHandshake, sendHandshake } from "./trust-stream.ts";
+import { LookupCache, ReplayCache } from "./trust-caches.ts";
+import { TrustStore, type PendingJson, type PendingRequest, type TrustedJson, type TrustedPeer } from "./trust-store.ts";
+import { receiveHandshake, SEND_CLOSE_DELAY_MS, sendHandshake } from "./trust-stream.ts";
 import { errText, utf8 } from "./util.ts";
 
 export { decodeHandshakeMsg, encodeHandshakeMsg, type HandshakeMsg } from "../../proto/handshake.ts";
-export { decodeTrustFile, encodeTrustFile, type PendingRequest, type TrustedPeer } from "./trust-store.ts";
+export { decodeTrustFile, encodeTrustFile, type PendingJson, type PendingRequest, type TrustedJson, type TrustedPeer } from "./trust-store.ts";
 export { TrustError, type Verdict } from "./trust-decide.ts";
 
-export { RECV_TIMEOUT_MS, SEND_CLOSE_DELAY_MS } from "./trust-stream.ts";
-import { SEND_CLOSE_DELAY_MS } from "./trust-stream.ts";
-const REPLAY_KEEP_MS = 10 * 60_000;
 const REPLAY_REAP_MS = 5 * 60_000;
-const LOOKUP_TTL_MS = 5 * 60_000;
 /** revoke_trust after a peer revoked us: retried after these delays before giving up loudly. */
 const REVOKE_RETRY_MS = [1_000, 5_000, 30_000];
-
 
 export interface TrustStats {
   received: number;
@@ -57,9 +53,6 @@ export interface TrustOptions {
   revokeRetryMs?: number[];
 }
 
-export interface PendingJson { justification: string; node_id: number; public_key: string; received_at: number }
-export interface TrustedJson { approved_at: number; mutual: boolean; network: number; node_id: number; public_key: string }
-
 export class TrustService implements ServiceHandle {
   private readonly store: TrustStore;
   private get trusted(): Map<number, TrustedPeer> {
@@ -71,8 +64,8 @@ export class TrustService implements ServiceHandle {
   private get outgoing(): Set<number> {
     return this.store.outgoing;
   }
-  private replay = new Map<string, number>();
-  private lookups = new Map<number, { at: number; rec: Promise<RegistryLookup> }>();
+  private replay = new ReplayCache();
+  private lookups: LookupCache;
   private listener: Listener | null = null;
   private reaper: ReturnType<typeof setInterval> | null = null;
   private conns = new Set<StreamConn>();
@@ -85,11 +78,12 @@ export class TrustService implements ServiceHandle {
   constructor(private readonly ctx: ServiceContext, private readonly opts: TrustOptions = {}) {
     this.checkKey = opts.checkRegistryKey ?? true;
     this.store = new TrustStore(ctx.trustPath, ctx.log, () => nowMs(ctx));
+    this.lookups = new LookupCache((id) => ctx.registry.lookup(id));
   }
 
   start(): this {
     this.listener = this.ctx.listen(this.opts.port ?? PORT_HANDSHAKE, (c) => this.handleInbound(c));
-    this.reaper = setInterval(() => this.reapReplay(), REPLAY_REAP_MS);
+    this.reaper = setInterval(() => this.replay.reap(nowMs(this.ctx)), REPLAY_REAP_MS);
     (this.reaper as { unref?: () => void }).unref?.();
     return this;
   }
@@ -123,20 +117,12 @@ export class TrustService implements ServiceHandle {
 
   /** IPC sub-command 0x04 reply body (Go-sort it with goJson). */
   listPending(): { pending: PendingJson[] } {
-    return {
-      pending: [...this.pending.values()].map((p) => ({
-        justification: p.justification, node_id: p.nodeId, public_key: p.publicKey, received_at: unixS(p.receivedAt),
-      })),
-    };
+    return { pending: this.store.pendingJson() };
   }
 
   /** IPC sub-command 0x05 reply body. */
   listTrusted(): { trusted: TrustedJson[] } {
-    return {
-      trusted: [...this.trusted.values()].map((t) => ({
-        approved_at: unixS(t.approvedAt), mutual: t.mutual, network: t.network, node_id: t.nodeId, public_key: t.publicKey,
-      })),
-    };
+    return { trusted: this.store.trustedJson() };
   }
 
   private save(): void {
@@ -161,13 +147,7 @@ export class TrustService implements ServiceHandle {
 
   /** Cached registry lookup (key check, network rule). Failed lookups are not cached. */
   private lookup(nodeId: number): Promise<RegistryLookup> {
-    const now = nowMs(this.ctx);
-    const c = this.lookups.get(nodeId);
-    if (c && now - c.at < LOOKUP_TTL_MS) return c.rec;
-    const rec = this.ctx.registry.lookup(nodeId);
-    this.lookups.set(nodeId, { at: now, rec });
-    rec.catch(() => { if (this.lookups.get(nodeId)?.rec === rec) this.lookups.delete(nodeId); });
-    return rec;
+    return this.lookups.get(nodeId, nowMs(this.ctx));
   }
 
   private bg(what: string, p: Promise<unknown>): void {
@@ -251,8 +231,7 @@ export class TrustService implements ServiceHandle {
     if (refused) return refused;
     // Replay: hash of the canonical re-encoding.
     const h = createHash("sha256").update(encodeHandshakeMsg(m)).digest("hex");
-    if (this.replay.has(h)) return "replay";
-    this.replay.set(h, now);
+    if (!this.replay.add(h, now)) return "replay";
     // The key must be the registry's key for node_id.
     let rec: RegistryLookup | null = null;
     if (this.checkKey) {
@@ -534,11 +513,6 @@ export class TrustService implements ServiceHandle {
       }
     });
     return { node_id: P, status: "revoked" };
-  }
-
-  private reapReplay(): void {
-    const cutoff = nowMs(this.ctx) - REPLAY_KEEP_MS;
-    for (const [h, t] of this.replay) if (t < cutoff) this.replay.delete(h);
   }
 }
 
