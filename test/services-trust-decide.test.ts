@@ -133,3 +133,36 @@ describe("a peer's revocation reaches the registry", () => {
     tb.stop();
   });
 });
+
+describe("bounded trust caches", () => {
+  test("replay cache: refuses a repeat, forgets after the keep time, never holds more than 65536 hashes", async () => {
+    const { ReplayCache } = await import("../src/daemon/services/trust-caches.ts");
+    const c = new ReplayCache();
+    expect(c.add("a", 0)).toBe(true);
+    expect(c.add("a", 1)).toBe(false);
+    c.reap(10 * 60_000 + 1);
+    expect(c.add("a", 10 * 60_000 + 2)).toBe(true); // forgotten, so accepted again (it is stale by then anyway)
+    for (let i = 0; i < 70_000; i++) c.add(`h${i}`, 10 * 60_000 + 3);
+    expect(c.size).toBe(65_536);
+    expect(c.add("h69999", 10 * 60_000 + 4)).toBe(false); // the newest are kept
+  });
+
+  test("lookup cache: one registry call for concurrent lookups, failures not kept", async () => {
+    const { LookupCache } = await import("../src/daemon/services/trust-caches.ts");
+    let calls = 0;
+    let fail = true;
+    const c = new LookupCache(async (id) => {
+      calls++;
+      if (fail) throw new Error("down");
+      return { node_id: id, public_key: "", networks: [] };
+    });
+    await Promise.allSettled([c.get(1, 0), c.get(1, 0)]);
+    expect(calls).toBe(1);
+    fail = false;
+    await Bun.sleep(0);
+    expect((await c.get(1, 1)).node_id).toBe(1);
+    expect(calls).toBe(2);
+    await c.get(1, 2);
+    expect(calls).toBe(2);
+  });
+});
