@@ -1,7 +1,8 @@
-// IPC server on the daemon's Unix socket (ipc.md). Per client: requests are decoded in arrival
-// order and may run concurrently (a slow Dial no longer blocks the Sends behind it, ipc.md §12.4-1),
-// but replies are emitted strictly in request order, which is all the reference driver's
-// positional correlation needs (ipc.md §6).
+// IPC server on the daemon's Unix socket. Per client: requests are decoded in arrival order and
+// may run concurrently (a slow Dial does not block the Sends behind it), but replies are emitted
+// strictly in request order, which is all the reference driver's positional correlation needs.
+// What clients can make the daemon hold is bounded: per client by its unsent replies (see
+// ipc-client.ts), across clients by a budget for large request frames.
 import { connect } from "node:net";
 import type { UnixSocketListener } from "bun";
 import { BufferedSocket } from "../sys/buffered-socket.ts";
