@@ -150,6 +150,47 @@ describe("a client that never reads its replies", () => {
   }, 60000);
 });
 
+describe("replies still being computed", () => {
+  test("past maxPendingReplies reading stops, but a client that reads is never dropped as stuck", async () => {
+    const waiting: (() => void)[] = [];
+    const api = {
+      dial: (_a: Addr, _p: number) =>
+        new Promise((_res, rej) => {
+          waiting.push(() => rej(new Error("dial timeout")));
+        }),
+      info: (): JsonObject => ({ node_id: 5 }),
+    } as unknown as DaemonApi;
+    const srv = new IpcServer(api, new Logger("error", "text", () => {}), { maxPendingReplies: 10, stallTimeoutMs: 100 });
+    const path = join(dir, "pending.sock");
+    await srv.listen(path);
+    try {
+      const s = await open(path);
+      const dec = new FrameDecoder();
+      const got: number[] = [];
+      s.on("data", (b: Buffer) => {
+        for (const f of dec.push(b)) got.push(f[0]);
+      });
+      // 20 Dials (cmd 0x03: addr 6 bytes + port 2), then one Info.
+      const dial = Uint8Array.from([0, 0, 0, 9, 0x03, 0, 0, 0, 0, 0, 9, 0, 7]);
+      for (let i = 0; i < 20; i++) s.write(dial);
+      s.write(INFO_REQ);
+      await until(async () => waiting.length === 10 && srv.stats().pausedClients === 1, "ten dials in flight, reading stopped");
+      // Several stall periods pass with nothing to send: not a stuck client.
+      await Bun.sleep(500);
+      expect(srv.stats().stalledDropped).toBe(0);
+      expect(waiting.length).toBe(10);
+      await until(async () => {
+        for (const w of waiting.splice(0)) w();
+        return got.length >= 21;
+      }, "all 21 replies");
+      expect(got).toEqual([...Array(20).fill(0x0a), 0x0e]); // 20 Errors in order, then InfoOK
+      s.destroy();
+    } finally {
+      srv.close();
+    }
+  }, 30000);
+});
+
 describe("cross-client budget for large request frames", () => {
   test("ten clients sending 8 MiB frames at once: buffered bytes stay under the cap and every frame is handled", async () => {
     const CAP = 20 * 1024 * 1024;

@@ -217,7 +217,9 @@ export class Client {
       this.updateReading();
       return;
     }
-    if (this.sock.written !== this.stallMark) {
+    // Stuck means bytes wait and none were taken: replies merely still being computed (e.g. many
+    // slow Dials) are not the client's fault.
+    if (this.sock.written !== this.stallMark || this.sock.writableLength === 0) {
       this.stallMark = this.sock.written;
       this.stallSince = Date.now();
       return;
