@@ -45,7 +45,7 @@ export interface ClientHost {
   warn(msg: string, e: unknown): void;
   /** Log that a client is being closed, with the reason and its numbers. */
   dropped(reason: string, fields: Record<string, unknown>): void;
-  /** Handle the client's queued request frames while it may (see Client.mayDispatch). */
+  /** Handle the client's queued request frames while it may (Client.nextFrame says when it may). */
   pump(c: Client): void;
   /** The client is gone: forget it and release what it held. */
   remove(c: Client): void;
