@@ -32,6 +32,38 @@ async function open(path: string): Promise<Socket> {
   return s;
 }
 
+interface ProcReport {
+  rss: number;
+  infoCalls: number;
+  sendTos: number;
+  stats: { pausedClients: number; peakBufferedBytes: number };
+}
+
+/** The IPC server in its own process (test/helpers/ipc-server-proc.ts), reporting every 100 ms. */
+function serverProcess(path: string) {
+  const proc = Bun.spawn(["./node_modules/.bin/bun", "test/helpers/ipc-server-proc.ts", path], { stdout: "pipe", stderr: "pipe" });
+  const st = { path, last: null as ProcReport | null, peakRss: 0, stop: async () => {} };
+  const lines = (async () => {
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of proc.stdout) {
+      buf += dec.decode(chunk);
+      let i: number;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        st.last = JSON.parse(buf.slice(0, i)) as ProcReport;
+        st.peakRss = Math.max(st.peakRss, st.last.rss);
+        buf = buf.slice(i + 1);
+      }
+    }
+  })();
+  st.stop = async () => {
+    proc.kill();
+    await proc.exited;
+    await lines.catch(() => {});
+  };
+  return st;
+}
+
 let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "pilot-ipcbound-"));
@@ -42,24 +74,12 @@ afterAll(() => {
 
 describe("a client that never reads its replies", () => {
   test("200k Info requests leave the server's RSS under +100 MB; it stops reading, then answers all in order", async () => {
-    const path = join(dir, "rss.sock");
-    const proc = Bun.spawn(["./node_modules/.bin/bun", "test/helpers/ipc-server-proc.ts", path], { stdout: "pipe", stderr: "pipe" });
-    let last: { rss: number; infoCalls: number; stats: { pausedClients: number } } | null = null;
-    const lines = (async () => {
-      const dec = new TextDecoder();
-      let buf = "";
-      for await (const chunk of proc.stdout) {
-        buf += dec.decode(chunk);
-        let i: number;
-        while ((i = buf.indexOf("\n")) >= 0) {
-          last = JSON.parse(buf.slice(0, i));
-          buf = buf.slice(i + 1);
-        }
-      }
-    })();
+    const server = serverProcess(join(dir, "rss.sock"));
+    const { path } = server;
+    const last = () => server.last!;
     let sock: Socket | null = null;
     try {
-      await until(async () => last, "server process ready", 20000);
+      await until(async () => server.last, "server process ready", 20000);
       // Baseline after some warm-up traffic, so the JIT and socket buffers are counted.
       const warm = await open(path);
       warm.write(infoRequests(1000));
@@ -68,18 +88,18 @@ describe("a client that never reads its replies", () => {
       warm.on("data", (b: Buffer) => (got += wdec.push(b).length));
       await until(async () => got === 1000, "warm-up replies");
       warm.destroy();
-      await until(async () => last!.infoCalls >= 1000 && last, "warm-up reported");
-      const base = last!.rss;
+      await until(async () => last().infoCalls >= 1000 && last(), "warm-up reported");
+      const base = last().rss;
 
       const N = 200_000;
       sock = await open(path);
       sock.pause(); // never read
       sock.write(infoRequests(N));
-      await until(async () => last!.stats.pausedClients >= 1 && last, "server stops reading the client", 30000);
+      await until(async () => last().stats.pausedClients >= 1 && last(), "server stops reading the client", 30000);
       // Stopped means stopped: the count of handled requests no longer moves.
-      const stoppedAt = last!.infoCalls;
-      await until(async () => last!.infoCalls === stoppedAt && last!.stats.pausedClients >= 1 && last, "stable while paused");
-      const grown = last!.rss - base;
+      const stoppedAt = last().infoCalls;
+      await until(async () => last().infoCalls === stoppedAt && last().stats.pausedClients >= 1 && last(), "stable while paused");
+      const grown = last().rss - base;
       console.log(`server RSS +${(grown / 1048576).toFixed(1)} MB with the client stopped after ${stoppedAt - 1000} of ${N} requests`);
       expect(stoppedAt - 1000).toBeLessThan(N);
       expect(grown).toBeLessThan(100 * 1024 * 1024);
@@ -97,12 +117,10 @@ describe("a client that never reads its replies", () => {
       sock.resume();
       await until(async () => replies === N, `all ${N} replies`, 120000);
       expect(bad).toBe(0);
-      expect(last!.infoCalls).toBeGreaterThanOrEqual(1000 + N);
+      expect(last().infoCalls).toBeGreaterThanOrEqual(1000 + N);
     } finally {
       sock?.destroy();
-      proc.kill();
-      await proc.exited;
-      await lines.catch(() => {});
+      await server.stop();
     }
   }, 180000);
 
@@ -231,6 +249,40 @@ describe("cross-client budget for large request frames", () => {
     } finally {
       for (const s of socks) s.destroy();
       srv.close();
+    }
+  }, 90000);
+
+  test("ten clients sending 16 MiB frames at once: the server process grows well under what ten frames would take", async () => {
+    const server = serverProcess(join(dir, "budget-rss.sock"));
+    const socks: Socket[] = [];
+    try {
+      await until(async () => server.last, "server process ready", 20000);
+      await until(async () => server.last!.rss > 0 && server.last, "first report");
+      const base = server.last!.rss;
+      server.peakRss = base;
+      const FRAME = 16 * 1024 * 1024;
+      for (let i = 0; i < 10; i++) {
+        const body = new Uint8Array(1 + 6 + 2 + FRAME);
+        body[0] = 0x0b;
+        body[6] = 9;
+        body[8] = 100 + i;
+        body.fill(0x61, 9);
+        const f = new Uint8Array(4 + body.length);
+        new DataView(f.buffer).setUint32(0, body.length);
+        f.set(body, 4);
+        const s = await open(server.path);
+        socks.push(s);
+        s.write(f);
+      }
+      await until(async () => server.last!.sendTos === 10 && server.last, "all ten frames handled", 60000);
+      const grown = server.peakRss - base;
+      console.log(`server peak RSS +${(grown / 1048576).toFixed(1)} MB for 10 x 16 MiB frames (budget peak ${(server.last!.stats.peakBufferedBytes / 1048576).toFixed(0)} MiB)`);
+      expect(server.last!.stats.peakBufferedBytes).toBeLessThanOrEqual(64 * 1024 * 1024);
+      // Ten frames held at once (plus the chunks they were assembled from) took about 220 MB.
+      expect(grown).toBeLessThan(150 * 1024 * 1024);
+    } finally {
+      for (const s of socks) s.destroy();
+      await server.stop();
     }
   }, 90000);
 });
