@@ -347,8 +347,8 @@ export class TrustService implements ServiceHandle {
 
   // ---- relay through the registry -------------------------------------------------------------
 
-  /** Call after every successful registry heartbeat. */
-  async pollRelayed(): Promise<void> {
+  /** Fetch and apply relayed handshakes (after every successful heartbeat, or on a registry push). */
+  async poll(): Promise<void> {
     this.processPoll(await this.ctx.registry.pollHandshakes());
   }
 
@@ -389,11 +389,6 @@ export class TrustService implements ServiceHandle {
       }
     }
     if (dirty) this.save();
-  }
-
-  /** Alias of pollRelayed() (the daemon calls it after each successful heartbeat). */
-  poll(): Promise<void> {
-    return this.pollRelayed();
   }
 
   /** After a re-registration: re-send report_trust for every trusted peer. Never rejects. */
