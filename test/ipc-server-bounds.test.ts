@@ -168,6 +168,71 @@ describe("a client that never reads its replies", () => {
   }, 60000);
 });
 
+describe("a client that pauses its reading (flow control)", () => {
+  test("stream data backed up: its requests are still served (uploads go on), it is never dropped", async () => {
+    const { memConnPair } = await import("./helpers/memconn.ts");
+    const self = { network: 0, node: 5 };
+    const peer = { network: 0, node: 9 };
+    let local: import("./helpers/memconn.ts").MemConn | null = null;
+    let remote: import("./helpers/memconn.ts").MemConn | null = null;
+    let infoCalls = 0;
+    const api = {
+      dial: async () => {
+        [local, remote] = memConnPair({ addr: self, port: 49152 }, { addr: peer, port: 7 }, { highWater: 64 << 20 });
+        return local;
+      },
+      conn: (id: number) => (local && local.id === id ? local : undefined),
+      info: (): JsonObject => {
+        infoCalls++;
+        return { node_id: 5 };
+      },
+    } as unknown as DaemonApi;
+    const srv = new IpcServer(api, new Logger("error", "text", () => {}), { stallTimeoutMs: 100 });
+    const path = join(dir, "flow.sock");
+    await srv.listen(path);
+    try {
+      const s = await open(path);
+      const dec = new FrameDecoder(2 << 20);
+      let recvBytes = 0;
+      let connId = -1;
+      let infoOk = 0;
+      s.on("data", (b: Buffer) => {
+        for (const f of dec.push(b)) {
+          if (f[0] === 0x04) connId = new DataView(f.buffer, f.byteOffset).getUint32(1);
+          if (f[0] === 0x07) recvBytes += f.length - 5;
+          if (f[0] === 0x0e) infoOk++;
+        }
+      });
+      s.write(Uint8Array.from([0, 0, 0, 9, 0x03, 0, 0, 0, 0, 0, 9, 0, 7]));
+      await until(async () => connId >= 0, "DialOK");
+      let uploaded = 0;
+      remote!.onData = (chunk) => (uploaded += chunk.length);
+      s.pause(); // the application stops consuming what the peer sends
+      const TOTAL = 12 * 1024 * 1024;
+      remote!.write(new Uint8Array(TOTAL).fill(0x62));
+      await until(async () => srv.stats().unsentBytes > 0, "stream data backs up in the client's socket");
+      // It keeps uploading and asking while not reading: both are served.
+      const UP = 256 * 1024;
+      const send = new Uint8Array(4 + 5 + UP);
+      new DataView(send.buffer).setUint32(0, 5 + UP);
+      send[4] = 0x06;
+      new DataView(send.buffer).setUint32(5, connId);
+      for (let i = 0; i < 4; i++) s.write(send);
+      s.write(INFO_REQ);
+      await until(async () => uploaded === 4 * UP && infoCalls === 1, "upload delivered and Info handled while the client is not reading");
+      // Many stall periods pass: unread stream data is not a stuck client.
+      await Bun.sleep(500);
+      expect(srv.stats().stalledDropped).toBe(0);
+      expect(srv.stats().clients).toBe(1);
+      s.resume();
+      await until(async () => recvBytes === TOTAL && infoOk === 1, "all stream data and the InfoOK delivered", 30000);
+      s.destroy();
+    } finally {
+      srv.close();
+    }
+  }, 60000);
+});
+
 describe("replies still being computed", () => {
   test("past maxPendingReplies reading stops, but a client that reads is never dropped as stuck", async () => {
     const waiting: (() => void)[] = [];

@@ -111,7 +111,7 @@ export class Client {
    * (the stream is bytes to the receiver) and an unencodable reply is replaced by an Error
    * carrying the reason, so the client still gets exactly one reply.
    */
-  write(msg: IpcMsg): boolean {
+  write(msg: IpcMsg, reply = false): boolean {
     if (this.closed || this.sock.destroyed) return false;
     if (msg.cmd === "Recv" && msg.data.length > MAX_RECV_DATA) {
       let ok = true;
@@ -125,11 +125,45 @@ export class Client {
       frame = encodeIpcFrame(msg, MAX_FRAME);
     } catch (e) {
       if (msg.cmd === "Error") return true;
-      return this.write({ cmd: "Error", code: 1, message: (e as Error).message });
+      return this.write({ cmd: "Error", code: 1, message: (e as Error).message }, reply);
     }
     const ok = this.sock.write(frame);
-    if (!ok) this.congested = true;
+    if (!ok) {
+      this.congested = true;
+      if (reply) this.noteUnsentReply(frame.length);
+    }
     return ok;
+  }
+
+  /**
+   * Reply bytes still in the socket queue. Pushes (stream data, accepts, datagrams) have their own
+   * bounds and a client may stop reading them on purpose (flow control of a stream it relays, while
+   * it keeps sending on it); only replies it does not collect hold back its requests.
+   */
+  private replyEnds: { end: number; len: number }[] = [];
+  private replyEndsHead = 0;
+  private unsentReplies = 0;
+
+  private noteUnsentReply(len: number): void {
+    this.replyEnds.push({ end: this.sock.written + this.sock.writableLength, len });
+    this.unsentReplies += len;
+  }
+
+  /** Bytes of replies not yet handed to the kernel (a reply partly written counts whole). */
+  get unsentReplyBytes(): number {
+    const written = this.sock.written;
+    while (this.replyEndsHead < this.replyEnds.length && this.replyEnds[this.replyEndsHead].end <= written) {
+      this.unsentReplies -= this.replyEnds[this.replyEndsHead].len;
+      this.replyEndsHead++;
+    }
+    if (this.replyEndsHead === this.replyEnds.length) {
+      this.replyEnds = [];
+      this.replyEndsHead = 0;
+    } else if (this.replyEndsHead >= 1024 && this.replyEndsHead * 2 >= this.replyEnds.length) {
+      this.replyEnds = this.replyEnds.slice(this.replyEndsHead);
+      this.replyEndsHead = 0;
+    }
+    return this.unsentReplies;
   }
 
   get backlog(): number {
@@ -150,7 +184,7 @@ export class Client {
       await prev;
       // FIX: the chain must never reject (a rejected link loses every later reply and crashes
       // the daemon as an unhandled rejection); write() no longer throws and `after` is guarded.
-      if (r) this.write(r);
+      if (r) this.write(r, true);
       try {
         after?.();
       } catch (e) {
@@ -164,7 +198,7 @@ export class Client {
   /** Unsent replies are over the limit: requests are not handled (nor read) until they drain. */
   get backlogged(): boolean {
     const l = this.srv.limits;
-    return this.sock.writableLength > l.replyHighWater || this.pendingReplies >= l.maxPendingReplies;
+    return this.pendingReplies >= l.maxPendingReplies || this.unsentReplyBytes > l.replyHighWater;
   }
 
   /** Queue request frames just decoded from the socket. */
@@ -217,9 +251,9 @@ export class Client {
       this.updateReading();
       return;
     }
-    // Stuck means bytes wait and none were taken: replies merely still being computed (e.g. many
+    // Stuck means replies wait and no byte was taken; replies still being computed (e.g. many
     // slow Dials) are not the client's fault.
-    if (this.sock.written !== this.stallMark || this.sock.writableLength === 0) {
+    if (this.sock.written !== this.stallMark || this.unsentReplyBytes === 0) {
       this.stallMark = this.sock.written;
       this.stallSince = Date.now();
       return;
@@ -228,6 +262,7 @@ export class Client {
     if (stalled < this.srv.limits.stallTimeoutMs) return;
     this.srv.dropped("not reading its replies", {
       unsent_bytes: this.sock.writableLength,
+      unsent_reply_bytes: this.unsentReplyBytes,
       pending_replies: this.pendingReplies,
       stalled_ms: stalled,
     });

@@ -55,6 +55,8 @@ export interface IpcServerStats {
   peakBufferedBytes: number;
   /** Clients whose reading is stopped (backlogged replies, blocked Send or budget). */
   pausedClients: number;
+  /** Bytes waiting in client sockets' queues (replies and pushes). */
+  unsentBytes: number;
   /** Clients closed for not reading their replies. */
   stalledDropped: number;
 }
@@ -99,12 +101,17 @@ export class IpcServer implements ClientHost {
 
   stats(): IpcServerStats {
     let paused = 0;
-    for (const c of this.clients) if (c.sock.paused) paused++;
+    let unsent = 0;
+    for (const c of this.clients) {
+      if (c.sock.paused) paused++;
+      unsent += c.sock.writableLength;
+    }
     return {
       clients: this.clients.size,
       bufferedBytes: this.buffered,
       peakBufferedBytes: this.peakBuffered,
       pausedClients: paused,
+      unsentBytes: unsent,
       stalledDropped: this.stalledDropped,
     };
   }
