@@ -466,7 +466,8 @@ export class TrustService implements ServiceHandle {
     this.trusted.set(P, { nodeId: P, publicKey: p.publicKey, approvedAt: nowMs(this.ctx), mutual: false, network: 0 });
     this.save();
     this.ctx.webhook("handshake.approved", { peer_node_id: P });
-    this.bg("report/respond", this.reportTrust(P).catch(() => {}).then(() => this.ctx.registry.respondHandshake(P, true)));
+    const reported = this.reportTrust(P).catch((e) => this.ctx.log.warn("trust: report_trust failed; the peer may not resolve us", { peer: P, error: errText(e) }));
+    this.bg("respond_handshake", reported.then(() => this.ctx.registry.respondHandshake(P, true)));
     // The accept is delivered in the background; the IPC caller does not wait ~29 s.
     this.bg("accept", this.sendAccept(P));
     if (p.publicKey === "") this.bg("key backfill", this.backfillKey(P));
