@@ -165,6 +165,14 @@ export class TrustStore {
     }));
   }
 
+  /** Trust a peer: it is no longer pending nor asked. Saves unless `save` is false (batching). */
+  trust(t: TrustedPeer, save = true): void {
+    this.pending.delete(t.nodeId);
+    this.outgoing.delete(t.nodeId);
+    this.trusted.set(t.nodeId, t);
+    if (save) this.save();
+  }
+
   /** Forget every trace of `P` (trusted, pending, asked); saves when anything changed. */
   forget(P: number): { wasTrusted: boolean } {
     const wasTrusted = this.trusted.delete(P);

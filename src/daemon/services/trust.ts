@@ -271,11 +271,8 @@ export class TrustService implements ServiceHandle {
       return "ok";
     }
     if (action === "mutual") {
-      this.outgoing.delete(P);
-      this.pending.delete(P);
-      this.trusted.set(P, { nodeId: P, publicKey: m.public_key, approvedAt: now, mutual: true, network: 0 });
+      this.store.trust({ nodeId: P, publicKey: m.public_key, approvedAt: now, mutual: true, network: 0 });
       this.ctx.webhook("handshake.auto_approved", { peer_node_id: P, reason: "mutual" });
-      this.save();
       this.bg("accept", this.sendAccept(P));
       this.bg("report_trust", this.reportTrust(P));
       return "ok";
@@ -285,10 +282,8 @@ export class TrustService implements ServiceHandle {
       const [mine, theirs] = await Promise.all([this.lookup(this.self()), rec ? Promise.resolve(rec) : this.lookup(P)]);
       const net = sharedNetwork(mine.networks, theirs.networks);
       if (net !== undefined && !this.trusted.has(P)) {
-        this.pending.delete(P);
-        this.trusted.set(P, { nodeId: P, publicKey: m.public_key, approvedAt: now, mutual: false, network: net });
+        this.store.trust({ nodeId: P, publicKey: m.public_key, approvedAt: now, mutual: false, network: net });
         this.ctx.webhook("handshake.auto_approved", { peer_node_id: P, reason: "same_network" });
-        this.save();
         this.bg("accept", this.sendAccept(P));
         this.bg("report_trust", this.reportTrust(P));
         return "ok";
@@ -311,10 +306,7 @@ export class TrustService implements ServiceHandle {
     const action = acceptAction(this.facts(P));
     // An accept from an already trusted peer (after a mutual auto-approve) changes nothing.
     if (action !== "trust") return action === "ignore" ? "ok" : "unsolicited";
-    this.outgoing.delete(P);
-    this.pending.delete(P);
-    this.trusted.set(P, { nodeId: P, publicKey: m.public_key, approvedAt: nowMs(this.ctx), mutual: true, network: 0 });
-    this.save();
+    this.store.trust({ nodeId: P, publicKey: m.public_key, approvedAt: nowMs(this.ctx), mutual: true, network: 0 });
     this.bg("report_trust", this.reportTrust(P));
     return "ok";
   }
@@ -361,9 +353,7 @@ export class TrustService implements ServiceHandle {
       if (action === "respond") {
         this.bg("respond_handshake", this.ctx.registry.respondHandshake(F, true));
       } else if (action === "mutual") {
-        this.outgoing.delete(F);
-        this.pending.delete(F);
-        this.trusted.set(F, { nodeId: F, publicKey: "", approvedAt: now, mutual: true, network: 0 });
+        this.store.trust({ nodeId: F, publicKey: "", approvedAt: now, mutual: true, network: 0 }, false);
         dirty = true;
         this.bg("respond_handshake", this.ctx.registry.respondHandshake(F, true).then(() => this.backfillKey(F)));
       } else {
@@ -378,9 +368,7 @@ export class TrustService implements ServiceHandle {
       const F = resp.from_node_id >>> 0;
       const action = relayedResponseAction(resp.accept, this.facts(F));
       if (action === "trust") {
-        this.outgoing.delete(F);
-        this.pending.delete(F);
-        this.trusted.set(F, { nodeId: F, publicKey: "", approvedAt: now, mutual: true, network: 0 });
+        this.store.trust({ nodeId: F, publicKey: "", approvedAt: now, mutual: true, network: 0 }, false);
         dirty = true;
         this.bg("key backfill", this.backfillKey(F));
       } else if (action === "forget_request") {
@@ -461,10 +449,7 @@ export class TrustService implements ServiceHandle {
     const reply = { node_id: P, status: "approved" as const };
     const p = this.pending.get(P);
     if (!p) return reply;
-    this.pending.delete(P);
-    this.outgoing.delete(P);
-    this.trusted.set(P, { nodeId: P, publicKey: p.publicKey, approvedAt: nowMs(this.ctx), mutual: false, network: 0 });
-    this.save();
+    this.store.trust({ nodeId: P, publicKey: p.publicKey, approvedAt: nowMs(this.ctx), mutual: false, network: 0 });
     this.ctx.webhook("handshake.approved", { peer_node_id: P });
     const reported = this.reportTrust(P).catch((e) => this.ctx.log.warn("trust: report_trust failed; the peer may not resolve us", { peer: P, error: errText(e) }));
     this.bg("respond_handshake", reported.then(() => this.ctx.registry.respondHandshake(P, true)));
