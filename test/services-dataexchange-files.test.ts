@@ -5,7 +5,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type ByteDuplex, fileDigest, FileTransferError, sendFile, sendMessage } from "../src/client/file-transfer.ts";
-import { MemNet } from "../src/daemon/services/memconn.ts";
+import { MemNet } from "./helpers/memconn.ts";
 import { startDataExchange } from "../src/daemon/services/dataexchange.ts";
 import {
   decodeMessage, encodeFrame, encodeMessage, encodeText, formatAck, FrameReader, type Frame, TYPE_TEXT, TYPE_XFER_OFFER,

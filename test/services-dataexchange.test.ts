@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ProtoError } from "../src/proto/types.ts";
-import { MemNet } from "../src/daemon/services/memconn.ts";
+import { MemNet } from "./helpers/memconn.ts";
 import { startEcho } from "../src/daemon/services/echo.ts";
 import {
   DataExchangeClient, FrameReader, MAX_FRAME_PAYLOAD, TYPE_BINARY, TYPE_FILE, TYPE_JSON, TYPE_TEXT,

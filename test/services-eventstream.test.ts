@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { ProtoError } from "../src/proto/types.ts";
-import { MemNet } from "../src/daemon/services/memconn.ts";
+import { MemNet } from "./helpers/memconn.ts";
 import { EventClient, EventReader, decodeEvent, encodeEvent, startEventStream, MAX_TOPIC } from "../src/daemon/services/eventstream.ts";
 import { FakeRegistry, makeNode, rmDir, until } from "./helpers/services-ctx.ts";
 

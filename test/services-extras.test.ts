@@ -1,7 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { gcm } from "@noble/ciphers/aes.js";
-import { MemNet, memConnPair } from "../src/daemon/services/memconn.ts";
-import { SecureConn, deriveSecureKey, openRecord, sealRecord, secureHandshake, startSecureServer } from "../src/daemon/services/secure.ts";
+import { MemNet, memConnPair } from "./helpers/memconn.ts";
 import { rfc3339NanoUtc, startWebhooks, webhookBody, WEBHOOK_QUEUE } from "../src/daemon/services/webhooks.ts";
 import { TransportError } from "../src/transport/api.ts";
 import { ProtoError } from "../src/proto/types.ts";
@@ -33,54 +32,6 @@ describe("memconn (test double for StreamConn)", () => {
     expect(() => x.write(new Uint8Array(1))).toThrow(TransportError);
     await until(() => ended && closedX);
     expect(() => y.write(new Uint8Array(1))).toThrow(TransportError); // no half-close
-  });
-});
-
-describe("secure channel (services.md §6)", () => {
-  test("record layout matches the spec example and the @noble/ciphers oracle", () => {
-    const key = deriveSecureKey(new Uint8Array(32).fill(9));
-    const rec = sealRecord(key, 2, 1n, new TextEncoder().encode("hi"));
-    expect(Buffer.from(rec.subarray(0, 16)).toString("hex")).toBe("0000001e" + "00000002" + "0000000000000001");
-    expect(rec.length).toBe(4 + 30);
-    const oracle = gcm(key, rec.subarray(4, 16)).decrypt(rec.subarray(16));
-    expect(new TextDecoder().decode(oracle)).toBe("hi");
-    expect(new TextDecoder().decode(openRecord(key, rec.subarray(4, 16), rec.subarray(16)))).toBe("hi");
-    const bad = rec.slice();
-    bad[20]! ^= 1;
-    expect(() => openRecord(key, bad.subarray(4, 16), bad.subarray(16))).toThrow(ProtoError);
-  });
-
-  test("client ↔ server over a stream, both directions, split segments; reflection rejected", async () => {
-    const net = new MemNet();
-    net.opts = { randomSplitSeed: 3 };
-    const reg = new FakeRegistry();
-    const s = makeNode(net, reg, 2), c = makeNode(net, reg, 1);
-    dirs.push(s.dir, c.dir);
-    const l = startSecureServer(s.ctx, (sc) => { sc.onData = (p) => sc.write(p.map((x) => x ^ 0xff)); });
-    const conn = await c.ctx.dial(s.addr, 443);
-    const sc = await secureHandshake(conn, "client");
-    const got: Uint8Array[] = [];
-    sc.onData = (p) => got.push(p);
-    const big = new Uint8Array(50_000).map((_, i) => i);
-    sc.write(new TextEncoder().encode("hello"));
-    sc.write(big);
-    sc.write(new Uint8Array(0));
-    await until(() => got.length === 3);
-    expect(new TextDecoder().decode(got[0]!.map((x) => x ^ 0xff))).toBe("hello");
-    expect(Buffer.compare(Buffer.from(got[1]!.map((x) => x ^ 0xff)), Buffer.from(big))).toBe(0);
-    expect(got[2]!.length).toBe(0);
-    l.close();
-
-    // reflection: a record sealed with the receiver's own prefix is refused
-    const [x, y] = memConnPair(A, B);
-    const key = deriveSecureKey(new Uint8Array(32).fill(1));
-    const srv = new SecureConn(y, key, "server", new Uint8Array(0));
-    let err: Error | undefined;
-    srv.onClose = (e) => (err = e);
-    x.onData = () => {};
-    x.write(sealRecord(key, 1, 1n, new Uint8Array([1])));
-    await until(() => err !== undefined);
-    expect((err as ProtoError).code).toBe("bad_nonce");
   });
 });
 

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { MemNet } from "../src/daemon/services/memconn.ts";
+import { MemNet } from "./helpers/memconn.ts";
 import { DataExchangeClient } from "../src/daemon/services/dataexchange.ts";
 import { encodeTaskFile, newTaskId, poloReward, startTasks, TASK_ID_RE, TASK_SEND_RESULTS, TASK_SUBMIT } from "../src/daemon/services/tasks.ts";
 import { atomicWriteFile } from "../src/daemon/services/util.ts";

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync, statSync, writeFileSync, existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { MemNet } from "../src/daemon/services/memconn.ts";
+import { MemNet } from "./helpers/memconn.ts";
 import {
   TrustService, decodeHandshakeMsg, decodeTrustFile, encodeHandshakeMsg, encodeTrustFile, startTrust,
   type HandshakeMsg, type Verdict,

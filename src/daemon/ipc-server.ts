@@ -1,16 +1,17 @@
-// IPC server on the daemon's Unix socket (ipc.md). Per client: requests are decoded in arrival
-// order and may run concurrently (a slow Dial no longer blocks the Sends behind it, ipc.md §12.4-1),
-// but replies are emitted strictly in request order, which is all the reference driver's
-// positional correlation needs (ipc.md §6).
+// IPC server on the daemon's Unix socket. Per client: requests are decoded in arrival order and
+// may run concurrently (a slow Dial does not block the Sends behind it), but replies are emitted
+// strictly in request order, which is all the reference driver's positional correlation needs.
+// What clients can make the daemon hold is bounded: per client by its unsent replies (see
+// ipc-client.ts), across clients by a budget for large request frames.
 import { connect } from "node:net";
 import type { UnixSocketListener } from "bun";
 import { BufferedSocket } from "../sys/buffered-socket.ts";
 import { chmodSync, unlinkSync, existsSync } from "node:fs";
-import { FrameDecoder, MAX_FRAME } from "../proto/framing.ts";
-import { decodeIpc, encodeIpcFrame, type IpcMsg, type HandshakeSub, type JsonObject } from "../proto/ipc.ts";
+import { decodeIpc, type IpcMsg, type HandshakeSub, type JsonObject } from "../proto/ipc.ts";
 import { ProtoError, type Addr } from "../proto/types.ts";
 import type { StreamConn } from "../transport/api.ts";
 import type { Logger } from "./log.ts";
+import { ACCEPT_QUEUE, Client, DEFAULT_CLIENT_LIMITS, type ClientHost, type ClientLimits } from "./ipc-client.ts";
 
 /** What the IPC layer needs from the daemon. Errors are thrown as Error(message-as-sent). */
 export interface DaemonApi {
@@ -31,25 +32,34 @@ export interface DaemonApi {
   setTaskExec(enabled: boolean): Promise<JsonObject>;
 }
 
-/** Client frames may exceed 1 MiB (reference driver does not chunk, ipc.md §12.2-3). */
-const MAX_CLIENT_FRAME = 16 * 1024 * 1024 + 64;
-/** Socket write-buffer level above which connection pushes pause (end-to-end backpressure). */
-const PUSH_HIGH_WATER = 4 * 1024 * 1024;
-/** Datagram pushes are dropped for a client this far behind (ipc.md §12.4-2: never block). */
+/** Datagram pushes are dropped for a client this far behind (never block the packet path). */
 const DGRAM_DROP_LEVEL = 8 * 1024 * 1024;
+/** Frame bytes all clients together may hold in partly received or unhandled requests. */
+const MAX_BUFFERED_FRAMES = 64 * 1024 * 1024;
+/** Large-frame bytes handled between two forced collections. */
+const GC_AFTER_FREED = 16 * 1024 * 1024;
+/** What one client may hold before it needs a share of that budget (covers ordinary requests). */
+const FREE_PER_CLIENT = 256 * 1024;
 
-type Reply = IpcMsg | null;
+/** Limits of the IPC server; every field has a production default. */
+export interface IpcServerOptions extends Partial<ClientLimits> {
+  /** Cap on request frame bytes buffered across all clients (default 64 MiB). */
+  maxBufferedBytes?: number;
+}
 
-/** Largest data per Recv push so the frame stays within 1 MiB (cmd + conn_id = 5 bytes). */
-const MAX_RECV_DATA = MAX_FRAME - 5;
-/** Connections waiting for a BindOK (ipc.md §4.1 AcceptQueueLen). */
-const ACCEPT_QUEUE = 64;
-/** Recv pushes coalesce up to this many bytes per connection per event-loop turn. */
-const RECV_COALESCE = 256 * 1024;
-/** How often connections that blocked a client's Sends are checked for having closed. */
-const SEND_BLOCK_CHECK_MS = 500;
-
-const discard = (): void => {};
+/** Counters for tests and metrics. */
+export interface IpcServerStats {
+  clients: number;
+  /** Frame bytes currently granted from the cross-client budget. */
+  bufferedBytes: number;
+  peakBufferedBytes: number;
+  /** Clients whose reading is stopped (backlogged replies, blocked Send or budget). */
+  pausedClients: number;
+  /** Bytes waiting in client sockets' queues (replies and pushes). */
+  unsentBytes: number;
+  /** Clients closed for not reading their replies. */
+  stalledDropped: number;
+}
 
 /**
  * Run a DaemonApi call so that a synchronous throw becomes a rejected promise.
@@ -64,235 +74,163 @@ function call<T>(fn: () => T | Promise<T>): Promise<T> {
   }
 }
 
-class Client {
-  readonly decoder = new FrameDecoder(MAX_CLIENT_FRAME);
-  readonly ports = new Map<number, () => void>();
-  readonly conns = new Map<number, StreamConn>();
-  private replyChain: Promise<void> = Promise.resolve();
-  private pausedConns = new Set<StreamConn>();
-  /** Connections whose write() returned false: the client's socket is not read until all drain. */
-  private sendBlocked = new Set<StreamConn>();
-  private sendBlockTimer: ReturnType<typeof setInterval> | null = null;
-  closed = false;
-  dgramDropped = 0;
-
-  constructor(
-    readonly sock: BufferedSocket,
-    private readonly srv: IpcServer,
-  ) {
-    sock.on("drain", () => {
-      this.congested = false;
-      this.acceptsWhileCongested = 0;
-      // Take the set first: resuming delivers buffered data, which may pause (and re-add) a
-      // connection again before this loop ends.
-      const paused = [...this.pausedConns];
-      this.pausedConns.clear();
-      for (const c of paused) c.resume();
-    });
-  }
-
-  /**
-   * Write one message; never throws.
-   * FIX: encodeIpcFrame throws for bodies > 1 MiB (or out-of-range fields). That used to throw
-   * out of transport callbacks, or reject the reply chain — after which every later reply of the
-   * client was lost and the unhandled rejection terminated the daemon. Now an oversized Recv is
-   * split into <= 1 MiB pushes (byte-stream semantics, ipc.md §4.5) and an unencodable reply is
-   * replaced by an Error carrying the reason, so the client still gets exactly one reply.
-   */
-  /** A write returned false and no 'drain' has followed yet: the client is not keeping up. */
-  congested = false;
-  /** Accepts written since the socket last reported congestion (reset on drain). */
-  acceptsWhileCongested = 0;
-
-  /** May one more Accept be pushed? False once 64 are queued behind a client that is not reading. */
-  acceptSlot(): boolean {
-    if (!this.congested) return true;
-    return ++this.acceptsWhileCongested <= ACCEPT_QUEUE;
-  }
-
-  write(msg: IpcMsg): boolean {
-    if (this.closed || this.sock.destroyed) return false;
-    if (msg.cmd === "Recv" && msg.data.length > MAX_RECV_DATA) {
-      let ok = true;
-      for (let off = 0; off < msg.data.length; off += MAX_RECV_DATA) {
-        ok = this.write({ cmd: "Recv", connId: msg.connId, data: msg.data.subarray(off, off + MAX_RECV_DATA) });
-      }
-      return ok;
-    }
-    let frame: Uint8Array;
-    try {
-      frame = encodeIpcFrame(msg, MAX_FRAME);
-    } catch (e) {
-      if (msg.cmd === "Error") return true;
-      return this.write({ cmd: "Error", code: 1, message: (e as Error).message });
-    }
-    const ok = this.sock.write(frame);
-    if (!ok) this.congested = true;
-    return ok;
-  }
-
-  get backlog(): number {
-    return this.sock.writableLength;
-  }
-
-  /** Queue a reply in request order. `p` resolves to the reply (or null: nothing to send). */
-  enqueue(p: Promise<Reply> | Reply, after?: () => void): void {
-    const prev = this.replyChain;
-    this.replyChain = (async () => {
-      let r: Reply;
-      try {
-        r = await p;
-      } catch (e) {
-        r = { cmd: "Error", code: 1, message: (e as Error).message };
-      }
-      await prev;
-      // FIX: the chain must never reject (a rejected link loses every later reply and crashes
-      // the daemon as an unhandled rejection); write() no longer throws and `after` is guarded.
-      if (r) this.write(r);
-      try {
-        after?.();
-      } catch (e) {
-        this.srv.warn("ipc reply hook failed", e);
-      }
-    })();
-  }
-
-  /** Own a connection: push its data (Recv), its end (CloseOK) and honour backpressure. */
-  adopt(c: StreamConn): void {
-    if (this.closed) {
-      // FIX: a connection accepted (or dialed) for a client that has already gone used to be
-      // recorded in a map nobody cleans any more, leaking an open connection. Close it instead.
-      c.onData = discard;
-      c.resume();
-      c.end();
-      return;
-    }
-    this.conns.set(c.id, c);
-    let ended = false;
-    // Recv coalescing (ipc.md §12.4-4): segments delivered during one event-loop turn are pushed
-    // as one Recv of up to RECV_COALESCE bytes instead of one 4 KiB push each. Receivers treat
-    // the stream as bytes (ipc.md §4.5), so fewer, larger pushes are invisible to them but cut
-    // the frame count (and both sides' per-message cost) by up to 64x on bulk transfers.
-    let pend: Uint8Array | null = null;
-    let pendLen = 0;
-    let scheduled = false;
-    const flushRecv = (): void => {
-      scheduled = false;
-      if (!pend || pendLen === 0) return;
-      const data = pend.subarray(0, pendLen);
-      pend = null;
-      pendLen = 0;
-      if (this.closed) return;
-      if (!this.write({ cmd: "Recv", connId: c.id, data }) || this.backlog > PUSH_HIGH_WATER) {
-        c.pause();
-        this.pausedConns.add(c);
-      }
-    };
-    const finish = () => {
-      if (ended) return;
-      ended = true;
-      flushRecv(); // every Recv precedes the CloseOK that ends the stream (ipc.md §4.5)
-      this.conns.delete(c.id);
-      this.write({ cmd: "CloseOK", connId: c.id });
-    };
-    c.onData = (chunk) => {
-      if (this.closed) return;
-      if (!pend) pend = new Uint8Array(Math.max(RECV_COALESCE, chunk.length));
-      else if (pendLen + chunk.length > pend.length) {
-        flushRecv();
-        pend = new Uint8Array(Math.max(RECV_COALESCE, chunk.length));
-      }
-      pend.set(chunk, pendLen); // copy: the chunk may be a view into a transport buffer
-      pendLen += chunk.length;
-      if (pendLen >= RECV_COALESCE) flushRecv();
-      else if (!scheduled) {
-        scheduled = true;
-        setImmediate(flushRecv);
-      }
-    };
-    c.onEnd = finish;
-    c.onClose = () => finish();
-    if (c.state === "CLOSED") finish();
-    c.resume();
-  }
-
-  /**
-   * Send backpressure: stop reading the client until `conn` drains.
-   * FIX: the socket used to be resumed only by the connection's onDrain. A connection that closed
-   * (RST, abort, idle timeout) while blocked never drains, which froze the client for good: none
-   * of its later requests (even Info) were read. Now the client is also released when the
-   * connection is no longer writable, and it stays paused while ANY blocked connection is full
-   * (several connections blocking at once used to resume on the first drain).
-   */
-  blockSend(conn: StreamConn): void {
-    if (this.closed || this.sendBlocked.has(conn)) return;
-    this.sendBlocked.add(conn);
-    this.sock.pause();
-    const prev = conn.onDrain;
-    const hook = (): void => {
-      if (conn.onDrain === hook) conn.onDrain = prev;
-      this.unblockSend(conn);
-      prev?.();
-    };
-    conn.onDrain = hook;
-    if (!this.sendBlockTimer) {
-      this.sendBlockTimer = setInterval(() => {
-        for (const b of this.sendBlocked) {
-          if (b.state !== "ESTABLISHED" && b.state !== "CLOSE_WAIT") this.unblockSend(b);
-        }
-      }, SEND_BLOCK_CHECK_MS);
-    }
-  }
-
-  private unblockSend(conn: StreamConn): void {
-    if (!this.sendBlocked.delete(conn)) return;
-    if (this.sendBlocked.size > 0) return;
-    if (this.sendBlockTimer) clearInterval(this.sendBlockTimer);
-    this.sendBlockTimer = null;
-    if (!this.closed) this.sock.resume();
-  }
-
-  cleanup(): void {
-    if (this.closed) return;
-    this.closed = true;
-    // ipc.md §7: close owned connections (FIN), then unbind ports.
-    for (const c of this.conns.values()) {
-      // FIX: connections paused for this client's backpressure stayed paused forever, so their
-      // receive side (and the peer's FIN behind the buffered data) was never processed and the
-      // connection never finished closing. Discard further data and resume before the FIN.
-      c.onData = discard;
-      c.onEnd = c.onClose = null;
-      try {
-        c.resume();
-        c.end();
-      } catch {
-        /* already closed */
-      }
-    }
-    this.conns.clear();
-    this.pausedConns.clear();
-    this.sendBlocked.clear();
-    if (this.sendBlockTimer) clearInterval(this.sendBlockTimer);
-    this.sendBlockTimer = null;
-    for (const unbind of this.ports.values()) unbind();
-    this.ports.clear();
-    this.srv.clients.delete(this);
-  }
-}
-
-export class IpcServer {
+export class IpcServer implements ClientHost {
   private server: UnixSocketListener<Client | undefined> | null = null;
   readonly clients = new Set<Client>();
+  readonly limits: ClientLimits;
+  private readonly maxBuffered: number;
+  /** Frame bytes granted to clients from the cross-client budget. */
+  private buffered = 0;
+  private peakBuffered = 0;
+  /** Clients waiting for a share of the budget, in arrival order. */
+  private budgetWaiters: Client[] = [];
+  private stalledDropped = 0;
 
   constructor(
     private readonly api: DaemonApi,
     private readonly log: Logger,
-  ) {}
+    opts: IpcServerOptions = {},
+  ) {
+    this.limits = {
+      replyHighWater: opts.replyHighWater ?? DEFAULT_CLIENT_LIMITS.replyHighWater,
+      maxPendingReplies: opts.maxPendingReplies ?? DEFAULT_CLIENT_LIMITS.maxPendingReplies,
+      stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_CLIENT_LIMITS.stallTimeoutMs,
+    };
+    this.maxBuffered = opts.maxBufferedBytes ?? MAX_BUFFERED_FRAMES;
+  }
+
+  stats(): IpcServerStats {
+    let paused = 0;
+    let unsent = 0;
+    for (const c of this.clients) {
+      if (c.sock.paused) paused++;
+      unsent += c.sock.writableLength;
+    }
+    return {
+      clients: this.clients.size,
+      bufferedBytes: this.buffered,
+      peakBufferedBytes: this.peakBuffered,
+      pausedClients: paused,
+      unsentBytes: unsent,
+      stalledDropped: this.stalledDropped,
+    };
+  }
 
   /** @internal log helper for Client. */
   warn(msg: string, e: unknown): void {
     this.log.warn(msg, { err: e instanceof Error ? e.message : String(e) });
   }
+
+  /** @internal a Client is being closed for `reason`. */
+  dropped(reason: string, fields: Record<string, unknown>): void {
+    if (reason === "not reading its replies") this.stalledDropped++;
+    this.log.warn(`ipc client closed: ${reason}`, fields);
+  }
+
+  /** @internal a Client has gone: release its share of the budget. */
+  remove(c: Client): void {
+    this.clients.delete(c);
+    const i = this.budgetWaiters.indexOf(c);
+    if (i >= 0) this.budgetWaiters.splice(i, 1);
+    c.budgetWait = false;
+    if (c.reserved > 0) {
+      this.buffered -= c.reserved;
+      c.reserved = 0;
+      this.grantWaiters();
+    }
+  }
+
+  /**
+   * Budget the client's frame bytes (the declared size of the frame it is sending plus requests
+   * read but not handled). Up to FREE_PER_CLIENT needs no grant. A larger need is granted while
+   * the total stays under the cap (or when nobody else holds any, so one client always
+   * progresses); otherwise the client stops being read until others release theirs. A grant
+   * covers a whole declared frame, so a granted client can always finish it: no deadlock.
+   */
+  private account(c: Client): void {
+    if (c.closed) return;
+    let want = c.decoder.partialFrame + c.queuedBytes;
+    if (want <= FREE_PER_CLIENT) want = 0;
+    if (want <= c.reserved) {
+      if (want < c.reserved) {
+        this.freedSinceGc += c.reserved - want;
+        this.buffered -= c.reserved - want;
+        c.reserved = want;
+        if (this.freedSinceGc >= GC_AFTER_FREED) this.collectSoon();
+        this.grantWaiters();
+      }
+      return;
+    }
+    if (c.budgetWait) return;
+    if (!this.tryGrant(c, want)) {
+      c.budgetWait = true;
+      this.budgetWaiters.push(c);
+    }
+  }
+
+  /**
+   * Large frames were handled: their buffers (and the socket chunks they were assembled from) are
+   * garbage now. The collector's own pace let ten concurrent 16 MiB frames push the process past
+   * 250 MB while the budget held 48 MiB; one collection per GC_AFTER_FREED bytes of large frames
+   * keeps memory near the budget at a small cost.
+   */
+  private collectSoon(): void {
+    this.freedSinceGc = 0;
+    if (this.gcScheduled) return;
+    this.gcScheduled = true;
+    setImmediate(() => {
+      this.gcScheduled = false;
+      Bun.gc(true);
+    });
+  }
+  private gcScheduled = false;
+  private freedSinceGc = 0;
+
+  private tryGrant(c: Client, want: number): boolean {
+    const others = this.buffered - c.reserved;
+    if (others + want > this.maxBuffered && others > 0) return false;
+    this.buffered = others + want;
+    c.reserved = want;
+    if (this.buffered > this.peakBuffered) this.peakBuffered = this.buffered;
+    return true;
+  }
+
+  private grantWaiters(): void {
+    while (this.budgetWaiters.length > 0) {
+      const c = this.budgetWaiters[0];
+      let want = c.decoder.partialFrame + c.queuedBytes;
+      if (want <= FREE_PER_CLIENT) want = 0;
+      if (want > c.reserved && !this.tryGrant(c, want)) return;
+      this.budgetWaiters.shift();
+      c.budgetWait = false;
+      queueMicrotask(() => this.pump(c));
+    }
+  }
+
+  /** @internal handle the client's queued requests while it keeps up, then decide on reading. */
+  pump(c: Client): void {
+    if (c.closed) return;
+    if (this.pumping.has(c)) return;
+    this.pumping.add(c);
+    try {
+      for (let f = c.nextFrame(); f; f = c.nextFrame()) {
+        try {
+          this.onFrame(c, f);
+        } catch (e) {
+          // FIX: an unexpected throw while handling one request used to escape the 'data'
+          // handler and terminate the daemon. Answer it with an Error instead so the client's
+          // positional reply correlation stays intact.
+          this.warn("ipc request failed", e);
+          if (f[0] !== 0x06 && f[0] !== 0x0b) c.enqueue({ cmd: "Error", code: 1, message: (e as Error).message });
+        }
+      }
+    } finally {
+      this.pumping.delete(c);
+    }
+    this.account(c);
+    c.updateReading();
+  }
+  private pumping = new Set<Client>();
 
   async listen(path: string): Promise<void> {
     // ipc.md §12.3-2: do not steal a live daemon's socket.
@@ -383,27 +321,18 @@ export class IpcServer {
   }
 
   private onData(c: Client, buf: Uint8Array): void {
+    if (c.closed) return;
     let frames: Uint8Array[];
     try {
       frames = c.decoder.push(buf);
     } catch (e) {
-      this.log.warn("ipc client dropped", { err: (e as Error).message });
+      this.dropped("bad frame", { err: (e as Error).message });
       c.cleanup();
       c.sock.destroy();
       return;
     }
-    for (const f of frames) {
-      if (c.closed) return;
-      try {
-        this.onFrame(c, f);
-      } catch (e) {
-        // FIX: an unexpected throw while handling one request used to escape the 'data'
-        // handler and terminate the daemon. Answer it with an Error instead so the client's
-        // positional reply correlation (ipc.md §6) stays intact.
-        this.warn("ipc request failed", e);
-        if (f[0] !== 0x06 && f[0] !== 0x0b) c.enqueue({ cmd: "Error", code: 1, message: (e as Error).message });
-      }
-    }
+    c.queueFrames(frames);
+    this.pump(c);
   }
 
   private onFrame(c: Client, body: Uint8Array): void {

@@ -34,6 +34,18 @@ export class FrameDecoder {
     return this.len - this.off + (this.big ? this.bigFill : 0);
   }
 
+  /**
+   * Declared body length of the frame being assembled (known once its 4-byte prefix has arrived),
+   * 0 between frames. Lets a caller budget a large frame before its body is buffered.
+   */
+  get partialFrame(): number {
+    if (this.big) return this.big.length;
+    if (this.len - this.off < 4) return 0;
+    const b = this.buf;
+    const o = this.off;
+    return ((b[o] << 24) >>> 0) + (b[o + 1] << 16) + (b[o + 2] << 8) + b[o + 3];
+  }
+
   /** Large frame being filled directly from incoming chunks (one copy per byte, not two). */
   private big: Uint8Array | null = null;
   private bigFill = 0;

@@ -16,7 +16,11 @@ export class BufferedSocket {
   private out: Uint8Array[] = [];
   private outHead = 0;
   writableLength = 0;
+  /** Total bytes handed to the kernel so far (progress marker for stall detection). */
+  written = 0;
   destroyed = false;
+  /** Reading is paused (pause() called without a resume() since). */
+  paused = false;
   private drainFns: (() => void)[] = [];
   private onceDrain: (() => void)[] = [];
 
@@ -38,6 +42,7 @@ export class BufferedSocket {
     if (this.destroyed) return false;
     if (this.writableLength === 0) {
       const n = this.raw.write(buf);
+      if (n > 0) this.written += n;
       if (n === buf.length) return true;
       if (n < 0) return false;
       buf = buf.subarray(n);
@@ -54,6 +59,7 @@ export class BufferedSocket {
       const n = this.raw.write(b);
       if (n < 0) return;
       this.writableLength -= n;
+      this.written += n;
       if (n < b.length) {
         this.out[this.outHead] = b.subarray(n);
         return;
@@ -68,9 +74,11 @@ export class BufferedSocket {
   }
 
   pause(): void {
+    this.paused = true;
     this.raw.pause();
   }
   resume(): void {
+    this.paused = false;
     this.raw.resume();
   }
   /** Graceful close after the queued bytes (best effort). */

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Addr } from "../../src/proto/types.ts";
 import type { RegistryLookup, RegistryPoll, ServiceContext, TrustRegistry } from "../../src/daemon/services/context.ts";
-import { MemNet } from "../../src/daemon/services/memconn.ts";
+import { MemNet } from "./memconn.ts";
 
 export const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
 
@@ -48,8 +48,10 @@ export class FakeRegistry {
     return `${Math.min(a, b)}:${Math.max(a, b)}`;
   }
 
-  forNode(self: number): TrustRegistry {
+  /** The adapter of node `self`: like the daemon's, it signs each request once with the node's key. */
+  forNode(self: number, kp?: Keypair): TrustRegistry {
     const r = this;
+    const signed = (challenge: string) => r.check(self, challenge, kp ? kp.sign(challenge) : "");
     const up = () => { if (r.down) throw new Error("registry unreachable"); };
     return {
       async lookup(id): Promise<RegistryLookup> {
@@ -58,37 +60,37 @@ export class FakeRegistry {
         if (!r.keys.has(id)) throw new Error("node not found");
         return { node_id: id, public_key: r.keys.get(id)!, networks: r.networks.get(id) ?? [0] };
       },
-      async requestHandshake(to, justification, sig) {
+      async requestHandshake(to, justification) {
         up();
-        r.check(self, `handshake:${self}:${to}`, sig);
+        signed(`handshake:${self}:${to}`);
         const b = r.box(to);
         if (b.requests.some((q) => q.from_node_id === self)) throw new Error("handshake request already pending");
         b.requests.push({ from_node_id: self, justification, timestamp: Math.floor(Date.now() / 1000) });
         r.calls.push(`request_handshake ${self}->${to}`);
       },
-      async respondHandshake(peer, accept, sig) {
+      async respondHandshake(peer, accept) {
         up();
-        r.check(self, `respond:${self}:${peer}`, sig);
+        signed(`respond:${self}:${peer}`);
         if (accept) r.pairs.add(r.pair(self, peer));
         r.box(peer).responses.push({ from_node_id: self, accept, timestamp: Math.floor(Date.now() / 1000) });
         r.calls.push(`respond_handshake ${self}->${peer} ${accept}`);
       },
-      async pollHandshakes(sig) {
+      async pollHandshakes() {
         up();
-        r.check(self, `poll_handshakes:${self}`, sig);
+        signed(`poll_handshakes:${self}`);
         const b = r.box(self);
         r.inbox.delete(self);
         return b;
       },
-      async reportTrust(peer, sig) {
+      async reportTrust(peer) {
         up();
-        r.check(self, `report_trust:${self}:${peer}`, sig);
+        signed(`report_trust:${self}:${peer}`);
         r.pairs.add(r.pair(self, peer));
         r.calls.push(`report_trust ${self}->${peer}`);
       },
-      async revokeTrust(peer, sig) {
+      async revokeTrust(peer) {
         up();
-        r.check(self, `revoke_trust:${self}:${peer}`, sig);
+        signed(`revoke_trust:${self}:${peer}`);
         if (!r.pairs.delete(r.pair(self, peer))) throw new Error("no trust pair");
         r.calls.push(`revoke_trust ${self}->${peer}`);
       },
@@ -136,7 +138,7 @@ export function makeNode(net: MemNet, reg: FakeRegistry, node: number, opts: { d
     },
     identity: { publicKey: kp.publicKey, sign: (c) => kp.sign(c) },
     verify: edVerify,
-    registry: reg.forNode(node),
+    registry: reg.forNode(node, kp),
     webhook: (event, data) => { hooks.push({ event, data }); },
     log: { debug() {}, info() {}, warn() {} },
     now: opts.now,

@@ -28,7 +28,7 @@ async function daemonCall<T>(prefix: string, fn: (d: Awaited<ReturnType<typeof c
 
 // ---------- info / peers / connections ----------
 function connHeader(indent: string): string {
-  return `${indent}${pad("ID", 4)}  ${pad("LOCAL", 6)}  ${pad("REMOTE ADDR", 22)}  ${pad("RPORT", 6)}  ${pad("STATE", 11)}  ${pad("CWND", 8)}  ${pad("FLIGHT", 8)}  ${pad("SRTT", 8)}`;
+  return `${indent}${pad("ID", 4)}  ${pad("LOCAL", 6)}  ${pad("REMOTE ADDR", 22)}  ${pad("RPORT", 6)}  ${pad("STATE", 11)}  ${pad("CWND", 8)}  ${pad("FLIGHT", 8)}  ${pad("SRTT", 6)}`;
 }
 
 export async function info(ctx: Ctx): Promise<void> {
@@ -50,7 +50,8 @@ export async function info(ctx: Ctx): Promise<void> {
       for (const c of cl.slice(0, 50)) {
         s += `  ${pad(c.id as number, 4)}  ${pad(c.local_port as number, 6)}  ${pad(String(c.remote_addr), 22)}  ${pad(c.remote_port as number, 6)}  ${pad(String(c.state), 11)}  ${pad(formatBytes(Number(c.cong_win)), 8)}  ${pad(formatBytes(Number(c.in_flight)), 8)}  ${c.srtt_ms}ms${c.in_recovery ? " [RECOVERY]" : ""}\n`;
       }
-      if (cl.length > 50) s += `\n  ... and ${cl.length - 50} more connections (showing first 50)\n`;
+      const more = cl.length - Math.min(cl.length, 50) + Number(i.conn_list_omitted ?? 0);
+      if (more > 0) s += `\n  ... and ${more} more connections (showing first ${Math.min(cl.length, 50)})\n`;
     }
     return s;
   });
@@ -61,12 +62,16 @@ export async function peers(ctx: Ctx, args: string[]): Promise<void> {
   const q = (p.flags.get("search") ?? "").toLowerCase();
   const i = await daemonCall("info", (d) => d.info());
   let list = ((i.peer_list as J[] | null) ?? []).filter((x) => !q || String(x.node_id).toLowerCase().includes(q) || String(x.endpoint).toLowerCase().includes(q));
-  const data = { peers: list.length ? list : null, total: list.length };
+  // The daemon lists as many peers as fit one IPC reply and counts the rest (peer_list_omitted).
+  const omitted = Number(i.peer_list_omitted ?? 0);
+  const data: J = { peers: list.length ? list : null, total: list.length };
+  if (omitted > 0) data.omitted = omitted;
   ctx.ok(data, () => {
     if (!list.length) return q ? `no peers matching ${goQ(p.flags.get("search")!)}\n` : "no peers connected\n  peers appear when you communicate with other nodes\n";
     let s = `${pad("NODE ID", 10)}  ${pad("ENDPOINT", 30)}  ${pad("ENCRYPTED", 20)}  AUTH\n`;
     for (const x of list.slice(0, 50)) s += `${pad(x.node_id as number, 10)}  ${pad(String(x.endpoint), 30)}  ${pad(x.encrypted ? "yes (AES-256-GCM)" : "no", 20)}  ${x.authenticated ? "yes (Ed25519)" : "no"}\n`;
     if (list.length > 50) s += `\n... and ${list.length - 50} more peers (showing first 50)\n`;
+    if (omitted > 0) s += `${list.length > 50 ? "" : "\n"}... and ${omitted} more peers the daemon did not list (reply size limit)\n`;
     return s;
   });
   list = [];

@@ -1,5 +1,5 @@
-// What the built-in services (services.md §2-5, §10-11) need from the daemon. The daemon core
-// implements this interface; tests implement it with in-memory streams (memconn.ts).
+// What the built-in services need from the daemon. The daemon core implements this interface;
+// tests implement it with in-memory streams (test/helpers/memconn.ts).
 import type { Addr } from "../../proto/types.ts";
 import type { Listener, StreamConn } from "../../transport/api.ts";
 
@@ -23,22 +23,21 @@ export interface RegistryPoll {
 
 /**
  * Registry requests made by the trust handshake. Each rejects (throws) with the registry's error
- * text on failure. Signatures are computed by the caller (trust.ts) over the challenge strings of
- * registry.md §3.1, so the daemon's implementation just fills in `node_id`/`from_node_id` = self
- * and forwards the fields.
+ * text on failure. The implementation fills in this node's ID and signs each request once, over
+ * the registry's challenge for that request; callers pass no signatures.
  */
 export interface TrustRegistry {
   lookup(nodeId: number): Promise<RegistryLookup>;
   /** request_handshake {from_node_id: self, to_node_id, justification, signature} */
-  requestHandshake(toNodeId: number, justification: string, signature: string): Promise<void>;
+  requestHandshake(toNodeId: number, justification: string): Promise<void>;
   /** respond_handshake {node_id: self, peer_id, accept, signature} */
-  respondHandshake(peerId: number, accept: boolean, signature: string): Promise<void>;
+  respondHandshake(peerId: number, accept: boolean): Promise<void>;
   /** poll_handshakes {node_id: self, signature} */
-  pollHandshakes(signature: string): Promise<RegistryPoll>;
+  pollHandshakes(): Promise<RegistryPoll>;
   /** report_trust {node_id: self, peer_id, signature} */
-  reportTrust(peerId: number, signature: string): Promise<void>;
+  reportTrust(peerId: number): Promise<void>;
   /** revoke_trust {node_id: self, peer_id, signature} */
-  revokeTrust(peerId: number, signature: string): Promise<void>;
+  revokeTrust(peerId: number): Promise<void>;
 }
 
 /** Registry polo-score extension used by the task service (registry.md §5.16). */
@@ -87,5 +86,3 @@ export interface ServiceHandle {
 export function nowMs(ctx: ServiceContext): number {
   return ctx.now ? ctx.now() : Date.now();
 }
-
-export const nullLogger: ServiceLogger = { debug() {}, info() {}, warn() {} };

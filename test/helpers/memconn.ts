@@ -1,5 +1,6 @@
 // In-memory StreamConn pairs and a tiny in-memory "network" of listeners, for testing services
-// without the real transport. Models the properties services depend on (services.md §0):
+// without the real transport. Models the properties services depend on, with the real
+// connection's states (ESTABLISHED, FIN_WAIT after end(), TIME_WAIT after the peer's end, CLOSED):
 //  * each write is split into segments of at most `mss` bytes (4096), delivered one onData call
 //    per segment, asynchronously and in order; optional random splitting exercises decoders;
 //  * write() returns false above a high-water mark of undelivered bytes, onDrain fires once the
@@ -7,8 +8,8 @@
 //    reader pushes back on the writer exactly like a closed receive window;
 //  * no half-close: end() delivers queued data then onEnd at the peer, after which neither side
 //    can write (TIME_WAIT); onClose fires on both sides afterwards; abort() resets both.
-import type { Addr } from "../../proto/types.ts";
-import { TransportError, type Listener, type StreamConn, type StreamStats } from "../../transport/api.ts";
+import type { Addr } from "../../src/proto/types.ts";
+import { TransportError, type Listener, type StreamConn, type StreamStats } from "../../src/transport/api.ts";
 
 export interface MemConnOptions {
   mss?: number;
@@ -36,7 +37,7 @@ export class MemConn implements StreamConn {
   state = "ESTABLISHED";
   onData: ((chunk: Uint8Array) => void) | null = null;
   onEnd: (() => void) | null = null;
-  onClose: ((err?: import("../../transport/api.ts").TransportError) => void) | null = null;
+  onClose: ((err?: import("../../src/transport/api.ts").TransportError) => void) | null = null;
   onDrain: (() => void) | null = null;
 
   /** segments queued towards the peer */
@@ -71,7 +72,7 @@ export class MemConn implements StreamConn {
   }
 
   write(data: Uint8Array, _owned?: boolean): boolean {
-    if (this.state !== "ESTABLISHED" && this.state !== "CLOSE_WAIT") {
+    if (this.state !== "ESTABLISHED") {
       throw new TransportError("closed", "connection closed");
     }
     let off = 0;
@@ -173,7 +174,7 @@ export class MemConn implements StreamConn {
     }
     if (this.finQueued && !p.closed) {
       this.finQueued = false;
-      // No half-close (services.md §0.3): the receiver of the FIN can no longer send.
+      // No half-close: the receiver of the FIN can no longer send.
       p.state = "TIME_WAIT";
       p.dropQueue();
       try { p.onEnd?.(); } catch {}
