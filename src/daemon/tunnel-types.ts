@@ -64,6 +64,12 @@ export interface TunnelOptions {
   plaintextFallbackMs?: number;
   /** Webhook events (services.md §11.3): tunnel.peer_added, tunnel.established, tunnel.relay_activated. */
   onEvent?(event: string, data: Record<string, unknown>): void;
+  /**
+   * Asked before re-keying to a silent peer: may we still reach it? "denied" when the registry
+   * refuses to resolve it (a private peer that revoked its trust in us); "unknown" when the registry
+   * cannot be asked. Without it, re-keying is unconditional.
+   */
+  confirmPeer?(nodeId: number): Promise<"ok" | "denied" | "unknown">;
   /** Datagram sockets (default: real UDP). */
   net?: PacketNet;
   /** Time and timers (default: the system clock). */

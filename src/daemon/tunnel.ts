@@ -31,6 +31,8 @@ export const MAX_UNVERIFIED_PEERS = 128;
 /** An unverified peer silent this long is forgotten. */
 export const UNVERIFIED_IDLE_MS = 60_000;
 const SWEEP_MS = 10_000;
+/** Node IDs remembered as plaintext speakers. */
+const MAX_PLAIN_NODES = 1024;
 /** Answers to unverifiable PILKs: at most one per source address per interval. */
 const PILK_ANSWER_INTERVAL_MS = 10_000;
 /** Beacon-ordered punches: at most one per target endpoint per interval. */
@@ -60,6 +62,8 @@ export class Tunnel {
   private readonly pilkGate = new RateGate(PILK_ANSWER_INTERVAL_MS);
   private readonly punchGate = new RateGate(PUNCH_INTERVAL_MS, 256);
   private sweepTimer: unknown = null;
+  /** node IDs that sent us plaintext and never a key exchange (bounded, oldest forgotten) */
+  private readonly plainNodes = new Set<number>();
 
   constructor(private readonly opts: TunnelOptions) {
     this.kx = new KeyExchange(opts.log);
@@ -166,6 +170,25 @@ export class Tunnel {
   rekey(nodeId: number): void {
     const p = this.peers.get(nodeId);
     if (p && this.opts.encrypt) this.sendKeyExchange(p, true);
+  }
+
+  /**
+   * Re-key to a peer that went silent (it may have restarted), but first confirm through the
+   * registry that we may still reach it: a peer that revoked its trust in us often loses the revoke
+   * notice, and re-keying would let us straight back in. A denial blocks the peer ("revoked").
+   */
+  async refresh(nodeId: number): Promise<"rekeyed" | "revoked" | "gone"> {
+    if (!this.peers.has(nodeId)) return "gone";
+    const verdict = this.opts.confirmPeer ? await this.opts.confirmPeer(nodeId).catch(() => "unknown" as const) : "unknown";
+    if (verdict === "denied") {
+      this.block(nodeId);
+      this.opts.log.info("peer denied by the registry: trust revoked", { node_id: nodeId });
+      this.opts.onEvent?.("tunnel.trust_revoked", { peer_node_id: nodeId });
+      return "revoked";
+    }
+    if (!this.peers.has(nodeId)) return "gone";
+    this.rekey(nodeId);
+    return "rekeyed";
   }
 
   setRelay(nodeId: number): void {
@@ -410,6 +433,7 @@ export class Tunnel {
       // injected by anyone: drop it. (Improvement over the reference, which accepts it.)
       return;
     }
+    if (this.opts.encrypt && !p?.kxSeen) this.rememberPlain(src);
     if (p && this.opts.encrypt && !p.crypto.session && !p.kxSeen && (viaRelay || (p.endpoint && sameEndpoint(p.endpoint, from)))) {
       // The peer speaks plaintext without ever sending a key exchange: its encryption is off.
       // Send what waits for it at once instead of after the fallback wait.
@@ -421,6 +445,12 @@ export class Tunnel {
     if (p) p.lastRecvAt = this.clock.now();
     else if (!this.learn(src, from, viaRelay)) return;
     this.opts.onPacket(pkt, from, viaRelay);
+  }
+
+  private rememberPlain(nodeId: number): void {
+    this.plainNodes.delete(nodeId);
+    if (this.plainNodes.size >= MAX_PLAIN_NODES) this.plainNodes.delete(this.plainNodes.values().next().value as number);
+    this.plainNodes.add(nodeId);
   }
 
   private onSealed(buf: Uint8Array, from: Endpoint, viaRelay: boolean, relaySrc: number): void {
@@ -513,6 +543,8 @@ export class Tunnel {
     } else if (authenticated) this.markVerified(p);
     if (viaRelay) p.relay = true;
     p.kxSeen = true;
+    p.plain = false;
+    this.plainNodes.delete(nodeId);
     p.lastRecvAt = now;
     const res = this.kx.accept(p.crypto, parsed.x25519, authenticated, now);
     // Endpoint: set when unknown; moved only by a verified exchange that installed a new key (a
@@ -555,7 +587,7 @@ export class Tunnel {
       createdAt: this.clock.now(),
       verified,
       kxSeen: false,
-      plain: false,
+      plain: this.plainNodes.has(nodeId),
     };
     this.peers.set(nodeId, p);
     if (!verified) this.unverified.add(nodeId);
