@@ -10,34 +10,19 @@ import { KeyExchange } from "./kx.ts";
 import { type Clock, type PacketConn, systemClock } from "./net/packet-conn.ts";
 import { udpNet } from "./net/udp.ts";
 import { RateGate } from "./net/rate-gate.ts";
-import {
-  type Endpoint,
-  BEACON_DISCOVER_REPLY,
-  BEACON_PUNCH_COMMAND,
-  BEACON_RELAY_DELIVER,
-  decodeBeacon,
-  encodeDiscover,
-  encodePunchRequest,
-  encodeRelay,
-} from "../proto/beacon.ts";
-import { type Peer, type PeerPath, type TunnelOptions, type TunnelStats, formatEndpoint, sameBytes, sameEndpoint, sameHost } from "./tunnel-types.ts";
+import { type Endpoint, encodeRelay } from "../proto/beacon.ts";
+import { BeaconLink } from "./tunnel-beacon.ts";
+import { PeerTable } from "./tunnel-peers.ts";
+import { type Peer, type PeerPath, type TunnelOptions, type TunnelStats, formatEndpoint, sameBytes, sameEndpoint } from "./tunnel-types.ts";
 
 export * from "./tunnel-types.ts";
+export { MAX_UNVERIFIED_PEERS, UNVERIFIED_IDLE_MS } from "./tunnel-peers.ts";
 
 const MAX_PENDING_PER_PEER = 64;
 const MAX_PEERS_WITH_PENDING = 256;
-/** Peers nobody vouched for (PILK from an unregistered node, relay sender, plaintext sender). */
-export const MAX_UNVERIFIED_PEERS = 128;
-/** An unverified peer silent this long is forgotten. */
-export const UNVERIFIED_IDLE_MS = 60_000;
 const SWEEP_MS = 10_000;
-/** Node IDs remembered as plaintext speakers. */
-const MAX_PLAIN_NODES = 1024;
 /** Answers to unverifiable PILKs: at most one per source address per interval. */
 const PILK_ANSWER_INTERVAL_MS = 10_000;
-/** Beacon-ordered punches: at most one per target endpoint per interval. */
-const PUNCH_INTERVAL_MS = 500;
-const PILP = new Uint8Array([0x50, 0x49, 0x4c, 0x50]);
 const MAGIC_PILT = 0x50494c54;
 const MAGIC_PILS = 0x50494c53;
 const MAGIC_PILK = 0x50494c4b;
@@ -47,28 +32,32 @@ const MAGIC_PILP = 0x50494c50;
 
 export class Tunnel {
   private conn: PacketConn | null = null;
-  readonly peers = new Map<number, Peer>();
+  private readonly table: PeerTable;
   readonly stats: TunnelStats = { bytesSent: 0, bytesRecv: 0, pktsSent: 0, pktsRecv: 0 };
   private localNodeId = 0;
-  beacon: Endpoint | null = null;
+  private readonly link: BeaconLink;
   private kx: KeyExchange;
   private peersWithPending = 0;
   private readonly fallbackMs: number;
   private readonly clock: Clock;
-  /** listeners for raw beacon replies (STUN discovery on the tunnel socket) */
-  private discoverWaiters: ((e: Endpoint) => void)[] = [];
   private txBuf = new Uint8Array(65536 + 64);
-  private readonly unverified = new Set<number>();
   private readonly pilkGate = new RateGate(PILK_ANSWER_INTERVAL_MS);
-  private readonly punchGate = new RateGate(PUNCH_INTERVAL_MS, 256);
   private sweepTimer: unknown = null;
-  /** node IDs that sent us plaintext and never a key exchange (bounded, oldest forgotten) */
-  private readonly plainNodes = new Set<number>();
 
   constructor(private readonly opts: TunnelOptions) {
     this.kx = new KeyExchange(opts.log);
     this.fallbackMs = opts.plaintextFallbackMs ?? 1500;
     this.clock = opts.clock ?? systemClock;
+    this.link = new BeaconLink((d, to) => this.sendRaw(d, to), this.clock, () => this.localNodeId);
+    this.table = new PeerTable(this.clock, (p) => {
+      if (p.pending.length) this.peersWithPending--;
+      if (p.fallbackTimer) this.clock.clearTimeout(p.fallbackTimer);
+    });
+  }
+
+  /** Every peer entry by node ID (read-only for callers). */
+  get peers(): ReadonlyMap<number, Peer> {
+    return this.table.map;
   }
 
   get port(): number {
@@ -101,17 +90,17 @@ export class Tunnel {
     this.conn = null;
     if (this.sweepTimer) this.clock.clearTimeout(this.sweepTimer);
     this.sweepTimer = null;
-    for (const p of this.peers.values()) if (p.fallbackTimer) this.clock.clearTimeout(p.fallbackTimer);
+    for (const p of this.table.map.values()) if (p.fallbackTimer) this.clock.clearTimeout(p.fallbackTimer);
   }
 
   // ---------------------------------------------------------------- peers
 
   hasPeer(nodeId: number): boolean {
-    return this.peers.has(nodeId);
+    return this.table.map.has(nodeId);
   }
 
   getPeer(nodeId: number): Peer | undefined {
-    return this.peers.get(nodeId);
+    return this.table.map.get(nodeId);
   }
 
   /**
@@ -119,12 +108,12 @@ export class Tunnel {
    * registry, so the entry counts as verified); sends the key exchange at once.
    */
   addPeer(nodeId: number, endpoint: Endpoint | null, relay = false): Peer {
-    let p = this.peers.get(nodeId);
+    let p = this.table.map.get(nodeId);
     if (!p) {
       p = this.addPeerSilently(nodeId, endpoint, relay, true);
       if (this.opts.encrypt) this.sendKeyExchange(p);
     } else {
-      this.markVerified(p);
+      this.table.markVerified(p);
       if (!p.endpoint && endpoint) p.endpoint = endpoint;
       if (relay) p.relay = true;
     }
@@ -137,38 +126,27 @@ export class Tunnel {
    * reference keeps accepting them (no service there checks trust); refusing is a local policy a
    * reference peer cannot observe except as silence.
    */
-  private blocked = new Set<number>();
-
   block(nodeId: number): void {
-    this.blocked.add(nodeId);
-    this.removePeer(nodeId);
+    this.table.block(nodeId);
   }
-
   unblock(nodeId: number): void {
-    this.blocked.delete(nodeId);
+    this.table.unblock(nodeId);
   }
-
   isBlocked(nodeId: number): boolean {
-    return this.blocked.has(nodeId);
+    return this.table.isBlocked(nodeId);
   }
-
   blockedIds(): number[] {
-    return [...this.blocked];
+    return this.table.blockedIds();
   }
 
   /** Trust revoked: forget endpoint and session (wire.md §4.9). */
   removePeer(nodeId: number): void {
-    const p = this.peers.get(nodeId);
-    if (!p) return;
-    if (p.pending.length) this.peersWithPending--;
-    if (p.fallbackTimer) this.clock.clearTimeout(p.fallbackTimer);
-    this.peers.delete(nodeId);
-    this.unverified.delete(nodeId);
+    this.table.remove(nodeId);
   }
 
   /** Send our key exchange again now (the peer may have lost its session). */
   rekey(nodeId: number): void {
-    const p = this.peers.get(nodeId);
+    const p = this.table.map.get(nodeId);
     if (p && this.opts.encrypt) this.sendKeyExchange(p, true);
   }
 
@@ -178,7 +156,7 @@ export class Tunnel {
    * notice, and re-keying would let us straight back in. A denial blocks the peer ("revoked").
    */
   async refresh(nodeId: number): Promise<"rekeyed" | "revoked" | "gone"> {
-    if (!this.peers.has(nodeId)) return "gone";
+    if (!this.table.map.has(nodeId)) return "gone";
     const verdict = this.opts.confirmPeer ? await this.opts.confirmPeer(nodeId).catch(() => "unknown" as const) : "unknown";
     if (verdict === "denied") {
       this.block(nodeId);
@@ -186,13 +164,13 @@ export class Tunnel {
       this.opts.onEvent?.("tunnel.trust_revoked", { peer_node_id: nodeId });
       return "revoked";
     }
-    if (!this.peers.has(nodeId)) return "gone";
+    if (!this.table.map.has(nodeId)) return "gone";
     this.rekey(nodeId);
     return "rekeyed";
   }
 
   setRelay(nodeId: number): void {
-    const p = this.peers.get(nodeId);
+    const p = this.table.map.get(nodeId);
     if (p && !p.relay) {
       p.relay = true;
       this.opts.log.info("peer switched to relay", { node_id: nodeId });
@@ -200,7 +178,7 @@ export class Tunnel {
   }
 
   pathOf(nodeId: number): PeerPath | null {
-    const p = this.peers.get(nodeId);
+    const p = this.table.map.get(nodeId);
     if (!p) return null;
     if (p.relay) return "relayed";
     return p.punched ? "punched" : "direct";
@@ -208,28 +186,12 @@ export class Tunnel {
 
   /** How many peer entries nobody vouched for (bounded by MAX_UNVERIFIED_PEERS). */
   get unverifiedCount(): number {
-    return this.unverified.size;
-  }
-
-  private markVerified(p: Peer): void {
-    p.verified = true;
-    this.unverified.delete(p.nodeId);
-  }
-
-  /** Room for one more unverified peer? Forgets idle ones first. */
-  private admitUnverified(): boolean {
-    if (this.unverified.size < MAX_UNVERIFIED_PEERS) return true;
-    this.sweep();
-    return this.unverified.size < MAX_UNVERIFIED_PEERS;
+    return this.table.unverifiedCount;
   }
 
   /** Forget unverified peers silent for UNVERIFIED_IDLE_MS. */
   sweep(): void {
-    const now = this.clock.now();
-    for (const id of [...this.unverified]) {
-      const p = this.peers.get(id);
-      if (!p || now - Math.max(p.lastRecvAt, p.createdAt) >= UNVERIFIED_IDLE_MS) this.removePeer(id);
-    }
+    this.table.sweep();
   }
 
   private armSweep(): void {
@@ -247,7 +209,7 @@ export class Tunnel {
    */
   sendPacket(pkt: Packet): void {
     const nodeId = pkt.dst.node;
-    const p = this.peers.get(nodeId);
+    const p = this.table.map.get(nodeId);
     if (!p) throw new Error(`no tunnel to node ${nodeId}`);
     if (!this.opts.encrypt) {
       this.sendPlain(p, pkt);
@@ -289,7 +251,7 @@ export class Tunnel {
   /** The key exchange with `p` went unanswered for fallbackMs: send its queue as PILT copies. */
   private plainFallback(p: Peer): void {
     p.fallbackTimer = undefined;
-    if (this.peers.get(p.nodeId) !== p || p.crypto.session || p.kxFirstUnansweredAt === 0) return;
+    if (this.table.map.get(p.nodeId) !== p || p.crypto.session || p.kxFirstUnansweredAt === 0) return;
     // The copies stay queued: if a session appears after all they are sent again as PILS
     // (the peer's transport tolerates the duplicates, as with the reference).
     for (const bytes of p.pending) this.writeFrame(p, this.pilt(bytes));
@@ -346,36 +308,28 @@ export class Tunnel {
     this.conn?.flush();
   }
 
-  /** Send 3 × PILP to open NAT mappings towards `to` (beacon PunchCommand). */
+  // ---------------------------------------------------------------- beacon
+
+  /** The beacon (relay, punches, STUN); control messages are accepted from it only. */
+  get beacon(): Endpoint | null {
+    return this.link.beacon;
+  }
+  set beacon(e: Endpoint | null) {
+    this.link.beacon = e;
+  }
+  /** Send 3 × PILP to open NAT mappings towards `to`. */
   punch(to: Endpoint): void {
-    for (let i = 0; i < 3; i++) this.sendRaw(PILP, to);
+    this.link.punch(to);
   }
-
-  // ---------------------------------------------------------------- beacon helpers
-
   sendDiscover(): void {
-    if (!this.beacon) return;
-    this.sendRaw(encodeDiscover(this.localNodeId), this.beacon);
+    this.link.sendDiscover();
   }
-
   requestPunch(target: number): void {
-    if (!this.beacon) return;
-    this.sendRaw(encodePunchRequest(this.localNodeId, target), this.beacon);
+    this.link.requestPunch(target);
   }
-
   /** Resolves with the endpoint in the next DiscoverReply seen on this socket. */
   waitDiscoverReply(timeoutMs: number): Promise<Endpoint | null> {
-    return new Promise((resolve) => {
-      const t = this.clock.setTimeout(() => {
-        this.discoverWaiters = this.discoverWaiters.filter((w) => w !== cb);
-        resolve(null);
-      }, timeoutMs);
-      const cb = (e: Endpoint) => {
-        this.clock.clearTimeout(t);
-        resolve(e);
-      };
-      this.discoverWaiters.push(cb);
-    });
+    return this.link.waitDiscoverReply(timeoutMs);
   }
 
   // ---------------------------------------------------------------- receive path
@@ -425,15 +379,15 @@ export class Tunnel {
     if (viaRelay && src !== relaySrc) return;
     this.stats.bytesRecv += viaRelay ? pkt.payload.length : buf.length;
     this.stats.pktsRecv++;
-    if (this.blocked.has(src)) return;
-    const p = this.peers.get(src);
+    if (this.table.isBlocked(src)) return;
+    const p = this.table.map.get(src);
     if (this.opts.encrypt && p?.crypto.session && p.crypto.authenticated) {
       // Reference peers send PILT copies only while THEY lack a session; once we have an
       // authenticated session, plaintext from that node id is unauthenticated and could be
       // injected by anyone: drop it. (Improvement over the reference, which accepts it.)
       return;
     }
-    if (this.opts.encrypt && !p?.kxSeen) this.rememberPlain(src);
+    if (this.opts.encrypt && !p?.kxSeen) this.table.rememberPlain(src);
     if (p && this.opts.encrypt && !p.crypto.session && !p.kxSeen && (viaRelay || (p.endpoint && sameEndpoint(p.endpoint, from)))) {
       // The peer speaks plaintext without ever sending a key exchange: its encryption is off.
       // Send what waits for it at once instead of after the fallback wait.
@@ -447,17 +401,11 @@ export class Tunnel {
     this.opts.onPacket(pkt, from, viaRelay);
   }
 
-  private rememberPlain(nodeId: number): void {
-    this.plainNodes.delete(nodeId);
-    if (this.plainNodes.size >= MAX_PLAIN_NODES) this.plainNodes.delete(this.plainNodes.values().next().value as number);
-    this.plainNodes.add(nodeId);
-  }
-
   private onSealed(buf: Uint8Array, from: Endpoint, viaRelay: boolean, relaySrc: number): void {
     if (buf.length < 4 + 32) return;
     const nodeId = ((buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]) >>> 0;
     if (viaRelay && nodeId !== relaySrc) return;
-    const p = this.peers.get(nodeId);
+    const p = this.table.map.get(nodeId);
     if (!p || !p.crypto.session) return; // "encrypted packet from node but no key": drop silently
     const now = this.clock.now();
     const r = this.kx.open(p.crypto, buf, now);
@@ -501,7 +449,7 @@ export class Tunnel {
   /** Peer learning from plaintext traffic (transport.md §1 step 1). False: no room, dropped. */
   private learn(nodeId: number, from: Endpoint, viaRelay: boolean): boolean {
     if (this.opts.encrypt) return true; // with encryption on, only key exchanges create entries
-    if (!this.admitUnverified()) return false;
+    if (!this.table.admitUnverified()) return false;
     const p = this.addPeerSilently(nodeId, viaRelay ? null : from, viaRelay, false);
     p.lastRecvAt = this.clock.now();
     this.opts.onEvent?.("tunnel.peer_added", { endpoint: formatEndpoint(from), peer_node_id: nodeId });
@@ -512,7 +460,7 @@ export class Tunnel {
     const parsed = authenticated ? this.kx.parsePILA(buf) : this.kx.parsePILK(buf);
     if (!parsed) return;
     const nodeId = parsed.nodeId;
-    if (nodeId === this.localNodeId || this.blocked.has(nodeId)) return;
+    if (nodeId === this.localNodeId || this.table.isBlocked(nodeId)) return;
     if (viaRelay && nodeId !== _relaySrc) return; // a relayed frame speaks for its relay sender only
     let regKey = await this.opts.lookupPublicKey(nodeId).catch(() => null);
     if (authenticated) {
@@ -528,23 +476,23 @@ export class Tunnel {
       }
     } else if (regKey) {
       // PILK from a registered node: refuse an unauthenticated session; answer with our PILA.
-      const p = this.peers.get(nodeId);
+      const p = this.table.map.get(nodeId);
       if (p) this.sendKeyExchange(p, true);
       return;
     }
-    if (!this.conn || this.blocked.has(nodeId)) return; // closed or revoked while looking up
+    if (!this.conn || this.table.isBlocked(nodeId)) return; // closed or revoked while looking up
     const now = this.clock.now();
-    let p = this.peers.get(nodeId);
+    let p = this.table.map.get(nodeId);
     if (!p) {
       // A PILK from an unregistered node can be sent by anyone: such peers are capped and expire.
-      if (!authenticated && !this.admitUnverified()) return;
+      if (!authenticated && !this.table.admitUnverified()) return;
       p = this.addPeerSilently(nodeId, viaRelay ? null : from, viaRelay, authenticated);
       this.opts.onEvent?.("tunnel.peer_added", { endpoint: formatEndpoint(from), peer_node_id: nodeId });
-    } else if (authenticated) this.markVerified(p);
+    } else if (authenticated) this.table.markVerified(p);
     if (viaRelay) p.relay = true;
     p.kxSeen = true;
     p.plain = false;
-    this.plainNodes.delete(nodeId);
+    this.table.forgetPlain(nodeId);
     p.lastRecvAt = now;
     const res = this.kx.accept(p.crypto, parsed.x25519, authenticated, now);
     // Endpoint: set when unknown; moved only by a verified exchange that installed a new key (a
@@ -587,70 +535,35 @@ export class Tunnel {
       createdAt: this.clock.now(),
       verified,
       kxSeen: false,
-      plain: this.plainNodes.has(nodeId),
+      plain: this.table.isPlain(nodeId),
     };
-    this.peers.set(nodeId, p);
-    if (!verified) this.unverified.add(nodeId);
+    this.table.add(p);
     return p;
   }
 
-  private fromBeacon(from: Endpoint): boolean {
-    return !!this.beacon && from.port === this.beacon.port && sameHost(from.ip, this.beacon.ip);
-  }
-
   private onBeaconMessage(buf: Uint8Array, from: Endpoint): void {
-    let m;
-    try {
-      m = decodeBeacon(buf);
-    } catch {
-      return; // malformed beacon message: ignored (beacon.md §6)
+    const a = this.link.handle(buf, from);
+    if (!a) return;
+    if ("punched" in a) {
+      // Path bookkeeping: a peer counts as "punched" only if the punch happened before the key
+      // exchange with it completed; a peer that already answered directly stays "direct".
+      for (const p of this.table.map.values()) {
+        if (!p.crypto.session && p.endpoint && sameEndpoint(p.endpoint, a.punched)) p.punched = true;
+      }
+      return;
     }
-    switch (m.type) {
-      case BEACON_DISCOVER_REPLY: {
-        const ws = this.discoverWaiters;
-        this.discoverWaiters = [];
-        for (const w of ws) w(m.ep);
-        return;
-      }
-      case BEACON_PUNCH_COMMAND: {
-        // Obeyed only from the configured beacon (the reference obeys any sender, so any host
-        // could make the daemon send packets wherever it likes), at most once per target per
-        // interval. The beacon sends it because a peer asked to reach us, or we asked for it.
-        if (!this.fromBeacon(from)) return;
-        if (!this.punchGate.allow(formatEndpoint(m.ep), this.clock.now())) return;
-        // 3 × PILP to the named endpoint (beacon.md §4).
-        this.punch(m.ep);
-        // Path bookkeeping: a peer counts as "punched" only if the punch happened before the key
-        // exchange with it completed; a peer that already answered directly stays "direct".
-        for (const p of this.peers.values()) {
-          if (!p.crypto.session && p.endpoint && sameEndpoint(p.endpoint, m.ep)) p.punched = true;
-        }
-        return;
-      }
-      case BEACON_RELAY_DELIVER: {
-        // Accept RelayDeliver only from the configured beacon (the reference accepts it from
-        // any source address, which lets anyone inject frames).
-        if (!this.fromBeacon(from)) return;
-        const src = m.sender;
-        if (this.blocked.has(src) || src === this.localNodeId) return;
-        const inner = m.payload;
-        if (inner.length < 4) return;
-        if (inner[0] === 0x50 && inner[1] === 0x49 && inner[2] === 0x4c && inner[3] === 0x50) return;
-        let p = this.peers.get(src);
-        if (!p) {
-          if (!this.admitUnverified()) return;
-          p = this.addPeerSilently(src, null, true, false);
-        }
-        if (!p.relay || !p.relayActivated) {
-          p.relayActivated = true;
-          this.opts.onEvent?.("tunnel.relay_activated", { peer_node_id: src });
-        }
-        p.relay = true;
-        this.onFrame(inner, from, true, src);
-        return;
-      }
-      default:
-        return;
+    const src = a.relayFrom;
+    if (this.table.isBlocked(src) || src === this.localNodeId) return;
+    let p = this.table.map.get(src);
+    if (!p) {
+      if (!this.table.admitUnverified()) return;
+      p = this.addPeerSilently(src, null, true, false);
     }
+    if (!p.relay || !p.relayActivated) {
+      p.relayActivated = true;
+      this.opts.onEvent?.("tunnel.relay_activated", { peer_node_id: src });
+    }
+    p.relay = true;
+    this.onFrame(a.frame, from, true, src);
   }
 }
