@@ -105,6 +105,7 @@ export class Daemon implements DaemonApi {
       onPacket: (pkt) => this.onPacket(pkt),
       lookupPublicKey: (id, refresh) => this.lookupPublicKey(id, refresh),
       onEvent: (ev, data) => this.emit(ev, data),
+      confirmPeer: (id) => this.confirmPeer(id),
     });
   }
 
@@ -393,6 +394,22 @@ export class Daemon implements DaemonApi {
     }
   }
 
+  /** May we still reach nodeId? The registry refusing to resolve it means its trust was revoked. */
+  private async confirmPeer(nodeId: number): Promise<"ok" | "denied" | "unknown"> {
+    try {
+      await this.registry.resolve(nodeId, this.nodeId);
+      return "ok";
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      // Ours answers with code "private"; a reference registry only with the error text.
+      if (err.code === "private" || /private|not trusted|trust/i.test(err.message ?? "")) return "denied";
+      return "unknown";
+    }
+  }
+
+  /** Pending dials per node, failed at once when a refresh finds the peer's trust revoked. */
+  private revokeWaiters = new Map<number, Set<() => void>>();
+
   /** Create a tunnel entry for nodeId via registry resolve + beacon punch (beacon.md §8.4). */
   async ensureTunnel(nodeId: number): Promise<void> {
     if (nodeId === this.nodeId || this.tunnel.hasPeer(nodeId)) return; // self: loopback, no tunnel
@@ -432,7 +449,11 @@ export class Daemon implements DaemonApi {
   private async refreshPeer(nodeId: number): Promise<void> {
     const p = this.tunnel.getPeer(nodeId);
     if (!p) return;
-    this.tunnel.rekey(nodeId);
+    // The registry is asked first: a private peer that revoked its trust in us must not be re-keyed.
+    if ((await this.tunnel.refresh(nodeId)) === "revoked") {
+      for (const fail of this.revokeWaiters.get(nodeId) ?? []) fail();
+      return;
+    }
     if (p.relay) return;
     this.tunnel.requestPunch(nodeId);
     try {
@@ -539,8 +560,15 @@ export class Daemon implements DaemonApi {
     await this.ensureTunnel(addr.node);
     const p = this.transport.dial(addr, port);
     this.kick();
+    let fail = () => {};
+    const revoked = new Promise<never>((_, reject) => {
+      fail = () => reject(new DaemonError("revoked", `node ${addr.node}: trust revoked (the registry no longer resolves it for us)`));
+    });
+    const ws = this.revokeWaiters.get(addr.node) ?? new Set();
+    ws.add(fail);
+    this.revokeWaiters.set(addr.node, ws);
     try {
-      return this.track(await p);
+      return this.track(await Promise.race([p, revoked]));
     } catch (e) {
       if (e instanceof TransportError) {
         if (e.code === "connection_refused") throw new Error("connection refused");
@@ -548,6 +576,9 @@ export class Daemon implements DaemonApi {
       }
       throw e;
     } finally {
+      ws.delete(fail);
+      if (!ws.size) this.revokeWaiters.delete(addr.node);
+      p.catch(() => {}); // a dial abandoned after a revoke ends in its own time
       this.kick();
     }
   }

@@ -157,8 +157,9 @@ export class KeyExchange {
     }
     if (old && p.lastOpenAt > 0 && now - p.lastOpenAt < LIVE_MS) {
       p.candidate = s;
-      // Answer (rate-limited) so a genuinely restarted peer can build its session and prove it.
-      return { ...none, candidate: true, answer: now - p.lastKxSentAt >= SEND_KX_MIN_INTERVAL_MS };
+      // Answer so a genuinely restarted peer can build its session and prove it (a repeat of the
+      // same candidate key is answered at the refresh interval, above).
+      return { ...none, candidate: true, answer: true };
     }
     if (old) p.prev = old;
     p.session = s;
