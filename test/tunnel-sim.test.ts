@@ -98,3 +98,18 @@ describe("session changes", () => {
     checkClean(w);
   });
 });
+
+describe("restart of a passive peer", () => {
+  test("the active side re-keys after silence and recovers (peer restarted on the same port)", async () => {
+    const { w, A, B } = await pair("public", "public");
+    await w.deliver(A, B, "one");
+    await w.deliver(B, A, "one back");
+    const port = B.endpoint!.port;
+    await B.restart(port);
+    B.got.length = 0;
+    const ms = await w.deliver(A, B, "after B restarted");
+    expect(ms).toBeLessThan(5000); // one silent retry, then the re-key answer is installed
+    await w.deliver(B, A, "B answers");
+    expect(w.clock.errors).toEqual([]);
+  });
+});

@@ -30,6 +30,8 @@ const ANSWER_REFRESH_MS = 3000;
 const SEND_KX_MIN_INTERVAL_MS = 200;
 /** A session that opened a PILS within this window is live: a new key must prove itself first. */
 export const LIVE_MS = 15_000;
+/** How long after our re-key a new peer key counts as its answer. */
+const SOLICITED_MS = 2_000;
 
 export interface PeerCrypto {
   /** current session: used for sending, tried first for receiving */
@@ -42,6 +44,8 @@ export interface PeerCrypto {
   prev: TunnelSession | null;
   /** last time a PILS opened under `session` (0: never) */
   lastOpenAt: number;
+  /** when we last re-sent our key exchange because the peer went silent (0: never) */
+  rekeyAskedAt: number;
 }
 
 export interface OpenResult {
@@ -80,7 +84,7 @@ export class KeyExchange {
   }
 
   newPeer(): PeerCrypto {
-    return { session: null, authenticated: false, lastKxSentAt: -Infinity, candidate: null, prev: null, lastOpenAt: 0 };
+    return { session: null, authenticated: false, lastKxSentAt: -Infinity, candidate: null, prev: null, lastOpenAt: 0, rekeyAskedAt: 0 };
   }
 
   /** Our key-exchange frame (PILA with an identity, else PILK), or null when rate-limited. */
@@ -155,7 +159,10 @@ export class KeyExchange {
       this.log.debug("key exchange rejected", { err: (e as Error).message });
       return none;
     }
-    if (old && p.lastOpenAt > 0 && now - p.lastOpenAt < LIVE_MS) {
+    // A new key shortly after we re-keyed a silent peer is the answer we asked for (the peer
+    // restarted): it is installed at once. Otherwise a live session waits for proof.
+    const solicited = p.rekeyAskedAt > 0 && now - p.rekeyAskedAt < SOLICITED_MS;
+    if (old && !solicited && p.lastOpenAt > 0 && now - p.lastOpenAt < LIVE_MS) {
       p.candidate = s;
       // Answer so a genuinely restarted peer can build its session and prove it (a repeat of the
       // same candidate key is answered at the refresh interval, above).

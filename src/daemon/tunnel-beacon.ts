@@ -76,6 +76,8 @@ export class BeaconLink {
     }
     switch (m.type) {
       case BEACON_DISCOVER_REPLY: {
+        // Before the beacon is configured (start-up STUN) any reply is taken; afterwards only its.
+        if (this.beacon && !this.isBeacon(from)) return null;
         const ws = this.discoverWaiters;
         this.discoverWaiters = [];
         for (const w of ws) w(m.ep);

@@ -8,7 +8,7 @@ import type { Peer } from "./tunnel-types.ts";
 
 /** Unverified entries at most. */
 export const MAX_UNVERIFIED_PEERS = 128;
-/** An unverified entry silent this long is forgotten. */
+/** An unverified entry silent this long (nothing received or sent) is forgotten. */
 export const UNVERIFIED_IDLE_MS = 60_000;
 /** Node IDs remembered as plaintext speakers. */
 const MAX_PLAIN_NODES = 1024;
@@ -64,7 +64,7 @@ export class PeerTable {
     const now = this.clock.now();
     for (const id of [...this.unverified]) {
       const p = this.map.get(id);
-      if (!p || now - Math.max(p.lastRecvAt, p.createdAt) >= UNVERIFIED_IDLE_MS) this.remove(id);
+      if (!p || now - Math.max(p.lastRecvAt, p.lastSendAt, p.createdAt) >= UNVERIFIED_IDLE_MS) this.remove(id);
     }
   }
 

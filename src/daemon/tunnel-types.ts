@@ -35,6 +35,8 @@ export interface Peer {
   /** a RelayDeliver from this peer has been seen (tunnel.relay_activated emitted) */
   relayActivated?: boolean;
   lastRecvAt: number;
+  /** last frame sent (tracked for unverified peers only: an entry in use is not idle) */
+  lastSendAt: number;
   createdAt: number;
   /** created by our own dial (registry resolve) or by a PILA verified against the registry key */
   verified: boolean;

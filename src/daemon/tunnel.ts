@@ -147,7 +147,9 @@ export class Tunnel {
   /** Send our key exchange again now (the peer may have lost its session). */
   rekey(nodeId: number): void {
     const p = this.table.map.get(nodeId);
-    if (p && this.opts.encrypt) this.sendKeyExchange(p, true);
+    if (!p || !this.opts.encrypt) return;
+    p.crypto.rekeyAskedAt = this.clock.now();
+    this.sendKeyExchange(p, true);
   }
 
   /**
@@ -285,6 +287,7 @@ export class Tunnel {
   /** Write a tunnel frame to a peer: directly, or wrapped for the beacon relay (wire.md §3.7). */
   private writeFrame(p: Peer, frame: Uint8Array): void {
     if (!this.conn) return;
+    if (!p.verified) p.lastSendAt = this.clock.now();
     if (p.relay && this.beacon) {
       const w = encodeRelay(this.localNodeId, p.nodeId, frame);
       this.conn.send(w, this.beacon);
@@ -532,6 +535,7 @@ export class Tunnel {
       kxFirstUnansweredAt: 0,
       punched: false,
       lastRecvAt: 0,
+      lastSendAt: 0,
       createdAt: this.clock.now(),
       verified,
       kxSeen: false,
