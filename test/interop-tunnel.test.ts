@@ -506,6 +506,20 @@ describe("beacon.md §10 (daemon side) against a fake beacon", () => {
     P.close();
   });
 
+  test("PunchCommand from any address but the configured beacon → ignored (no PILP); the beacon's next one is obeyed", async () => {
+    const X = new RawUdp(); // not the beacon
+    const T1 = new RawUdp();
+    const T2 = new RawUdp();
+    await Promise.all([X.bind(), T1.bind(), T2.bind()]);
+    const cmd = (port: number) => new Uint8Array([0x04, 4, 127, 0, 0, 1, port >> 8, port & 0xff]);
+    X.send(cmd(T1.port), dPort);
+    await Bun.sleep(50); // ordering only: the forged command reaches the daemon first
+    beacon.send(cmd(T2.port), dPort);
+    await T2.waitFor((d) => (isMagic(d.buf, "PILP") ? true : null));
+    expect(T1.got.filter((d) => isMagic(d.buf, "PILP"))).toHaveLength(0);
+    for (const u of [X, T1, T2]) u.close();
+  });
+
   test("RelayDeliver(PILA) → the peer becomes relay: our answer PILA and later frames go to the beacon wrapped as 0x05 ‖ own ID ‖ peer ID ‖ frame", async () => {
     const P = await RefPeer.create();
     const n = beacon.got.length;
