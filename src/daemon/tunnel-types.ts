@@ -44,6 +44,8 @@ export interface Peer {
   kxSeen: boolean;
   /** the peer speaks plaintext (sent PILT, never a key exchange): no wait before PILT copies */
   plain: boolean;
+  /** last key exchange repeated because the peer's punch arrived */
+  punchKxAt: number;
   /** pending plaintext-fallback timer */
   fallbackTimer?: unknown;
 }

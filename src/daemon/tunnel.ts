@@ -37,7 +37,8 @@ export class Tunnel {
   private localNodeId = 0;
   private readonly link: BeaconLink;
   private kx: KeyExchange;
-  private peersWithPending = 0;
+  /** peers with queued packets (waiting for a session); at most MAX_PEERS_WITH_PENDING */
+  private readonly waiting = new Set<Peer>();
   private readonly fallbackMs: number;
   private readonly clock: Clock;
   private txBuf = new Uint8Array(65536 + 64);
@@ -50,7 +51,7 @@ export class Tunnel {
     this.clock = opts.clock ?? systemClock;
     this.link = new BeaconLink((d, to) => this.sendRaw(d, to), this.clock, () => this.localNodeId);
     this.table = new PeerTable(this.clock, (p) => {
-      if (p.pending.length) this.peersWithPending--;
+      this.waiting.delete(p);
       if (p.fallbackTimer) this.clock.clearTimeout(p.fallbackTimer);
     });
   }
@@ -232,8 +233,8 @@ export class Tunnel {
     const bytes = new Uint8Array(HEADER_SIZE + pkt.payload.length);
     encodePacketInto(pkt, bytes, 0);
     if (p.pending.length === 0) {
-      if (this.peersWithPending < MAX_PEERS_WITH_PENDING) {
-        this.peersWithPending++;
+      if (this.waiting.size < MAX_PEERS_WITH_PENDING) {
+        this.waiting.add(p);
         p.pending.push(bytes);
       }
     } else {
@@ -363,9 +364,25 @@ export class Tunnel {
         return;
       }
       case MAGIC_PILP:
-        return; // punch: opens NAT state only
+        if (!viaRelay) this.onPunch(from);
+        return;
       default:
         return;
+    }
+  }
+
+  /**
+   * A PILP: the peer's punch has opened its NAT towards us, so our first key exchange (which its
+   * NAT most likely dropped) can be repeated now instead of at the next retransmission. At most
+   * once per second per peer we are waiting for.
+   */
+  private onPunch(from: Endpoint): void {
+    if (!this.opts.encrypt || this.waiting.size === 0) return;
+    const now = this.clock.now();
+    for (const p of this.waiting) {
+      if (p.crypto.session || !p.endpoint || !sameEndpoint(p.endpoint, from) || now - p.punchKxAt < 1000) continue;
+      p.punchKxAt = now;
+      this.sendKeyExchange(p, true);
     }
   }
 
@@ -519,7 +536,7 @@ export class Tunnel {
     if (p.pending.length && p.crypto.session) {
       const q = p.pending;
       p.pending = [];
-      this.peersWithPending--;
+      this.waiting.delete(p);
       const s = p.crypto.session;
       for (const bytes of q) this.writeFrame(p, s.seal(bytes, this.localNodeId));
     }
@@ -536,6 +553,7 @@ export class Tunnel {
       punched: false,
       lastRecvAt: 0,
       lastSendAt: 0,
+      punchKxAt: -Infinity,
       createdAt: this.clock.now(),
       verified,
       kxSeen: false,
