@@ -476,12 +476,12 @@ export class Tunnel {
     return true;
   }
 
-  private async onKeyExchange(buf: Uint8Array, authenticated: boolean, from: Endpoint, viaRelay: boolean, _relaySrc: number): Promise<void> {
+  private async onKeyExchange(buf: Uint8Array, authenticated: boolean, from: Endpoint, viaRelay: boolean, relaySrc: number): Promise<void> {
     const parsed = authenticated ? this.kx.parsePILA(buf) : this.kx.parsePILK(buf);
     if (!parsed) return;
     const nodeId = parsed.nodeId;
     if (nodeId === this.localNodeId || this.table.isBlocked(nodeId)) return;
-    if (viaRelay && nodeId !== _relaySrc) return; // a relayed frame speaks for its relay sender only
+    if (viaRelay && nodeId !== relaySrc) return; // a relayed frame speaks for its relay sender only
     let regKey = await this.opts.lookupPublicKey(nodeId).catch(() => null);
     if (authenticated) {
       // wire.md §4.7: the Ed25519 key in the frame must equal the registry's, signature valid.
@@ -495,9 +495,11 @@ export class Tunnel {
         return;
       }
     } else if (regKey) {
-      // PILK from a registered node: refuse an unauthenticated session; answer with our PILA.
+      // PILK from a registered node: refuse an unauthenticated session; answer with our PILA (to
+      // the peer's known endpoint, and like every answer to an unverifiable frame at most once per
+      // source per interval).
       const p = this.table.map.get(nodeId);
-      if (p) this.sendKeyExchange(p, true);
+      if (p && this.pilkGate.allow(formatEndpoint(from), this.clock.now())) this.sendKeyExchange(p, true);
       return;
     }
     if (!this.conn || this.table.isBlocked(nodeId)) return; // closed or revoked while looking up
