@@ -72,7 +72,7 @@ export class BeaconLink {
     try {
       m = decodeBeacon(buf);
     } catch {
-      return null; // malformed beacon message: ignored (beacon.md §6)
+      return null; // malformed beacon message: ignored, as the reference does
     }
     switch (m.type) {
       case BEACON_DISCOVER_REPLY: {
@@ -85,7 +85,7 @@ export class BeaconLink {
       }
       case BEACON_PUNCH_COMMAND: {
         // The beacon sends it because a peer asked to reach us, or we asked for it; at most once
-        // per target per interval. 3 × PILP to the named endpoint (beacon.md §4).
+        // per target per interval: 3 × PILP (4 bytes each) to the named endpoint.
         if (!this.isBeacon(from) || !this.punchGate.allow(formatHostPort(m.ep), this.clock.now())) return null;
         this.punch(m.ep);
         return { punched: m.ep };

@@ -27,7 +27,7 @@ export interface Peer {
   endpoint: Endpoint | null; // UDP endpoint (for relay peers: unused; frames go to the beacon)
   relay: boolean;
   crypto: PeerCrypto;
-  /** marshaled packets waiting for a session (wire.md §4.6: at most 64, oldest dropped) */
+  /** marshaled packets waiting for a session (at most 64, oldest dropped) */
   pending: Uint8Array[];
   /** time the first unanswered key exchange was sent (for plaintext fallback) */
   kxFirstUnansweredAt: number;
@@ -66,7 +66,7 @@ export interface TunnelOptions {
   lookupPublicKey(nodeId: number, refresh?: boolean): Promise<Uint8Array | null>;
   /** Plaintext fallback for peers that never answer the key exchange (encryption disabled there). */
   plaintextFallbackMs?: number;
-  /** Webhook events (services.md §11.3): tunnel.peer_added, tunnel.established, tunnel.relay_activated. */
+  /** Webhook events: tunnel.peer_added, tunnel.established, tunnel.relay_activated. */
   onEvent?(event: string, data: Record<string, unknown>): void;
   /**
    * Asked before re-keying to a silent peer: may we still reach it? "denied" when the registry

@@ -430,10 +430,10 @@ export class Tunnel {
     const now = this.clock.now();
     const r = this.kx.open(p.crypto, buf, now);
     if (!r.plain) {
-      // auth failure or replay: dropped, session kept (wire.md §4.5)
+      // auth failure or replay: dropped, the session is kept
       if (r.drop === "replay") {
         const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
-        const counter = dv.getUint32(12) * 0x100000000 + dv.getUint32(16); // nonce counter (wire.md §4.3)
+        const counter = dv.getUint32(12) * 0x100000000 + dv.getUint32(16); // nonce counter: bytes 12..19, big-endian
         this.opts.onEvent?.("security.nonce_replay", { counter, peer_node_id: nodeId });
       }
       return;
@@ -466,7 +466,7 @@ export class Tunnel {
     this.opts.onPacket(pkt, from, viaRelay);
   }
 
-  /** Peer learning from plaintext traffic (transport.md §1 step 1). False: no room, dropped. */
+  /** Peer learning from plaintext traffic (encryption off). False: no room, dropped. */
   private learn(nodeId: number, from: Endpoint, viaRelay: boolean): boolean {
     if (this.opts.encrypt) return true; // with encryption on, only key exchanges create entries
     if (!this.table.admitUnverified()) return false;
