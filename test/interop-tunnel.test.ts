@@ -237,6 +237,20 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
     expect(ctr(f2)).toBeGreaterThan(ctr(f1));
   });
 
+  test("PILAs replayed from another address (the live key, and a stale key with a valid signature) neither redirect D's answers nor replace the live session", async () => {
+    const X = new RawUdp(); // an attacker with captured frames, at another address
+    await X.bind();
+    X.send(F.pila(), dPort);
+    X.send(buildAuthKeyExchange(F.node.id, F.node.nodeId, generateX25519().pub), dPort); // a key F no longer holds
+    await Bun.sleep(200);
+    const since = F.udp.got.length;
+    F.sendRaw(F.pils({ protocol: PROTO_CONTROL, srcPort: 6003, dstPort: 0, seq: 900 }));
+    const pong = await F.waitPacket((p) => p.protocol === PROTO_CONTROL && p.seq === 900, since);
+    expect(pong.ack).toBe(901);
+    expect(X.got.filter((d) => isMagic(d.buf, "PILS"))).toHaveLength(0);
+    X.close();
+  });
+
   test("§6: PILS shorter than 36 bytes, unknown sender node, unknown magic → ignored, daemon keeps answering", async () => {
     const since = F.udp.got.length;
     F.sendRaw(new Uint8Array([0x50, 0x49, 0x4c, 0x53, 0, 0, 0, 1]));
@@ -504,6 +518,20 @@ describe("beacon.md §10 (daemon side) against a fake beacon", () => {
     expect(pilps).toHaveLength(3);
     for (const d of pilps) expect(d.buf.length).toBe(4);
     P.close();
+  });
+
+  test("PunchCommand from any address but the configured beacon → ignored (no PILP); the beacon's next one is obeyed", async () => {
+    const X = new RawUdp(); // not the beacon
+    const T1 = new RawUdp();
+    const T2 = new RawUdp();
+    await Promise.all([X.bind(), T1.bind(), T2.bind()]);
+    const cmd = (port: number) => new Uint8Array([0x04, 4, 127, 0, 0, 1, port >> 8, port & 0xff]);
+    X.send(cmd(T1.port), dPort);
+    await Bun.sleep(50); // ordering only: the forged command reaches the daemon first
+    beacon.send(cmd(T2.port), dPort);
+    await T2.waitFor((d) => (isMagic(d.buf, "PILP") ? true : null));
+    expect(T1.got.filter((d) => isMagic(d.buf, "PILP"))).toHaveLength(0);
+    for (const u of [X, T1, T2]) u.close();
   });
 
   test("RelayDeliver(PILA) → the peer becomes relay: our answer PILA and later frames go to the beacon wrapped as 0x05 ‖ own ID ‖ peer ID ‖ frame", async () => {

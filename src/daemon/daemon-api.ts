@@ -88,8 +88,9 @@ export class DaemonIpcApi implements DaemonApi {
     await this.d.resolver.ensureTunnel(addr.node);
     const p = this.d.transport().dial(addr, port);
     this.d.kick();
+    const watch = this.d.resolver.watchRevoke(addr.node);
     try {
-      return this.track(await p);
+      return this.track(await Promise.race([p, watch.revoked]));
     } catch (e) {
       if (e instanceof TransportError) {
         if (e.code === "connection_refused") throw new Error("connection refused");
@@ -97,6 +98,8 @@ export class DaemonIpcApi implements DaemonApi {
       }
       throw e;
     } finally {
+      watch.done();
+      p.catch(() => {}); // a dial abandoned after a revoke ends in its own time
       this.d.kick();
     }
   }

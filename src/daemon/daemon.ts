@@ -80,6 +80,7 @@ export class Daemon {
       onPacket: (pkt) => this.onPacket(pkt),
       lookupPublicKey: (id, refresh) => this.resolver.lookupPublicKey(id, refresh),
       onEvent: (ev, data) => this.emit(ev, data),
+      confirmPeer: (id) => this.resolver.confirmPeer(id),
     });
     this.session = new RegistrationSession({
       cfg,

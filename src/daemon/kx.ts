@@ -6,7 +6,13 @@
 //   changed, or when we have not sent one to that peer for ANSWER_REFRESH_MS — never
 //   unconditionally, so two pilot-ts daemons cannot loop;
 // - key-exchange frames triggered by sends are rate-limited per peer (the reference sends one
-//   before EVERY packet while no session exists).
+//   before EVERY packet while no session exists);
+// - a key exchange signed by the peer's registered identity but carrying a DIFFERENT X25519 key
+//   does not replace a session that is proven live (a PILS opened under it within LIVE_MS): such a
+//   frame may be a replay from the peer's previous process (the signature has no freshness). The new
+//   key waits as a candidate and becomes current on the first PILS that opens under it, or when the
+//   current session has been silent for LIVE_MS. A replaced session is kept for receiving until one
+//   of the two proves live, so a stale key installed while idle is undone by the next genuine frame.
 import {
   TunnelSession,
   buildAuthKeyExchange,
@@ -22,11 +28,32 @@ import type { Logger } from "./log.ts";
 
 const ANSWER_REFRESH_MS = 3000;
 const SEND_KX_MIN_INTERVAL_MS = 200;
+/** A session that opened a PILS within this window is live: a new key must prove itself first. */
+export const LIVE_MS = 15_000;
+/** How long after our re-key a new peer key counts as its answer. */
+const SOLICITED_MS = 2_000;
 
 export interface PeerCrypto {
+  /** current session: used for sending, tried first for receiving */
   session: TunnelSession | null;
   authenticated: boolean;
   lastKxSentAt: number;
+  /** a verified new peer key received while `session` was live; receive-only until proven */
+  candidate: TunnelSession | null;
+  /** the session an unproven key replaced; receive-only until one of the two proves live */
+  prev: TunnelSession | null;
+  /** last time a PILS opened under `session` (0: never) */
+  lastOpenAt: number;
+  /** when we last re-sent our key exchange because the peer went silent (0: never) */
+  rekeyAskedAt: number;
+}
+
+export interface OpenResult {
+  plain: Uint8Array | null;
+  /** a candidate or previous session proved live and became current */
+  switched: boolean;
+  /** why the current session refused the frame */
+  drop: TunnelSession["lastDrop"];
 }
 
 export interface ParsedKx {
@@ -57,7 +84,7 @@ export class KeyExchange {
   }
 
   newPeer(): PeerCrypto {
-    return { session: null, authenticated: false, lastKxSentAt: -Infinity };
+    return { session: null, authenticated: false, lastKxSentAt: -Infinity, candidate: null, prev: null, lastOpenAt: 0, rekeyAskedAt: 0 };
   }
 
   /** Our key-exchange frame (PILA with an identity, else PILK), or null when rate-limited. */
@@ -102,30 +129,88 @@ export class KeyExchange {
   }
 
   /**
-   * Install (or keep) the session for a verified exchange. Returns whether we should answer with
-   * our own key-exchange frame.
+   * Install (or keep) the session for a verified exchange. `installed`: a new session became current
+   * (first session or rekey); `candidate`: the key waits for proof (see the file comment).
    */
-  accept(p: PeerCrypto, peerX25519: Uint8Array, authenticated: boolean, now: number): { answer: boolean; rekeyed: boolean } {
+  accept(
+    p: PeerCrypto,
+    peerX25519: Uint8Array,
+    authenticated: boolean,
+    now: number,
+  ): { answer: boolean; rekeyed: boolean; installed: boolean; candidate: boolean } {
     const old = p.session;
-    const same = old?.peerX25519 !== undefined && equal(old.peerX25519, peerX25519);
-    let rekeyed = false;
-    if (!old || !same) {
-      let s: TunnelSession;
-      try {
-        s = TunnelSession.fromKeyExchange(this.keys.priv, peerX25519, { authenticated });
-      } catch (e) {
-        // all-zero shared secret (low-order key) etc.: drop the exchange
-        this.log.debug("key exchange rejected", { err: (e as Error).message });
-        return { answer: false, rekeyed: false };
-      }
-      p.session = s;
-      rekeyed = !!old;
-    } else if (old.exhausted) {
-      p.session = TunnelSession.fromKeyExchange(this.keys.priv, peerX25519, { authenticated });
+    const none = { answer: false, rekeyed: false, installed: false, candidate: false };
+    if (old?.peerX25519 !== undefined && equal(old.peerX25519, peerX25519)) {
+      // The current key repeated: keep everything (an exhausted session is renewed under it).
+      if (old.exhausted) p.session = TunnelSession.fromKeyExchange(this.keys.priv, peerX25519, { authenticated });
+      p.candidate = null;
+      return { ...none, answer: now - p.lastKxSentAt >= ANSWER_REFRESH_MS };
     }
+    if (p.candidate?.peerX25519 && equal(p.candidate.peerX25519, peerX25519)) {
+      return { ...none, candidate: true, answer: now - p.lastKxSentAt >= ANSWER_REFRESH_MS };
+    }
+    // The previous key back again: reuse its session (and its replay windows).
+    const back = p.prev?.peerX25519 && equal(p.prev.peerX25519, peerX25519) ? p.prev : null;
+    let s: TunnelSession;
+    try {
+      s = back ?? TunnelSession.fromKeyExchange(this.keys.priv, peerX25519, { authenticated });
+    } catch (e) {
+      // all-zero shared secret (low-order key) etc.: drop the exchange
+      this.log.debug("key exchange rejected", { err: (e as Error).message });
+      return none;
+    }
+    // A new key shortly after we re-keyed a silent peer is the answer we asked for (the peer
+    // restarted): it is installed at once. Otherwise a live session waits for proof.
+    const solicited = p.rekeyAskedAt > 0 && now - p.rekeyAskedAt < SOLICITED_MS;
+    if (old && !solicited && p.lastOpenAt > 0 && now - p.lastOpenAt < LIVE_MS) {
+      p.candidate = s;
+      // Answer so a genuinely restarted peer can build its session and prove it (a repeat of the
+      // same candidate key is answered at the refresh interval, above).
+      return { ...none, candidate: true, answer: true };
+    }
+    if (old) p.prev = old;
+    p.session = s;
+    p.candidate = null;
+    p.lastOpenAt = 0;
     p.authenticated = authenticated;
-    const answer = !old || rekeyed || now - p.lastKxSentAt >= ANSWER_REFRESH_MS;
-    return { answer, rekeyed };
+    return { answer: true, rekeyed: !!old, installed: true, candidate: false };
+  }
+
+  /** The session to send with; a candidate takes over once the current one has been silent. */
+  sendSession(p: PeerCrypto, now: number): TunnelSession | null {
+    if (p.candidate && now - p.lastOpenAt >= LIVE_MS) {
+      p.prev = p.session;
+      p.session = p.candidate;
+      p.candidate = null;
+      p.lastOpenAt = 0;
+      p.authenticated = p.session.authenticated;
+    }
+    return p.session;
+  }
+
+  /** Open a PILS frame under the current session, else under a candidate or previous one. */
+  open(p: PeerCrypto, frame: Uint8Array, now: number): OpenResult {
+    const s = p.session;
+    if (!s) return { plain: null, switched: false, drop: null };
+    const plain = s.open(frame);
+    if (plain) {
+      p.lastOpenAt = now;
+      p.prev = null;
+      return { plain, switched: false, drop: null };
+    }
+    const drop = s.lastDrop;
+    if (drop === "auth") {
+      for (const alt of [p.candidate, p.prev]) {
+        const pt = alt?.open(frame);
+        if (!alt || !pt) continue;
+        p.session = alt;
+        p.candidate = p.prev = null;
+        p.lastOpenAt = now;
+        p.authenticated = alt.authenticated;
+        return { plain: pt, switched: true, drop: null };
+      }
+    }
+    return { plain: null, switched: false, drop };
   }
 }
 

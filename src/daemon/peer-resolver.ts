@@ -21,6 +21,8 @@ export class PeerResolver {
   private pubKeyCache = new Map<number, Uint8Array>();
   private keyRefreshAt = new Map<number, number>();
   private resolving = new Map<number, Promise<void>>();
+  /** Pending dials per node, failed at once when a refresh finds the peer's trust revoked. */
+  private revokeWaiters = new Map<number, Set<() => void>>();
 
   constructor(private readonly d: ResolverDeps) {}
 
@@ -86,7 +88,11 @@ export class PeerResolver {
     const { tunnel } = this.d;
     const p = tunnel.getPeer(nodeId);
     if (!p) return;
-    tunnel.rekey(nodeId);
+    // The registry is asked first: a private peer that revoked its trust in us must not be re-keyed.
+    if ((await tunnel.refresh(nodeId)) === "revoked") {
+      for (const fail of this.revokeWaiters.get(nodeId) ?? []) fail();
+      return;
+    }
     if (p.relay) return;
     tunnel.requestPunch(nodeId);
     try {
@@ -103,6 +109,41 @@ export class PeerResolver {
     } catch (e) {
       this.d.log.debug("peer refresh: resolve failed", { node_id: nodeId, err: (e as Error).message });
     }
+  }
+
+  /** May we still reach nodeId? The registry refusing to resolve it means its trust was revoked. */
+  async confirmPeer(nodeId: number): Promise<"ok" | "denied" | "unknown"> {
+    try {
+      await this.d.registry().resolve(nodeId, this.d.selfId());
+      return "ok";
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      // Ours answers with code "private"; a reference registry only with the error text.
+      if (err.code === "private" || /private|not trusted|trust/i.test(err.message ?? "")) return "denied";
+      return "unknown";
+    }
+  }
+
+  /**
+   * Race a dial against a revocation of nodeId's trust found by a peer refresh: the returned
+   * promise rejects with code `revoked` as soon as refreshPeer learns it. `done` unregisters.
+   */
+  watchRevoke(nodeId: number): { revoked: Promise<never>; done(): void } {
+    let fail = () => {};
+    const revoked = new Promise<never>((_, reject) => {
+      fail = () => reject(new DaemonError("revoked", `node ${nodeId}: trust revoked (the registry no longer resolves it for us)`));
+    });
+    revoked.catch(() => {});
+    const ws = this.revokeWaiters.get(nodeId) ?? new Set();
+    ws.add(fail);
+    this.revokeWaiters.set(nodeId, ws);
+    return {
+      revoked,
+      done: () => {
+        ws.delete(fail);
+        if (!ws.size && this.revokeWaiters.get(nodeId) === ws) this.revokeWaiters.delete(nodeId);
+      },
+    };
   }
 }
 

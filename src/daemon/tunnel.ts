@@ -1,115 +1,71 @@
-// Tunnel manager: the daemon's single UDP socket, per-peer endpoints and crypto sessions, key
+// Tunnel manager: the daemon's datagram socket, per-peer endpoints and crypto sessions, key
 // exchange (PILA/PILK), relay through the beacon, NAT punching and beacon messages.
 // wire.md §3-4 and beacon.md §6-8. The layer above (router/transport) sees decoded Packets only.
+// Sans-IO: the socket (PacketNet) and the clock are injected; the daemon passes real UDP and the
+// system clock, the tests an in-memory network with NATs, a beacon and a virtual clock (test/sim).
 import type { Packet } from "../proto/types.ts";
 import { HEADER_SIZE } from "../proto/types.ts";
 import { decodePacket, encodePacketInto } from "../proto/packet.ts";
-import type { Logger } from "./log.ts";
-import { KeyExchange, type PeerCrypto } from "./kx.ts";
-import { setSocketBuffers } from "../sys/sockopt.ts";
-import { UdpBatcher } from "../sys/udp-batch.ts";
-import {
-  type Endpoint,
-  BEACON_DISCOVER_REPLY,
-  BEACON_PUNCH_COMMAND,
-  BEACON_RELAY_DELIVER,
-  decodeBeacon,
-  encodeDiscover,
-  encodePunchRequest,
-  encodeRelay,
-  formatHostPort,
-} from "../proto/beacon.ts";
+import { KeyExchange } from "./kx.ts";
+import { type Clock, type PacketConn, systemClock } from "./net/packet-conn.ts";
+import { udpNet } from "./net/udp.ts";
+import { RateGate } from "./net/rate-gate.ts";
+import { type Endpoint, encodeRelay } from "../proto/beacon.ts";
+import { BeaconLink } from "./tunnel-beacon.ts";
+import { PeerTable } from "./tunnel-peers.ts";
+import { type Peer, type PeerPath, type TunnelOptions, type TunnelStats, formatEndpoint, sameBytes, sameEndpoint } from "./tunnel-types.ts";
 
-export type { Endpoint };
-
-export function formatEndpoint(e: Endpoint | null): string {
-  return e ? formatHostPort(e) : "";
-}
-
-/** Parse "host:port", "[v6]:port" or ":port" (empty host = wildcard). */
-export function parseEndpoint(s: string): Endpoint | null {
-  const m = /^\[([^\]]*)\]:(\d+)$/.exec(s) ?? /^([^:]*):(\d+)$/.exec(s);
-  if (!m) return null;
-  const port = Number(m[2]);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) return null;
-  return { ip: m[1], port };
-}
-
-export type PeerPath = "direct" | "punched" | "relayed";
-
-export interface Peer {
-  nodeId: number;
-  endpoint: Endpoint | null; // UDP endpoint (for relay peers: unused; frames go to the beacon)
-  relay: boolean;
-  crypto: PeerCrypto;
-  /** marshaled packets waiting for a session (wire.md §4.6: at most 64, oldest dropped) */
-  pending: Uint8Array[];
-  /** time the first unanswered key exchange was sent (for plaintext fallback) */
-  kxFirstUnansweredAt: number;
-  punched: boolean;
-  /** a RelayDeliver from this peer has been seen (tunnel.relay_activated emitted) */
-  relayActivated?: boolean;
-  lastRecvAt: number;
-  createdAt: number;
-}
-
-export interface TunnelStats {
-  bytesSent: number;
-  bytesRecv: number;
-  pktsSent: number;
-  pktsRecv: number;
-}
-
-export interface TunnelOptions {
-  encrypt: boolean;
-  log: Logger;
-  /** Inbound packet from the tunnel (already decrypted and decoded). */
-  onPacket(pkt: Packet, from: Endpoint, viaRelay: boolean): void;
-  /** Ed25519 key of a node from the registry (cached by the caller); null when unknown. */
-  lookupPublicKey(nodeId: number, refresh?: boolean): Promise<Uint8Array | null>;
-  /** Plaintext fallback for peers that never answer the key exchange (encryption disabled there). */
-  plaintextFallbackMs?: number;
-  /** Webhook events (services.md §11.3): tunnel.peer_added, tunnel.established, tunnel.relay_activated. */
-  onEvent?(event: string, data: Record<string, unknown>): void;
-}
+export * from "./tunnel-types.ts";
+export { MAX_UNVERIFIED_PEERS, UNVERIFIED_IDLE_MS } from "./tunnel-peers.ts";
 
 const MAX_PENDING_PER_PEER = 64;
-/** Kernel socket buffers for the tunnel socket (see sockopt.ts). */
-const UDP_BUFFER_BYTES = 8 << 20;
-const NO_BATCH = process.env.PILOT_NO_BATCH === "1";
 const MAX_PEERS_WITH_PENDING = 256;
-const PILP = new Uint8Array([0x50, 0x49, 0x4c, 0x50]);
+const SWEEP_MS = 10_000;
+/** Answers to unverifiable PILKs: at most one per source address per interval. */
+const PILK_ANSWER_INTERVAL_MS = 10_000;
 const MAGIC_PILT = 0x50494c54;
 const MAGIC_PILS = 0x50494c53;
 const MAGIC_PILK = 0x50494c4b;
 const MAGIC_PILA = 0x50494c41;
 const MAGIC_PILP = 0x50494c50;
 
-type UdpSocket = import("bun").udp.Socket<"uint8array">;
 
 export class Tunnel {
-  private sock: UdpSocket | null = null;
-  readonly peers = new Map<number, Peer>();
+  private conn: PacketConn | null = null;
+  private readonly table: PeerTable;
   readonly stats: TunnelStats = { bytesSent: 0, bytesRecv: 0, pktsSent: 0, pktsRecv: 0 };
   private localNodeId = 0;
-  beacon: Endpoint | null = null;
+  private readonly link: BeaconLink;
   private kx: KeyExchange;
-  private peersWithPending = 0;
+  /** peers with queued packets (waiting for a session); at most MAX_PEERS_WITH_PENDING */
+  private readonly waiting = new Set<Peer>();
   private readonly fallbackMs: number;
-  /** listeners for raw beacon replies (STUN discovery on the tunnel socket) */
-  private discoverWaiters: ((e: Endpoint) => void)[] = [];
+  private readonly clock: Clock;
   private txBuf = new Uint8Array(65536 + 64);
+  private readonly pilkGate = new RateGate(PILK_ANSWER_INTERVAL_MS);
+  private sweepTimer: unknown = null;
 
   constructor(private readonly opts: TunnelOptions) {
     this.kx = new KeyExchange(opts.log);
     this.fallbackMs = opts.plaintextFallbackMs ?? 1500;
+    this.clock = opts.clock ?? systemClock;
+    this.link = new BeaconLink((d, to) => this.sendRaw(d, to), this.clock, () => this.localNodeId);
+    this.table = new PeerTable(this.clock, (p) => {
+      this.waiting.delete(p);
+      if (p.fallbackTimer) this.clock.clearTimeout(p.fallbackTimer);
+    });
+  }
+
+  /** Every peer entry by node ID (read-only for callers). */
+  get peers(): ReadonlyMap<number, Peer> {
+    return this.table.map;
   }
 
   get port(): number {
-    return this.sock?.port ?? 0;
+    return this.conn?.local.port ?? 0;
   }
   get address(): string {
-    return this.sock?.hostname ?? "";
+    return this.conn?.local.ip ?? "";
   }
   get encrypt(): boolean {
     return this.opts.encrypt;
@@ -124,57 +80,43 @@ export class Tunnel {
   }
 
   async listen(host: string, port: number): Promise<Endpoint> {
-    this.sock = await Bun.udpSocket({
-      hostname: host || "0.0.0.0",
-      binaryType: "uint8array",
-      port,
-      socket: {
-        data: (_s, buf, rport, raddr) => {
-          try {
-            this.onDatagram(buf, { ip: raddr, port: rport });
-          } catch (e) {
-            this.opts.log.debug("tunnel datagram dropped", { err: (e as Error).message });
-          }
-        },
-        drain: () => this.out.drain(),
-        // ICMP errors (e.g. port unreachable after a peer went away) surface here; they must
-        // never take the daemon down.
-        error: (...args: unknown[]) => {
-          const err = args.find((a) => a instanceof Error) as Error | undefined;
-          this.opts.log.debug("tunnel socket error", { err: err?.message ?? String(args[0]) });
-        },
-      },
-    });
-    const s = this.sock;
-    const bufs = setSocketBuffers((s as unknown as { fd: number }).fd, UDP_BUFFER_BYTES);
-    this.opts.log.debug("tunnel socket buffers", { rcv: bufs?.rcv ?? "default", snd: bufs?.snd ?? "default" });
-    return { ip: s.hostname, port: s.port };
+    const net = this.opts.net ?? udpNet;
+    this.conn = await net.listen(host, port, (buf, from) => this.onDatagram(buf, from), this.opts.log);
+    this.armSweep();
+    return this.conn.local;
   }
 
   close(): void {
-    this.flush();
-    this.sock?.close();
-    this.sock = null;
+    this.conn?.close();
+    this.conn = null;
+    if (this.sweepTimer) this.clock.clearTimeout(this.sweepTimer);
+    this.sweepTimer = null;
+    for (const p of this.table.map.values()) if (p.fallbackTimer) this.clock.clearTimeout(p.fallbackTimer);
   }
 
   // ---------------------------------------------------------------- peers
 
   hasPeer(nodeId: number): boolean {
-    return this.peers.has(nodeId);
+    return this.table.map.has(nodeId);
   }
 
   getPeer(nodeId: number): Peer | undefined {
-    return this.peers.get(nodeId);
+    return this.table.map.get(nodeId);
   }
 
-  /** Create (or keep) the tunnel entry for nodeId at `endpoint`; sends the key exchange at once. */
+  /**
+   * Create (or keep) the tunnel entry for nodeId at `endpoint` (the caller resolved it through the
+   * registry, so the entry counts as verified); sends the key exchange at once.
+   */
   addPeer(nodeId: number, endpoint: Endpoint | null, relay = false): Peer {
-    let p = this.peers.get(nodeId);
+    let p = this.table.map.get(nodeId);
     if (!p) {
-      p = this.addPeerSilently(nodeId, endpoint, relay);
+      p = this.addPeerSilently(nodeId, endpoint, relay, true);
       if (this.opts.encrypt) this.sendKeyExchange(p);
-    } else if (relay) {
-      p.relay = true;
+    } else {
+      this.table.markVerified(p);
+      if (!p.endpoint && endpoint) p.endpoint = endpoint;
+      if (relay) p.relay = true;
     }
     return p;
   }
@@ -182,44 +124,56 @@ export class Tunnel {
   /**
    * Nodes whose trust we revoked. Their key exchanges and plaintext frames are refused until trust
    * is re-established (unblock), so an untrusted peer cannot simply re-key its way back in. The
-   * reference keeps accepting them (services.md §13.10-1: no service checks trust); refusing is a
-   * local policy a reference peer cannot observe except as silence.
+   * reference keeps accepting them (no service there checks trust); refusing is a local policy a
+   * reference peer cannot observe except as silence.
    */
-  private blocked = new Set<number>();
-
   block(nodeId: number): void {
-    this.blocked.add(nodeId);
-    this.removePeer(nodeId);
+    this.table.block(nodeId);
   }
-
   unblock(nodeId: number): void {
-    this.blocked.delete(nodeId);
+    this.table.unblock(nodeId);
   }
-
   isBlocked(nodeId: number): boolean {
-    return this.blocked.has(nodeId);
+    return this.table.isBlocked(nodeId);
   }
-
   blockedIds(): number[] {
-    return [...this.blocked];
+    return this.table.blockedIds();
   }
 
   /** Trust revoked: forget endpoint and session (wire.md §4.9). */
   removePeer(nodeId: number): void {
-    const p = this.peers.get(nodeId);
-    if (!p) return;
-    if (p.pending.length) this.peersWithPending--;
-    this.peers.delete(nodeId);
+    this.table.remove(nodeId);
   }
 
   /** Send our key exchange again now (the peer may have lost its session). */
   rekey(nodeId: number): void {
-    const p = this.peers.get(nodeId);
-    if (p && this.opts.encrypt) this.sendKeyExchange(p, true);
+    const p = this.table.map.get(nodeId);
+    if (!p || !this.opts.encrypt) return;
+    p.crypto.rekeyAskedAt = this.clock.now();
+    this.sendKeyExchange(p, true);
+  }
+
+  /**
+   * Re-key to a peer that went silent (it may have restarted), but first confirm through the
+   * registry that we may still reach it: a peer that revoked its trust in us often loses the revoke
+   * notice, and re-keying would let us straight back in. A denial blocks the peer ("revoked").
+   */
+  async refresh(nodeId: number): Promise<"rekeyed" | "revoked" | "gone"> {
+    if (!this.table.map.has(nodeId)) return "gone";
+    const verdict = this.opts.confirmPeer ? await this.opts.confirmPeer(nodeId).catch(() => "unknown" as const) : "unknown";
+    if (verdict === "denied") {
+      this.block(nodeId);
+      this.opts.log.info("peer denied by the registry: trust revoked", { node_id: nodeId });
+      this.opts.onEvent?.("tunnel.trust_revoked", { peer_node_id: nodeId });
+      return "revoked";
+    }
+    if (!this.table.map.has(nodeId)) return "gone";
+    this.rekey(nodeId);
+    return "rekeyed";
   }
 
   setRelay(nodeId: number): void {
-    const p = this.peers.get(nodeId);
+    const p = this.table.map.get(nodeId);
     if (p && !p.relay) {
       p.relay = true;
       this.opts.log.info("peer switched to relay", { node_id: nodeId });
@@ -227,10 +181,27 @@ export class Tunnel {
   }
 
   pathOf(nodeId: number): PeerPath | null {
-    const p = this.peers.get(nodeId);
+    const p = this.table.map.get(nodeId);
     if (!p) return null;
     if (p.relay) return "relayed";
     return p.punched ? "punched" : "direct";
+  }
+
+  /** How many peer entries nobody vouched for (bounded by MAX_UNVERIFIED_PEERS). */
+  get unverifiedCount(): number {
+    return this.table.unverifiedCount;
+  }
+
+  /** Forget unverified peers silent for UNVERIFIED_IDLE_MS. */
+  sweep(): void {
+    this.table.sweep();
+  }
+
+  private armSweep(): void {
+    this.sweepTimer = this.clock.setTimeout(() => {
+      this.sweep();
+      if (this.conn) this.armSweep();
+    }, SWEEP_MS);
   }
 
   // ---------------------------------------------------------------- send path
@@ -241,13 +212,14 @@ export class Tunnel {
    */
   sendPacket(pkt: Packet): void {
     const nodeId = pkt.dst.node;
-    const p = this.peers.get(nodeId);
+    const p = this.table.map.get(nodeId);
     if (!p) throw new Error(`no tunnel to node ${nodeId}`);
     if (!this.opts.encrypt) {
       this.sendPlain(p, pkt);
       return;
     }
-    const s = p.crypto.session;
+    const now = this.clock.now();
+    const s = this.kx.sendSession(p.crypto, now);
     if (s) {
       // Encode into the scratch buffer, seal into a fresh frame.
       const n = encodePacketInto(pkt, this.txBuf, 0);
@@ -256,26 +228,36 @@ export class Tunnel {
       return;
     }
     // No session yet (wire.md §4.6): key exchange (rate-limited), queue the packet.
-    const now = Date.now();
     if (p.kxFirstUnansweredAt === 0) p.kxFirstUnansweredAt = now;
     this.sendKeyExchange(p);
     const bytes = new Uint8Array(HEADER_SIZE + pkt.payload.length);
     encodePacketInto(pkt, bytes, 0);
     if (p.pending.length === 0) {
-      if (this.peersWithPending < MAX_PEERS_WITH_PENDING) {
-        this.peersWithPending++;
+      if (this.waiting.size < MAX_PEERS_WITH_PENDING) {
+        this.waiting.add(p);
         p.pending.push(bytes);
       }
     } else {
       if (p.pending.length >= MAX_PENDING_PER_PEER) p.pending.shift();
       p.pending.push(bytes);
     }
-    // Improvement over the reference (wire.md §4.8 recommendation): no plaintext copy while the
-    // exchange is young. Only when the peer has not answered for `fallbackMs` (it most likely has
-    // encryption disabled: it ignores PILA) do we send PILT copies, as the reference always does.
-    if (now - p.kxFirstUnansweredAt >= this.fallbackMs) {
-      this.writeFrame(p, this.pilt(bytes));
+    // Improvement over the reference: no plaintext copy while the exchange is young. Only when the
+    // peer has not answered for `fallbackMs` (it most likely has encryption disabled: it ignores
+    // PILA), or it already spoke plaintext to us, do we send PILT copies, as the reference always
+    // does. The fallback timer sends the queued packets the moment the wait ends.
+    if (p.plain || now - p.kxFirstUnansweredAt >= this.fallbackMs) this.writeFrame(p, this.pilt(bytes));
+    else if (!p.fallbackTimer) {
+      p.fallbackTimer = this.clock.setTimeout(() => this.plainFallback(p), p.kxFirstUnansweredAt + this.fallbackMs - now);
     }
+  }
+
+  /** The key exchange with `p` went unanswered for fallbackMs: send its queue as PILT copies. */
+  private plainFallback(p: Peer): void {
+    p.fallbackTimer = undefined;
+    if (this.table.map.get(p.nodeId) !== p || p.crypto.session || p.kxFirstUnansweredAt === 0) return;
+    // The copies stay queued: if a session appears after all they are sent again as PILS
+    // (the peer's transport tolerates the duplicates, as with the reference).
+    for (const bytes of p.pending) this.writeFrame(p, this.pilt(bytes));
   }
 
   private sendPlain(p: Peer, pkt: Packet): void {
@@ -292,20 +274,27 @@ export class Tunnel {
     return frame;
   }
 
-  private sendKeyExchange(p: Peer, force = false): void {
-    const frame = this.kx.buildFrame(p.crypto, Date.now(), force);
-    if (frame) this.writeFrame(p, frame);
+  /** Our key-exchange frame to the peer (to `to` instead of its endpoint when given). */
+  private sendKeyExchange(p: Peer, force = false, to?: Endpoint): void {
+    const frame = this.kx.buildFrame(p.crypto, this.clock.now(), force);
+    if (!frame) return;
+    if (to && !p.relay) {
+      this.conn?.send(frame, to);
+      this.stats.bytesSent += frame.length;
+      this.stats.pktsSent++;
+    } else this.writeFrame(p, frame);
   }
 
   /** Write a tunnel frame to a peer: directly, or wrapped for the beacon relay (wire.md §3.7). */
   private writeFrame(p: Peer, frame: Uint8Array): void {
-    if (!this.sock) return;
+    if (!this.conn) return;
+    if (!p.verified) p.lastSendAt = this.clock.now();
     if (p.relay && this.beacon) {
       const w = encodeRelay(this.localNodeId, p.nodeId, frame);
-      this.queue(w, this.beacon.port, this.beacon.ip);
+      this.conn.send(w, this.beacon);
       this.stats.bytesSent += w.length;
     } else if (p.endpoint) {
-      this.queue(frame, p.endpoint.port, p.endpoint.ip);
+      this.conn.send(frame, p.endpoint);
       this.stats.bytesSent += frame.length;
     } else {
       return;
@@ -315,54 +304,36 @@ export class Tunnel {
 
   /** Send raw bytes (beacon control messages, PILP) to an endpoint. Not counted in stats. */
   sendRaw(data: Uint8Array, to: Endpoint): void {
-    this.queue(data, to.port, to.ip);
-  }
-
-  private readonly out = new UdpBatcher(
-    () => this.sock,
-    (e) => this.opts.log.debug("tunnel send failed", { err: e.message }),
-  );
-
-  private queue(data: Uint8Array, port: number, ip: string): void {
-    if (NO_BATCH) this.sock?.send(data, port, ip);
-    else this.out.queue(data, port, ip);
+    this.conn?.send(data, to);
   }
 
   /** Write every queued datagram now. */
   flush(): void {
-    this.out.flush();
+    this.conn?.flush();
   }
 
-  /** Send 3 × PILP to open NAT mappings towards `to` (beacon PunchCommand). */
+  // ---------------------------------------------------------------- beacon
+
+  /** The beacon (relay, punches, STUN); control messages are accepted from it only. */
+  get beacon(): Endpoint | null {
+    return this.link.beacon;
+  }
+  set beacon(e: Endpoint | null) {
+    this.link.beacon = e;
+  }
+  /** Send 3 × PILP to open NAT mappings towards `to`. */
   punch(to: Endpoint): void {
-    for (let i = 0; i < 3; i++) this.sendRaw(PILP, to);
+    this.link.punch(to);
   }
-
-  // ---------------------------------------------------------------- beacon helpers
-
   sendDiscover(): void {
-    if (!this.beacon) return;
-    this.sendRaw(encodeDiscover(this.localNodeId), this.beacon);
+    this.link.sendDiscover();
   }
-
   requestPunch(target: number): void {
-    if (!this.beacon) return;
-    this.sendRaw(encodePunchRequest(this.localNodeId, target), this.beacon);
+    this.link.requestPunch(target);
   }
-
   /** Resolves with the endpoint in the next DiscoverReply seen on this socket. */
   waitDiscoverReply(timeoutMs: number): Promise<Endpoint | null> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.discoverWaiters = this.discoverWaiters.filter((w) => w !== cb);
-        resolve(null);
-      }, timeoutMs);
-      const cb = (e: Endpoint) => {
-        clearTimeout(t);
-        resolve(e);
-      };
-      this.discoverWaiters.push(cb);
-    });
+    return this.link.waitDiscoverReply(timeoutMs);
   }
 
   // ---------------------------------------------------------------- receive path
@@ -380,59 +351,12 @@ export class Tunnel {
   private onFrame(buf: Uint8Array, from: Endpoint, viaRelay: boolean, relaySrc: number): void {
     const magic = ((buf[0] << 24) | (buf[1] << 16) | (buf[2] << 8) | buf[3]) >>> 0;
     switch (magic) {
-      case MAGIC_PILT: {
-        if (buf.length < 4 + HEADER_SIZE) return;
-        let pkt: Packet;
-        try {
-          pkt = decodePacket(buf, 4);
-        } catch {
-          return; // malformed: logged at debug only, dropped
-        }
-        this.stats.bytesRecv += viaRelay ? pkt.payload.length : buf.length;
-        this.stats.pktsRecv++;
-        // An encrypted session exists for this peer: PILT is still accepted (interop, wire.md §3.2)
-        // but only from peers whose session is not established yet, or when encryption is off.
-        if (this.blocked.has(pkt.src.node)) return;
-        const p = this.peers.get(pkt.src.node);
-        if (this.opts.encrypt && p?.crypto.session && p.crypto.authenticated) {
-          // Reference peers send PILT copies only while THEY lack a session; once we have an
-          // authenticated session, plaintext from that node id is unauthenticated and could be
-          // injected by anyone: drop it. (Improvement over the reference, which accepts it.)
-          return;
-        }
-        this.learn(pkt.src.node, from, viaRelay);
-        this.opts.onPacket(pkt, from, viaRelay);
+      case MAGIC_PILT:
+        this.onPlain(buf, from, viaRelay, relaySrc);
         return;
-      }
-      case MAGIC_PILS: {
-        if (buf.length < 4 + 32) return;
-        const nodeId = ((buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]) >>> 0;
-        const p = this.peers.get(nodeId);
-        const s = p?.crypto.session;
-        if (!p || !s) return; // "encrypted packet from node but no key": drop silently
-        const plain = s.open(buf);
-        if (!plain) {
-          // auth failure or replay: dropped, session kept (wire.md §4.5)
-          if (s.lastDrop === "replay") {
-            const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
-            const counter = dv.getUint32(12) * 0x100000000 + dv.getUint32(16); // nonce counter (wire.md §4.3)
-            this.opts.onEvent?.("security.nonce_replay", { counter, peer_node_id: nodeId });
-          }
-          return;
-        }
-        let pkt: Packet;
-        try {
-          pkt = decodePacket(plain, 0);
-        } catch {
-          return;
-        }
-        this.stats.bytesRecv += viaRelay ? pkt.payload.length : buf.length;
-        this.stats.pktsRecv++;
-        p.lastRecvAt = Date.now();
-        p.kxFirstUnansweredAt = 0;
-        this.opts.onPacket(pkt, from, viaRelay);
+      case MAGIC_PILS:
+        this.onSealed(buf, from, viaRelay, relaySrc);
         return;
-      }
       case MAGIC_PILA:
       case MAGIC_PILK: {
         if (!this.opts.encrypt) return;
@@ -440,31 +364,130 @@ export class Tunnel {
         return;
       }
       case MAGIC_PILP:
-        return; // punch: opens NAT state only
+        if (!viaRelay) this.onPunch(from);
+        return;
       default:
         return;
     }
   }
 
-  /** Peer learning from plaintext traffic (transport.md §1 step 1). */
-  private learn(nodeId: number, from: Endpoint, viaRelay: boolean): void {
-    if (this.peers.has(nodeId)) return;
-    if (this.opts.encrypt) return; // with encryption on, only key exchanges create entries
-    this.addPeer(nodeId, viaRelay ? null : from, viaRelay);
-    this.opts.onEvent?.("tunnel.peer_added", { endpoint: formatEndpoint(from), peer_node_id: nodeId });
+  /**
+   * A PILP: the peer's punch has opened its NAT towards us, so our first key exchange (which its
+   * NAT most likely dropped) can be repeated now instead of at the next retransmission. At most
+   * once per second per peer we are waiting for.
+   */
+  private onPunch(from: Endpoint): void {
+    if (!this.opts.encrypt || this.waiting.size === 0) return;
+    const now = this.clock.now();
+    for (const p of this.waiting) {
+      if (p.crypto.session || !p.endpoint || !sameEndpoint(p.endpoint, from) || now - p.punchKxAt < 1000) continue;
+      p.punchKxAt = now;
+      this.sendKeyExchange(p, true);
+    }
   }
 
-  private async onKeyExchange(buf: Uint8Array, authenticated: boolean, from: Endpoint, viaRelay: boolean, _relaySrc: number): Promise<void> {
+  private onPlain(buf: Uint8Array, from: Endpoint, viaRelay: boolean, relaySrc: number): void {
+    if (buf.length < 4 + HEADER_SIZE) return;
+    let pkt: Packet;
+    try {
+      pkt = decodePacket(buf, 4);
+    } catch {
+      return; // malformed: dropped
+    }
+    const src = pkt.src.node;
+    // A relayed frame must come from the node the beacon names as its sender.
+    if (viaRelay && src !== relaySrc) return;
+    this.stats.bytesRecv += viaRelay ? pkt.payload.length : buf.length;
+    this.stats.pktsRecv++;
+    if (this.table.isBlocked(src)) return;
+    const p = this.table.map.get(src);
+    if (this.opts.encrypt && p?.crypto.session && p.crypto.authenticated) {
+      // Reference peers send PILT copies only while THEY lack a session; once we have an
+      // authenticated session, plaintext from that node id is unauthenticated and could be
+      // injected by anyone: drop it. (Improvement over the reference, which accepts it.)
+      return;
+    }
+    if (this.opts.encrypt && !p?.kxSeen) this.table.rememberPlain(src);
+    if (p && this.opts.encrypt && !p.crypto.session && !p.kxSeen && (viaRelay || (p.endpoint && sameEndpoint(p.endpoint, from)))) {
+      // The peer speaks plaintext without ever sending a key exchange: its encryption is off.
+      // Send what waits for it at once instead of after the fallback wait.
+      if (!p.plain) {
+        p.plain = true;
+        for (const bytes of p.pending) this.writeFrame(p, this.pilt(bytes));
+      }
+    }
+    if (p) p.lastRecvAt = this.clock.now();
+    else if (!this.learn(src, from, viaRelay)) return;
+    this.opts.onPacket(pkt, from, viaRelay);
+  }
+
+  private onSealed(buf: Uint8Array, from: Endpoint, viaRelay: boolean, relaySrc: number): void {
+    if (buf.length < 4 + 32) return;
+    const nodeId = ((buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]) >>> 0;
+    if (viaRelay && nodeId !== relaySrc) return;
+    const p = this.table.map.get(nodeId);
+    if (!p || !p.crypto.session) return; // "encrypted packet from node but no key": drop silently
+    const now = this.clock.now();
+    const r = this.kx.open(p.crypto, buf, now);
+    if (!r.plain) {
+      // auth failure or replay: dropped, the session is kept
+      if (r.drop === "replay") {
+        const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
+        const counter = dv.getUint32(12) * 0x100000000 + dv.getUint32(16); // nonce counter: bytes 12..19, big-endian
+        this.opts.onEvent?.("security.nonce_replay", { counter, peer_node_id: nodeId });
+      }
+      return;
+    }
+    let pkt: Packet;
+    try {
+      pkt = decodePacket(r.plain, 0);
+    } catch {
+      return;
+    }
+    // The inner source must be the node the session belongs to: a session with node N only ever
+    // speaks for N (otherwise any keyed peer could forge packets "from" any other node).
+    if (pkt.src.node !== nodeId) {
+      this.opts.log.debug("sealed packet with a foreign source dropped", { node_id: nodeId, src: pkt.src.node });
+      return;
+    }
+    if (r.switched) {
+      this.opts.onEvent?.("tunnel.established", { authenticated: p.crypto.authenticated, peer_node_id: nodeId, rekeyed: true, relay: p.relay });
+    }
+    // Endpoint learning: only an authenticated frame with a fresh counter proves the peer is live at
+    // the new address (NAT rebinding, roaming); key-exchange frames can be replayed from anywhere.
+    if (!viaRelay && (!p.endpoint || !sameEndpoint(p.endpoint, from))) {
+      if (p.endpoint) this.opts.log.info("peer endpoint changed", { node_id: nodeId, endpoint: formatEndpoint(from) });
+      p.endpoint = from;
+    }
+    this.stats.bytesRecv += viaRelay ? pkt.payload.length : buf.length;
+    this.stats.pktsRecv++;
+    p.lastRecvAt = now;
+    p.kxFirstUnansweredAt = 0;
+    this.opts.onPacket(pkt, from, viaRelay);
+  }
+
+  /** Peer learning from plaintext traffic (encryption off). False: no room, dropped. */
+  private learn(nodeId: number, from: Endpoint, viaRelay: boolean): boolean {
+    if (this.opts.encrypt) return true; // with encryption on, only key exchanges create entries
+    if (!this.table.admitUnverified()) return false;
+    const p = this.addPeerSilently(nodeId, viaRelay ? null : from, viaRelay, false);
+    p.lastRecvAt = this.clock.now();
+    this.opts.onEvent?.("tunnel.peer_added", { endpoint: formatEndpoint(from), peer_node_id: nodeId });
+    return true;
+  }
+
+  private async onKeyExchange(buf: Uint8Array, authenticated: boolean, from: Endpoint, viaRelay: boolean, relaySrc: number): Promise<void> {
     const parsed = authenticated ? this.kx.parsePILA(buf) : this.kx.parsePILK(buf);
     if (!parsed) return;
     const nodeId = parsed.nodeId;
-    if (nodeId === this.localNodeId || this.blocked.has(nodeId)) return;
+    if (nodeId === this.localNodeId || this.table.isBlocked(nodeId)) return;
+    if (viaRelay && nodeId !== relaySrc) return; // a relayed frame speaks for its relay sender only
     let regKey = await this.opts.lookupPublicKey(nodeId).catch(() => null);
     if (authenticated) {
       // wire.md §4.7: the Ed25519 key in the frame must equal the registry's, signature valid.
       if (regKey && !this.kx.verifyPILA(parsed, regKey) && parsed.ed25519 && !sameBytes(parsed.ed25519, regKey)) {
-        // The reference caches a peer's key forever (W11), so a peer that rotated its key is
-        // locked out until restart. Ask the registry once more (rate-limited by the caller).
+        // The reference caches a peer's key forever, so a peer that rotated its key is locked out
+        // until restart. Ask the registry once more (rate-limited by the caller).
         regKey = await this.opts.lookupPublicKey(nodeId, true).catch(() => null);
       }
       if (!regKey || !this.kx.verifyPILA(parsed, regKey)) {
@@ -472,38 +495,56 @@ export class Tunnel {
         return;
       }
     } else if (regKey) {
-      // PILK from a registered node: refuse an unauthenticated session; answer with our PILA.
-      const p = this.peers.get(nodeId);
-      if (p) this.sendKeyExchange(p, true);
+      // PILK from a registered node: refuse an unauthenticated session; answer with our PILA (to
+      // the peer's known endpoint, and like every answer to an unverifiable frame at most once per
+      // source per interval).
+      const p = this.table.map.get(nodeId);
+      if (p && this.pilkGate.allow(formatEndpoint(from), this.clock.now())) this.sendKeyExchange(p, true);
       return;
     }
-    let p = this.peers.get(nodeId);
+    if (!this.conn || this.table.isBlocked(nodeId)) return; // closed or revoked while looking up
+    const now = this.clock.now();
+    let p = this.table.map.get(nodeId);
     if (!p) {
-      p = this.addPeerSilently(nodeId, viaRelay ? null : from, viaRelay);
+      // A PILK from an unregistered node can be sent by anyone: such peers are capped and expire.
+      if (!authenticated && !this.table.admitUnverified()) return;
+      p = this.addPeerSilently(nodeId, viaRelay ? null : from, viaRelay, authenticated);
       this.opts.onEvent?.("tunnel.peer_added", { endpoint: formatEndpoint(from), peer_node_id: nodeId });
-    } else if (!viaRelay) {
-      p.endpoint = from; // endpoint learning / roaming (only from direct key exchanges)
-    }
+    } else if (authenticated) this.table.markVerified(p);
     if (viaRelay) p.relay = true;
-    const hadSession = !!p.crypto.session;
-    const { answer, rekeyed } = this.kx.accept(p.crypto, parsed.x25519, authenticated, Date.now());
-    if (p.crypto.session && (!hadSession || rekeyed)) {
-      this.opts.onEvent?.("tunnel.established", { authenticated, peer_node_id: nodeId, rekeyed, relay: p.relay });
+    p.kxSeen = true;
+    p.plain = false;
+    this.table.forgetPlain(nodeId);
+    p.lastRecvAt = now;
+    const res = this.kx.accept(p.crypto, parsed.x25519, authenticated, now);
+    // Endpoint: set when unknown; moved only by a verified exchange that installed a new key (a
+    // replayed frame repeating the current key, or a stale key while the session is live, moves
+    // nothing; a later authenticated PILS from the new address does).
+    if (!viaRelay && (!p.endpoint || (res.installed && authenticated && !sameEndpoint(p.endpoint, from)))) {
+      if (p.endpoint) this.opts.log.info("peer endpoint changed", { node_id: nodeId, endpoint: formatEndpoint(from) });
+      p.endpoint = from;
     }
-    p.kxFirstUnansweredAt = 0;
-    p.lastRecvAt = Date.now();
-    if (answer) this.sendKeyExchange(p, true);
+    if (res.installed) {
+      this.opts.onEvent?.("tunnel.established", { authenticated, peer_node_id: nodeId, rekeyed: res.rekeyed, relay: p.relay });
+    }
+    if (p.crypto.session) p.kxFirstUnansweredAt = 0;
+    // Answer to the address the exchange came from (that is where the peer listens). An answer to
+    // an unverifiable PILK is larger than the PILK and its source may be spoofed: at most one per
+    // source address per interval.
+    if (res.answer && (authenticated || this.pilkGate.allow(formatEndpoint(from), now))) {
+      this.sendKeyExchange(p, true, viaRelay ? undefined : from);
+    }
     // Flush queued packets as PILS (wire.md §4.6 step 4).
-    if (p.pending.length) {
+    if (p.pending.length && p.crypto.session) {
       const q = p.pending;
       p.pending = [];
-      this.peersWithPending--;
-      const s = p.crypto.session!;
+      this.waiting.delete(p);
+      const s = p.crypto.session;
       for (const bytes of q) this.writeFrame(p, s.seal(bytes, this.localNodeId));
     }
   }
 
-  private addPeerSilently(nodeId: number, endpoint: Endpoint | null, relay: boolean): Peer {
+  private addPeerSilently(nodeId: number, endpoint: Endpoint | null, relay: boolean, verified: boolean): Peer {
     const p: Peer = {
       nodeId,
       endpoint,
@@ -513,70 +554,40 @@ export class Tunnel {
       kxFirstUnansweredAt: 0,
       punched: false,
       lastRecvAt: 0,
-      createdAt: Date.now(),
+      lastSendAt: 0,
+      punchKxAt: -Infinity,
+      createdAt: this.clock.now(),
+      verified,
+      kxSeen: false,
+      plain: this.table.isPlain(nodeId),
     };
-    this.peers.set(nodeId, p);
+    this.table.add(p);
     return p;
   }
 
   private onBeaconMessage(buf: Uint8Array, from: Endpoint): void {
-    let m;
-    try {
-      m = decodeBeacon(buf);
-    } catch {
-      return; // malformed beacon message: ignored (beacon.md §6)
+    const a = this.link.handle(buf, from);
+    if (!a) return;
+    if ("punched" in a) {
+      // Path bookkeeping: a peer counts as "punched" only if the punch happened before the key
+      // exchange with it completed; a peer that already answered directly stays "direct".
+      for (const p of this.table.map.values()) {
+        if (!p.crypto.session && p.endpoint && sameEndpoint(p.endpoint, a.punched)) p.punched = true;
+      }
+      return;
     }
-    switch (m.type) {
-      case BEACON_DISCOVER_REPLY: {
-        const ws = this.discoverWaiters;
-        this.discoverWaiters = [];
-        for (const w of ws) w(m.ep);
-        return;
-      }
-      case BEACON_PUNCH_COMMAND: {
-        // 3 × PILP to the named endpoint (beacon.md §4).
-        this.punch(m.ep);
-        // Path bookkeeping: a peer counts as "punched" only if the punch happened before the key
-        // exchange with it completed; a peer that already answered directly stays "direct".
-        for (const p of this.peers.values()) {
-          if (!p.crypto.session && p.endpoint && p.endpoint.port === m.ep.port && sameHost(p.endpoint.ip, m.ep.ip)) p.punched = true;
-        }
-        return;
-      }
-      case BEACON_RELAY_DELIVER: {
-        // Accept RelayDeliver only from the configured beacon (the reference accepts it from
-        // any source address — beacon.md Observations — which lets anyone inject frames).
-        if (this.beacon && !(from.port === this.beacon.port && sameHost(from.ip, this.beacon.ip))) return;
-        const src = m.sender;
-        if (this.blocked.has(src)) return;
-        let p = this.peers.get(src);
-        if (!p) p = this.addPeerSilently(src, this.beacon, true);
-        if (!p.relay || !p.relayActivated) {
-          p.relayActivated = true;
-          this.opts.onEvent?.("tunnel.relay_activated", { peer_node_id: src });
-        }
-        p.relay = true;
-        const inner = m.payload;
-        if (inner.length < 4) return;
-        if (inner[0] === 0x50 && inner[1] === 0x49 && inner[2] === 0x4c && inner[3] === 0x50) return;
-        this.onFrame(inner, from, true, src);
-        return;
-      }
-      default:
-        return;
+    const src = a.relayFrom;
+    if (this.table.isBlocked(src) || src === this.localNodeId) return;
+    let p = this.table.map.get(src);
+    if (!p) {
+      if (!this.table.admitUnverified()) return;
+      p = this.addPeerSilently(src, null, true, false);
     }
+    if (!p.relay || !p.relayActivated) {
+      p.relayActivated = true;
+      this.opts.onEvent?.("tunnel.relay_activated", { peer_node_id: src });
+    }
+    p.relay = true;
+    this.onFrame(a.frame, from, true, src);
   }
 }
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function sameHost(a: string, b: string): boolean {
-  if (a === b) return true;
-  const norm = (h: string) => h.replace(/^::ffff:/, "");
-  return norm(a) === norm(b);
-}
-
