@@ -5,7 +5,7 @@ import { basename } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import { goJson } from "../../proto/gojson.ts";
 import type { Addr } from "../../proto/types.ts";
-import type { Driver, DriverConn } from "../driver.ts";
+import type { Driver, DriverConn } from "../../client/driver.ts";
 import { type Ctx, CtlError, flagDuration, flagInt, flagStr, formatBytes, goDuration, goQ, parseFlags, parsePort } from "../util.ts";
 import { connectDaemon, resolveTarget, usage } from "./shared.ts";
 

@@ -1,7 +1,7 @@
 // Helpers shared by command modules: daemon connection, target resolution.
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import type { Addr } from "../../proto/types.ts";
-import { Driver, DriverError } from "../driver.ts";
+import { Driver, DriverError } from "../../client/driver.ts";
 import { type Ctx, CtlError, E_DAEMON, getSocket, goQ, tryUint32 } from "../util.ts";
 
 export async function connectDaemon(opts: { timeoutMs?: number } = {}): Promise<Driver> {

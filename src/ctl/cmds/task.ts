@@ -6,7 +6,7 @@ import { basename, extname, join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import { encodeTaskFile, newTaskId, type TaskFile, TASK_SEND_RESULTS, TASK_STATUS_UPDATE, TASK_SUBMIT } from "../../daemon/services/tasks.ts";
 import type { Addr } from "../../proto/types.ts";
-import type { Driver } from "../driver.ts";
+import type { Driver } from "../../client/driver.ts";
 import { type Ctx, CtlError, flagStr, parseFlags, pilotDir } from "../util.ts";
 import { connectDaemon, resolveTarget, usage } from "./shared.ts";
 
