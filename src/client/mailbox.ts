@@ -34,7 +34,7 @@ export async function readInbox(dataDir: string): Promise<InboxMessage[]> {
       if (!v || typeof v !== "object") continue;
       out.push({
         id: f,
-        type: String(v.type ?? ""),
+        type: String(v.type ?? "").toLowerCase(),
         from: String(v.from ?? ""),
         data: String(v.data ?? ""),
         bytes: Number(v.bytes ?? 0),

@@ -21,6 +21,7 @@ const comm = () => import("./cmds/comm.ts");
 const daemon = () => import("./cmds/daemon.ts");
 const task = () => import("./cmds/task.ts");
 const gw = () => import("./cmds/gateway.ts");
+const mcp = () => import("./mcp/server.ts");
 type M = Record<string, unknown>;
 const h = (mod: () => Promise<M>, fn: string) => async () => (await mod())[fn] as Handler;
 
@@ -86,6 +87,7 @@ export const COMMANDS: CommandDef[] = [
   D("task send-results", ["--id <task_id>", "--results <text> | --file <filepath>"], "Send the results of a task back to its submitter", "task_id, status, sent_to, sent_type, filename, file_size", h(task, "sendResults"), { reference: false }),
   D("task list", ["[--type received|submitted]"], "List received and/or submitted tasks", "tasks [{task_id, description, status, from, to, created_at, category}]", h(task, "list"), { reference: false }),
   D("task queue", [], "List accepted tasks waiting for execution", "queue [{task_id, description, from, created_at}], count", h(task, "queue"), { reference: false }),
+  D("mcp", ["[--socket <path>]", "[--data-dir <dir>]"], "Serve the daemon to AI agents over MCP (Model Context Protocol) on stdin/stdout; see docs/mcp.md", "(MCP session on stdio)", h(mcp, "run"), { reference: false }),
   D("_daemon-run", [], "internal: run the daemon in the foreground", "", h(daemon, "run"), { reference: false, hidden: true }),
 ];
 
@@ -110,6 +112,7 @@ export const EXTRA_ERROR_CODES: Record<string, string> = {
   invalid_state: "Operation not allowed in the resource's current state",
   expired: "Deadline passed (task accept window)",
   internal_error: "Unexpected task file/directory error",
+  aborted: "The caller cancelled the operation (SDK AbortSignal)",
 };
 
 /** The `context` catalog, generated from COMMANDS (cli.md §5 + additive extension keys). */
