@@ -1,5 +1,6 @@
 // A stream connection and a listening port as the platform expects them: Web Streams
 // (ReadableStream / WritableStream), async iteration, and an AbortSignal on every call.
+import { formatAddr } from "../proto/addr.ts";
 import type { CallOptions } from "./errors.ts";
 import { abortError, PilotError } from "./errors.ts";
 import type { DriverConn, DriverListener } from "./driver.ts";
@@ -17,9 +18,9 @@ export class Connection implements AsyncIterable<Uint8Array> {
   get id(): number {
     return this.c.id;
   }
-  /** "0:0000.0000.0005:1000" */
+  /** Pilot address of the peer ("0:0000.0000.0005"). */
   get remote(): string {
-    return this.c.remoteAddr;
+    return formatAddr(this.c.remote);
   }
   get remotePort(): number {
     return this.c.remotePort;
