@@ -177,7 +177,7 @@ export class DriverListener {
     });
   }
 
-  /** Stops local accepts. The port stays bound in the daemon until the driver disconnects (ipc.md §7). */
+  /** Stops local accepts. The port stays bound in the daemon until the driver disconnects. */
   close(): void {
     this._close();
     this.drv._unlisten(this.port, this);
@@ -434,7 +434,7 @@ export class Driver {
   /** Bind a port; Accept pushes for it are delivered to the returned listener. */
   async listen(port: number, opts?: CallOptions): Promise<DriverListener> {
     const l = new DriverListener(this, port);
-    this.listeners.set(port, l); // registered before Bind (fix of ipc.md §12.2-6)
+    this.listeners.set(port, l); // registered before Bind, so an early Accept is not lost
     try {
       await this.request({ cmd: "Bind", port }, CMD_BIND_OK, "bind", opts);
     } catch (e) {
@@ -509,7 +509,7 @@ export class Driver {
     return this.json({ cmd: "SetTaskExec", enabled }, CMD_SET_TASK_EXEC_OK, "set_task_exec", opts);
   }
 
-  /** Close any connection by ID and wait for the daemon's CloseOK (fix of ipc.md §12.2-1). */
+  /** Close any connection by ID and wait for the daemon's CloseOK (the reference driver never returns here). */
   async disconnect(connId: number, opts?: CallOptions): Promise<void> {
     await this.request({ cmd: "Close", connId }, CMD_CLOSE_OK, "close", opts, connId);
   }

@@ -1,5 +1,6 @@
 // ONE table of command definitions. It drives the parser (citty command tree, built in main.ts)
 // and the `context` catalog (cli.md §5), so the two can never disagree.
+import { ERROR_CODE_MEANINGS, type ErrorCode } from "../client/errors.ts";
 import type { Ctx } from "./util.ts";
 
 export type Handler = (ctx: Ctx, args: string[]) => Promise<void>;
@@ -97,23 +98,11 @@ export const GROUPS: Record<string, { missingHint: string; unknownHint: string }
   task: { missingHint: "available: pilotctl task submit | accept | decline | execute | send-results | list | queue", unknownHint: "available: submit, accept, decline, execute, send-results, list, queue" },
 };
 
-export const ERROR_CODES: Record<string, string> = {
-  already_exists: "Duplicate operation (daemon/gateway already running)",
-  connection_failed: "Network or dial failure (may retry)",
-  internal: "Unexpected system error",
-  invalid_argument: "Bad input or usage error (do not retry)",
-  not_found: "Resource not found (hostname/name resolve failure)",
-  not_running: "Service not available (daemon/gateway not running)",
-  timeout: "Operation timed out (may retry with longer timeout)",
-};
-/** Codes the reference uses but does not list (cli.md §2.5); exposed under a separate key. */
-export const EXTRA_ERROR_CODES: Record<string, string> = {
-  unavailable: "Feature not available in this version (do not retry)",
-  invalid_state: "Operation not allowed in the resource's current state",
-  expired: "Deadline passed (task accept window)",
-  internal_error: "Unexpected task file/directory error",
-  aborted: "The caller cancelled the operation (SDK AbortSignal)",
-};
+const pick = (keys: ErrorCode[]): Record<string, string> => Object.fromEntries(keys.map((k) => [k, ERROR_CODE_MEANINGS[k]]));
+/** The reference's documented codes (the `error_codes` key of the catalog). */
+export const ERROR_CODES: Record<string, string> = pick(["already_exists", "connection_failed", "internal", "invalid_argument", "not_found", "not_running", "timeout"]);
+/** Codes the reference uses without listing them, plus the SDK's `aborted`; exposed under a separate key. */
+export const EXTRA_ERROR_CODES: Record<string, string> = pick(["unavailable", "invalid_state", "expired", "internal_error", "aborted"]);
 
 /** The `context` catalog, generated from COMMANDS (cli.md §5 + additive extension keys). */
 export function catalog(): Record<string, unknown> {
