@@ -2,8 +2,9 @@
 // method for every daemon operation. Every method takes CallOptions (timeoutMs, signal) and fails
 // with PilotError.
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { open } from "node:fs/promises";
-import { basename } from "node:path";
+import { basename, join } from "node:path";
 import { formatAddr, parseAddr } from "../proto/addr.ts";
 import type { Addr } from "../proto/types.ts";
 import { Connection, Listener } from "./conn.ts";
@@ -22,7 +23,7 @@ const te = new TextEncoder();
 const td = new TextDecoder();
 
 export interface ConnectOptions extends CallOptions {
-  /** Daemon IPC socket (default: $PILOT_SOCKET, else /tmp/pilot.sock). */
+  /** Daemon IPC socket (default: $PILOT_SOCKET, else `socket` in ~/.pilot/config.json, else /tmp/pilot.sock). */
   socket?: string;
   /** The daemon's data directory, for inbox/received (default: ~/.pilot). */
   dataDir?: string;
@@ -30,9 +31,19 @@ export interface ConnectOptions extends CallOptions {
 
 /** Connect to the local daemon. Fails with code "not_running" when it is not there. */
 export async function connect(opts: ConnectOptions = {}): Promise<Pilot> {
-  const socket = opts.socket || process.env.PILOT_SOCKET || DEFAULT_SOCKET;
+  const socket = opts.socket || process.env.PILOT_SOCKET || configuredSocket() || DEFAULT_SOCKET;
   const drv = await Driver.connect(socket, { timeoutMs: opts.timeoutMs ?? 10_000, signal: opts.signal });
   return new Pilot(drv, opts.dataDir ?? defaultDataDir());
+}
+
+/** `socket` from ~/.pilot/config.json (written by `pilotctl init`), if any. */
+function configuredSocket(): string {
+  try {
+    const v = JSON.parse(readFileSync(join(defaultDataDir(), "config.json"), "utf8")) as { socket?: unknown };
+    return typeof v?.socket === "string" ? v.socket : "";
+  } catch {
+    return "";
+  }
 }
 
 const reach = (a: string) => `check that ${a} is reachable: ping it, and check mutual trust (handshake)`;
