@@ -143,7 +143,9 @@ export class Listener implements AsyncIterable<Connection> {
       try {
         c = await this.accept();
       } catch (e) {
-        if ((e as PilotError).code === "aborted" || /listener closed/.test((e as Error).message)) return;
+        // Ends quietly when this side stopped (close(), abort, Pilot.close()); a lost daemon throws.
+        const m = (e as Error).message;
+        if ((e as PilotError).code === "aborted" || m === "listener closed" || m === "driver closed") return;
         throw e;
       }
       yield c;

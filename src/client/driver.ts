@@ -154,15 +154,17 @@ export class DriverListener {
     if (w) w.resolve(c);
     else this.queue.push(c);
   }
-  /** @internal */ _close(): void {
+  /** @internal */ _close(why?: Error): void {
     this.closed = true;
-    for (const w of this.waiters.splice(0)) w.reject(new PilotError("connection_failed", "listener closed"));
+    this.why = why ?? null;
+    for (const w of this.waiters.splice(0)) w.reject(why ?? new PilotError("connection_failed", "listener closed"));
   }
+  private why: Error | null = null;
 
   accept(opts: CallOptions = {}): Promise<DriverConn> {
     const c = this.queue.shift();
     if (c) return Promise.resolve(c);
-    if (this.closed) return Promise.reject(new PilotError("connection_failed", "listener closed"));
+    if (this.closed) return Promise.reject(this.why ?? new PilotError("connection_failed", "listener closed"));
     return new Promise((resolve, reject) => {
       const w = {
         resolve: (v: DriverConn) => { disarm(); resolve(v); },
@@ -355,7 +357,7 @@ export class Driver {
     this.byReply.clear();
     for (const c of this.conns.values()) c._end();
     this.conns.clear();
-    for (const l of this.listeners.values()) l._close();
+    for (const l of this.listeners.values()) l._close(err);
     this.listeners.clear();
     for (const w of this.dgramWaiters.splice(0)) w.reject(err);
     for (const h of this.closeHandlers.splice(0)) h();
