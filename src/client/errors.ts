@@ -14,6 +14,8 @@ export type ErrorCode =
   | "invalid_state"
   | "expired"
   | "internal_error"
+  | "unsupported"
+  | "refused"
   | "aborted";
 
 /** Every code with a one-line meaning (what a caller should do about it). */
@@ -29,6 +31,8 @@ export const ERROR_CODE_MEANINGS: Readonly<Record<ErrorCode, string>> = {
   invalid_state: "Operation not allowed in the resource's current state",
   expired: "Deadline passed (task accept window)",
   internal_error: "Unexpected task file/directory error",
+  unsupported: "The peer cannot do this (e.g. an implementation without the extension); do not retry as is",
+  refused: "The peer refused or failed to store what was sent (see the message)",
   aborted: "The caller cancelled the operation (AbortSignal)",
 };
 

@@ -2,7 +2,6 @@
 // from the single COMMANDS table (commands.ts); flags inside a command follow the reference's
 // parseFlags rules (util.ts), which citty's own parser does not reproduce, so leaves receive rawArgs.
 import { COMMANDS, type CommandDef, GROUPS } from "./commands.ts";
-import { isErrorCode, PilotError } from "../client/errors.ts";
 import { CtlError, CtlExit, makeCtx, writeError } from "./util.ts";
 
 export const USAGE = `pilotctl — Pilot Protocol CLI
@@ -172,11 +171,8 @@ export async function run(argv: string[]): Promise<number> {
       return 1;
     }
     const err = e as Error & { code?: string; hint?: string };
-    if (e instanceof PilotError) {
-      writeError(json, e);
-      return 1;
-    }
-    writeError(json, new CtlError(typeof err?.code === "string" && isErrorCode(err.code) ? err.code : "internal", err?.message ?? String(e), err?.hint));
+    // Any error carrying a machine-readable code (PilotError, or a module's own typed error) keeps it.
+    writeError(json, { code: typeof err?.code === "string" && /^[a-z_]+$/.test(err.code) ? err.code : "internal", message: err?.message ?? String(e), hint: err?.hint });
     return 1;
   }
 }

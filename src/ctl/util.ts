@@ -61,7 +61,7 @@ export function makeCtx(json: boolean): Ctx {
   };
 }
 
-export function writeError(json: boolean, e: PilotError): void {
+export function writeError(json: boolean, e: { code: string; message: string; hint?: string }): void {
   if (json) {
     const o: Record<string, string> = { code: e.code, message: e.message, status: "error" };
     if (e.hint) o.hint = e.hint;

@@ -1,7 +1,6 @@
 // `pilotctl gateway start|stop|map|unmap|list` (cli.md §3.11) on top of src/gateway/control.ts.
 // Unlike the reference (services.md §13.9), `start` runs the gateway in the background and returns
 // once it listens, and map/unmap/list act on that LIVE gateway through its control socket.
-import { isErrorCode } from "../../client/errors.ts";
 import type { Ctx } from "../util.ts";
 import { CtlError, getSocket, parseFlags, pilotDir } from "../util.ts";
 
@@ -18,7 +17,7 @@ async function run<T>(fn: () => Promise<T>): Promise<T> {
   } catch (e) {
     const err = e as { code?: string; message: string; hint?: string };
     if (e instanceof CtlError) throw e;
-    throw new CtlError(err.code !== undefined && isErrorCode(err.code) ? err.code : "internal", err.message, err.hint);
+    throw e instanceof Error && typeof err.code === "string" ? e : new CtlError("internal", err.message, err.hint);
   }
 }
 
