@@ -44,7 +44,9 @@ export async function readInbox(dataDir: string): Promise<InboxMessage[]> {
       // a partially written or foreign file: skip it
     }
   }
-  return out;
+  // File names are <TYPE>-<YYYYMMDD-HHMMSS.mmm>[-n].json: order by the time stamp, oldest first.
+  const stamp = (id: string) => id.slice(id.indexOf("-") + 1);
+  return out.sort((a, b) => (stamp(a.id) < stamp(b.id) ? -1 : stamp(a.id) > stamp(b.id) ? 1 : 0));
 }
 
 export async function readReceived(dataDir: string): Promise<ReceivedFile[]> {

@@ -285,11 +285,12 @@ export class Pilot {
     return clearEntries(this.dataDir, "received", names);
   }
   /**
-   * Wait for a new inbox message (one not present when the call started, or not in `seen`).
-   * Resolves null when `timeoutMs` passes without one.
+   * Wait for an inbox message: the oldest one whose ID is not in `seen`, or, without `seen`, the
+   * first one that arrives after the call. Resolves null when `timeoutMs` passes without one.
    */
-  waitForMessage(o: CallOptions & { seen?: Iterable<string>; from?: string } = {}): Promise<InboxMessage | null> {
-    return waitForInbox(this.dataDir, { ...o, seen: o.seen ? new Set(o.seen) : undefined });
+  waitForMessage(o: CallOptions & { seen?: ReadonlySet<string> | Iterable<string>; from?: string } = {}): Promise<InboxMessage | null> {
+    const seen = o.seen === undefined ? undefined : o.seen instanceof Set ? (o.seen as Set<string>) : new Set(o.seen);
+    return waitForInbox(this.dataDir, { ...o, seen });
   }
 
   // ---------- event stream (port 1002) ----------

@@ -14,7 +14,7 @@ import { connect, type Pilot } from "../../client/pilot.ts";
 import { PilotError } from "../../client/errors.ts";
 import { type Ctx, getSocket, parseFlags, pilotDir } from "../util.ts";
 import { validate } from "./schema.ts";
-import { TOOLS, type Tool } from "./tools.ts";
+import { type Session, TOOLS, type Tool } from "./tools.ts";
 
 /** Largest received file returned as resource contents. */
 const MAX_RESOURCE_BYTES = 1 << 20;
@@ -45,6 +45,7 @@ export function createMcpServer(o: McpOptions): Server {
   );
   const open = (signal?: AbortSignal): Promise<Pilot> => connect({ socket: o.socket, dataDir: o.dataDir, signal, timeoutMs: 5000 });
   const byName = new Map<string, Tool>(TOOLS.map((t) => [t.name, t]));
+  const session: Session = { delivered: new Set() };
 
   server.setRequestHandler(ListToolsRequestSchema, async () => ({
     tools: TOOLS.map((t) => ({
@@ -68,7 +69,7 @@ export function createMcpServer(o: McpOptions): Server {
       return toolError(e);
     }
     try {
-      const out = await t.run(p, v.args, extra.signal);
+      const out = await t.run(p, v.args, extra.signal, session);
       return { content: [{ type: "text", text: JSON.stringify(out) }], structuredContent: out };
     } catch (e) {
       return toolError(e);

@@ -4,9 +4,10 @@ import type { Pilot } from "../../client/pilot.ts";
 import { PilotError } from "../../client/errors.ts";
 import type { Args, ObjectSchema, PropSchema } from "./schema.ts";
 
-export interface ToolEnv {
-  /** A fresh connection to the daemon (closed by the caller after the tool ran). */
-  connect(signal?: AbortSignal): Promise<Pilot>;
+/** State of one MCP session (one `pilotctl mcp` process). */
+export interface Session {
+  /** Inbox message IDs already returned to the client by inbox or wait_for_message. */
+  delivered: Set<string>;
 }
 
 export interface Tool {
@@ -16,7 +17,7 @@ export interface Tool {
   inputSchema: ObjectSchema;
   /** true: only reads state */
   readOnly: boolean;
-  run(p: Pilot, a: Args, signal: AbortSignal): Promise<Record<string, unknown>>;
+  run(p: Pilot, a: Args, signal: AbortSignal, session: Session): Promise<Record<string, unknown>>;
 }
 
 /** Longest wait a tool accepts (MCP clients commonly time requests out at 60 s). */
@@ -116,9 +117,10 @@ export const TOOLS: Tool[] = [
       clear: { type: "boolean", default: false, description: "Delete the returned messages after reading them" },
     }),
     description: "List messages other nodes sent to this node (newest last). Each has an id, sender address, type and text. Use clear=true to delete what you have handled.",
-    run: async (p, a) => {
+    run: async (p, a, _signal, session) => {
       const all = await p.inbox();
       const msgs = all.slice(-n(a, "limit"));
+      for (const m of msgs) session.delivered.add(m.id);
       const cleared = a.clear === true ? await p.clearInbox(msgs.map((m) => m.id)) : 0;
       return { messages: msgs.map((m) => ({ id: m.id, from: m.from, type: m.type, data: m.data, bytes: m.bytes, received_at: m.receivedAt })), total: all.length, cleared };
     },
@@ -126,9 +128,10 @@ export const TOOLS: Tool[] = [
   {
     name: "wait_for_message", title: "Wait for a message", readOnly: true,
     inputSchema: obj({ timeout_ms: waitMs(20_000), from: { type: "string", maxLength: 64, description: "Only a message from this Pilot address (optional)" } }),
-    description: "Block until a NEW message arrives in the inbox (one that was not there when you called), then return it. Returns {message: null, timeout: true} when none arrives in time; call again to keep waiting.",
-    run: async (p, a, signal) => {
-      const m = await p.waitForMessage({ timeoutMs: n(a, "timeout_ms"), signal, from: a.from === undefined ? undefined : s(a, "from") });
+    description: "Return the oldest inbox message you have not seen yet in this session (through inbox or wait_for_message), waiting for one to arrive if there is none. Returns {message: null, timeout: true} when none arrives in time; call again to keep waiting.",
+    run: async (p, a, signal, session) => {
+      const m = await p.waitForMessage({ timeoutMs: n(a, "timeout_ms"), signal, seen: session.delivered, from: a.from === undefined ? undefined : s(a, "from") });
+      if (m) session.delivered.add(m.id);
       return m ? { message: { id: m.id, from: m.from, type: m.type, data: m.data, bytes: m.bytes, received_at: m.receivedAt }, timeout: false } : { message: null, timeout: true };
     },
   },
