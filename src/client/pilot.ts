@@ -269,19 +269,23 @@ export class Pilot {
   }
 
   /** Messages in this node's inbox, oldest first. */
-  inbox(): Promise<InboxMessage[]> {
+  async inbox(o?: CallOptions): Promise<InboxMessage[]> {
+    if (o?.signal?.aborted) throw abortError("inbox", o.signal);
     return readInbox(this.dataDir);
   }
   /** Files in this node's received/ directory. */
-  received(): Promise<ReceivedFile[]> {
+  async received(o?: CallOptions): Promise<ReceivedFile[]> {
+    if (o?.signal?.aborted) throw abortError("received", o.signal);
     return readReceived(this.dataDir);
   }
   /** Delete inbox messages (all, or by ID). Returns how many were removed. */
-  clearInbox(ids?: string[]): Promise<number> {
+  async clearInbox(ids?: string[], o?: CallOptions): Promise<number> {
+    if (o?.signal?.aborted) throw abortError("clear_inbox", o.signal);
     return clearEntries(this.dataDir, "inbox", ids);
   }
   /** Delete received files (all, or by name). */
-  clearReceived(names?: string[]): Promise<number> {
+  async clearReceived(names?: string[], o?: CallOptions): Promise<number> {
+    if (o?.signal?.aborted) throw abortError("clear_received", o.signal);
     return clearEntries(this.dataDir, "received", names);
   }
   /**
