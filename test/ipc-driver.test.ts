@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { Driver, DriverError } from "../src/ctl/driver.ts";
+import { Driver, DriverError } from "../src/client/driver.ts";
 import { type FakeDaemon, startFakeDaemon } from "./ipc-fake-daemon.ts";
 
 let fd: FakeDaemon;
@@ -85,6 +85,39 @@ describe("driver", () => {
     expect((await d.setWebhook("http://x")).webhook).toBe("http://x");
     expect((await d.deregister()).type).toBe("deregister_ok");
     d.close();
+  });
+  test("AbortSignal: requests, reads, accepts and datagram reads reject with code aborted; correlation survives", async () => {
+    const d = await Driver.connect(fd.path);
+    const ac = new AbortController();
+    const c = await d.dial({ network: 0, node: 7 }, 7);
+    const l = await d.listen(1500);
+    // (this fake daemon never answers a black-holed dial, so no other dial is queued behind it)
+    const dial = d.dial({ network: 0, node: 98 }, 7, { signal: ac.signal });
+    const acc = l.accept({ signal: ac.signal });
+    const dg = d.recvFrom({ signal: ac.signal });
+    const rd = c.read({ signal: ac.signal });
+    ac.abort();
+    for (const p of [dial, acc, dg, rd]) {
+      const e = await (p as Promise<unknown>).then(() => null, (x) => x);
+      expect(e).toBeInstanceOf(DriverError);
+      expect(e.code).toBe("aborted");
+    }
+    await expect(d.info({ signal: AbortSignal.abort() })).rejects.toMatchObject({ code: "aborted" });
+    // the abandoned waiters stay queued, so the next replies still reach the right callers
+    const [i, r] = await Promise.all([d.info(), d.resolveHostname("other-agent")]);
+    expect([i.node_id, r.node_id]).toEqual([5, 3]);
+    await c.write("after-abort");
+    expect(new TextDecoder().decode((await c.read({ timeoutMs: 5000 }))!)).toBe("after-abort");
+    d.close();
+  });
+  test("a listener whose daemon goes away fails with the disconnect error", async () => {
+    const fd2 = await startFakeDaemon();
+    const d = await Driver.connect(fd2.path);
+    const l = await d.listen(1000);
+    const p = l.accept();
+    await fd2.close();
+    await expect(p).rejects.toThrow("daemon disconnected");
+    await expect(l.accept()).rejects.toThrow("daemon disconnected");
   });
   test("pending calls fail with daemon disconnected when the daemon goes away", async () => {
     const fd2 = await startFakeDaemon({ silent: true });

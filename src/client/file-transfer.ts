@@ -8,6 +8,7 @@
 // type with a harmless `ACK UNKNOWN(…)` text: the file then goes as one classic FILE frame if it
 // fits in one (16 MiB), otherwise nothing more is sent and the call fails with `unsupported`.
 // Memory stays bounded by one chunk whatever the file size.
+import { type ErrorCode, PilotError } from "./errors.ts";
 import { createHash } from "node:crypto";
 import { open, type FileHandle } from "node:fs/promises";
 import { basename } from "node:path";
@@ -31,9 +32,9 @@ export interface ByteDuplex {
  * `connection_failed` (no acknowledgement: the data may not have arrived), `not_found` /
  * `internal` (local file errors).
  */
-export class FileTransferError extends Error {
-  constructor(readonly code: string, message: string, readonly hint?: string, readonly detail?: string) {
-    super(message);
+export class FileTransferError extends PilotError {
+  constructor(code: ErrorCode, message: string, hint?: string, readonly detail?: string) {
+    super(code, message, hint);
     this.name = "FileTransferError";
   }
 }

@@ -1,5 +1,6 @@
 // ONE table of command definitions. It drives the parser (citty command tree, built in main.ts)
 // and the `context` catalog (cli.md §5), so the two can never disagree.
+import { ERROR_CODE_MEANINGS, type ErrorCode } from "../client/errors.ts";
 import type { Ctx } from "./util.ts";
 
 export type Handler = (ctx: Ctx, args: string[]) => Promise<void>;
@@ -21,6 +22,7 @@ const comm = () => import("./cmds/comm.ts");
 const daemon = () => import("./cmds/daemon.ts");
 const task = () => import("./cmds/task.ts");
 const gw = () => import("./cmds/gateway.ts");
+const mcp = () => import("./mcp/server.ts");
 type M = Record<string, unknown>;
 const h = (mod: () => Promise<M>, fn: string) => async () => (await mod())[fn] as Handler;
 
@@ -86,6 +88,7 @@ export const COMMANDS: CommandDef[] = [
   D("task send-results", ["--id <task_id>", "--results <text> | --file <filepath>"], "Send the results of a task back to its submitter", "task_id, status, sent_to, sent_type, filename, file_size", h(task, "sendResults"), { reference: false }),
   D("task list", ["[--type received|submitted]"], "List received and/or submitted tasks", "tasks [{task_id, description, status, from, to, created_at, category}]", h(task, "list"), { reference: false }),
   D("task queue", [], "List accepted tasks waiting for execution", "queue [{task_id, description, from, created_at}], count", h(task, "queue"), { reference: false }),
+  D("mcp", ["[--socket <path>]", "[--data-dir <dir>]"], "Serve the daemon to AI agents over MCP (Model Context Protocol) on stdin/stdout; see docs/mcp.md", "(MCP session on stdio)", h(mcp, "run"), { reference: false }),
   D("_daemon-run", [], "internal: run the daemon in the foreground", "", h(daemon, "run"), { reference: false, hidden: true }),
 ];
 
@@ -95,24 +98,11 @@ export const GROUPS: Record<string, { missingHint: string; unknownHint: string }
   task: { missingHint: "available: pilotctl task submit | accept | decline | execute | send-results | list | queue", unknownHint: "available: submit, accept, decline, execute, send-results, list, queue" },
 };
 
-export const ERROR_CODES: Record<string, string> = {
-  already_exists: "Duplicate operation (daemon/gateway already running)",
-  connection_failed: "Network or dial failure (may retry)",
-  internal: "Unexpected system error",
-  invalid_argument: "Bad input or usage error (do not retry)",
-  not_found: "Resource not found (hostname/name resolve failure)",
-  not_running: "Service not available (daemon/gateway not running)",
-  timeout: "Operation timed out (may retry with longer timeout)",
-};
-/** Codes the reference uses but does not list (cli.md §2.5); exposed under a separate key. */
-export const EXTRA_ERROR_CODES: Record<string, string> = {
-  unavailable: "Feature not available in this version (do not retry)",
-  invalid_state: "Operation not allowed in the resource's current state",
-  expired: "Deadline passed (task accept window)",
-  internal_error: "Unexpected task file/directory error",
-  unsupported: "The peer cannot take this transfer (send-file above 16 MiB to a node without resumable transfer; nothing was sent)",
-  refused: "The receiver refused or could not store the data (see message)",
-};
+const pick = (keys: ErrorCode[]): Record<string, string> => Object.fromEntries(keys.map((k) => [k, ERROR_CODE_MEANINGS[k]]));
+/** The reference's documented codes (the `error_codes` key of the catalog). */
+export const ERROR_CODES: Record<string, string> = pick(["already_exists", "connection_failed", "internal", "invalid_argument", "not_found", "not_running", "timeout"]);
+/** Codes the reference uses without listing them, plus the SDK's `aborted`; exposed under a separate key. */
+export const EXTRA_ERROR_CODES: Record<string, string> = pick(["unavailable", "invalid_state", "expired", "internal_error", "unsupported", "refused", "aborted"]);
 
 /** The `context` catalog, generated from COMMANDS (cli.md §5 + additive extension keys). */
 export function catalog(): Record<string, unknown> {

@@ -171,7 +171,8 @@ export async function run(argv: string[]): Promise<number> {
       return 1;
     }
     const err = e as Error & { code?: string; hint?: string };
-    writeError(json, new CtlError(typeof err?.code === "string" && /^[a-z_]+$/.test(err.code) ? err.code : "internal", err?.message ?? String(e), err?.hint));
+    // Any error carrying a machine-readable code (PilotError, or a module's own typed error) keeps it.
+    writeError(json, { code: typeof err?.code === "string" && /^[a-z_]+$/.test(err.code) ? err.code : "internal", message: err?.message ?? String(e), hint: err?.hint });
     return 1;
   }
 }

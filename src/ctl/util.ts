@@ -4,19 +4,20 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { goJson } from "../proto/gojson.ts";
+import { type ErrorCode, PilotError } from "../client/errors.ts";
 
 export const DEFAULT_REGISTRY = "34.71.57.205:9000";
 export const DEFAULT_SOCKET = "/tmp/pilot.sock";
 export const DEFAULT_BEACON_CTL = "127.0.0.1:9001";
 
-/** A reported error: becomes the JSON error envelope / `error:` lines, exit 1. */
-export class CtlError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly hint?: string,
-  ) {
-    super(message);
+/**
+ * A reported error: becomes the JSON error envelope / `error:` lines, exit 1. It is the SDK's
+ * PilotError (same codes), so errors from SDK calls pass through unchanged.
+ */
+export class CtlError extends PilotError {
+  constructor(code: ErrorCode, message: string, hint?: string) {
+    super(code, message, hint);
+    this.name = "CtlError";
   }
 }
 /** Exit with a status and no further output (e.g. `daemon status --check`). */
@@ -60,7 +61,7 @@ export function makeCtx(json: boolean): Ctx {
   };
 }
 
-export function writeError(json: boolean, e: CtlError): void {
+export function writeError(json: boolean, e: { code: string; message: string; hint?: string }): void {
   if (json) {
     const o: Record<string, string> = { code: e.code, message: e.message, status: "error" };
     if (e.hint) o.hint = e.hint;

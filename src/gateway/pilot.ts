@@ -2,7 +2,7 @@
 // Driver (its own Unix-socket connection to the daemon): the IPC protocol has no per-connection
 // flow control, so pausing one shared socket would stall every bridge; with one socket per bridge,
 // pausing it makes the daemon pause exactly that stream (its receive window then closes).
-import { Driver } from "../ctl/driver.ts";
+import { Driver } from "../client/driver.ts";
 import type { Addr } from "../proto/types.ts";
 import type { PilotStream } from "./proxy.ts";
 

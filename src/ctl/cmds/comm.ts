@@ -8,7 +8,7 @@ import { type Addr, PORT_DATAEXCHANGE, PORT_EVENTSTREAM } from "../../proto/type
 import { MESSAGE_TYPES } from "../../proto/dataexchange.ts";
 import { encodeEventMessage, EventReader } from "../../proto/eventstream.ts";
 import { fileDigest, type FileProgress, FileTransferError, sendFile as sendFileOver, sendMessage as sendMessageOver } from "../../client/file-transfer.ts";
-import type { Driver, DriverConn } from "../driver.ts";
+import type { Driver, DriverConn } from "../../client/driver.ts";
 import { type Ctx, CtlError, flagDuration, flagInt, flagStr, formatBytes, goDuration, goQ, parseFlags, parsePort } from "../util.ts";
 import { connectDaemon, resolveTarget, usage } from "./shared.ts";
 

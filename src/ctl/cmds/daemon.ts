@@ -1,7 +1,7 @@
 // Daemon lifecycle (cli.md §3.2): start (background, pid + log file, readiness wait), stop, status.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { Driver } from "../driver.ts";
+import { Driver } from "../../client/driver.ts";
 import { spawn } from "node:child_process";
 import { toolCommand } from "../spawn.ts";
 import {

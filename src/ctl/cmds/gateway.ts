@@ -17,7 +17,7 @@ async function run<T>(fn: () => Promise<T>): Promise<T> {
   } catch (e) {
     const err = e as { code?: string; message: string; hint?: string };
     if (e instanceof CtlError) throw e;
-    throw new CtlError(err.code ?? "internal", err.message, err.hint);
+    throw e instanceof Error && typeof err.code === "string" ? e : new CtlError("internal", err.message, err.hint);
   }
 }
 

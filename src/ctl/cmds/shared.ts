@@ -1,7 +1,8 @@
 // Helpers shared by command modules: daemon connection, target resolution.
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import type { Addr } from "../../proto/types.ts";
-import { Driver, DriverError } from "../driver.ts";
+import { Driver, DriverError } from "../../client/driver.ts";
+import type { ErrorCode } from "../../client/errors.ts";
 import { type Ctx, CtlError, E_DAEMON, getSocket, goQ, tryUint32 } from "../util.ts";
 
 export async function connectDaemon(opts: { timeoutMs?: number } = {}): Promise<Driver> {
@@ -19,7 +20,7 @@ export function daemonErr(prefix: string, e: unknown): CtlError {
 }
 
 /** cli.md §2.1.9: full address, bare node ID, or hostname via the daemon. */
-export async function resolveTarget(ctx: Ctx, d: Driver, s: string, code = "not_found"): Promise<Addr> {
+export async function resolveTarget(ctx: Ctx, d: Driver, s: string, code: ErrorCode = "not_found"): Promise<Addr> {
   try {
     return parseAddr(s);
   } catch {}

@@ -8,7 +8,7 @@ import {
   decodeTaskMessage, encodeTaskFile, encodeTaskMessage, FrameReader, newTaskId, type SendResults, type TaskFile, type TaskMessage,
 } from "../../proto/tasks.ts";
 import { type Addr, PORT_TASKSUBMIT as PORT } from "../../proto/types.ts";
-import type { Driver } from "../driver.ts";
+import type { Driver } from "../../client/driver.ts";
 import { type Ctx, CtlError, flagStr, parseFlags, pilotDir } from "../util.ts";
 import { connectDaemon, resolveTarget, usage } from "./shared.ts";
 
