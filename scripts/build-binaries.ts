@@ -4,7 +4,7 @@
 //
 //   bun scripts/build-binaries.ts [--targets linux-x64,linux-arm64,darwin-x64,darwin-arm64]
 //                                 [--current-only] [--outdir dist] [--no-minify] [--sourcemap]
-//                                 [--no-bytecode] [--no-xz] [--xz-level 0-9] [--bench]
+//                                 [--no-bytecode] [--no-splitting] [--no-xz] [--xz-level 0-9] [--bench]
 //
 // Layout of dist/ after a full build:
 //   pilot-linux-amd64.tar.gz  pilot-linux-arm64.tar.gz  pilot-darwin-amd64.tar.gz  pilot-darwin-arm64.tar.gz
@@ -80,6 +80,8 @@ export interface BuildOptions {
   sourcemap: boolean;
   /** precompiled JSC bytecode in the executable (default on: measured ~2x faster startup) */
   bytecode?: boolean;
+  /** code splitting (default on): each tool's code is loaded only when that tool runs */
+  splitting?: boolean;
   /** also write pilot-<os>-<arch>.tar.xz (default on) */
   xz?: boolean;
   /** xz preset 0-9 (default 9: smallest; lower is faster, for tests) */
@@ -155,6 +157,10 @@ export async function buildTarget(t: Target, o: BuildOptions): Promise<BuiltArch
     // The binaries must not pick up a bunfig.toml / .env from wherever they happen to run.
     "--no-compile-autoload-bunfig", "--no-compile-autoload-dotenv",
     ...(o.minify ? ["--minify"] : []),
+    // Code splitting: the entry is a ~1 KB dispatcher and each tool (and each pilotctl command
+    // group) is its own chunk inside the executable, loaded only when that tool runs; without it
+    // every start evaluates the whole ~350 KB bundle.
+    ...(o.splitting !== false ? ["--splitting"] : []),
     // Bytecode: `pilotctl` startup ≈20 ms instead of ≈45 ms (see docs/install.md); ESM needs --compile.
     ...(o.bytecode !== false ? ["--bytecode", "--format=esm"] : []),
     ...(o.sourcemap ? ["--sourcemap=inline"] : []),
@@ -280,6 +286,7 @@ export function parseArgs(argv: string[]): BuildOptions & { bench: boolean } {
   let bytecode = true;
   let xz = true;
   let xzLevel = 9;
+  let splitting = true;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = (): string => {
@@ -302,13 +309,14 @@ export function parseArgs(argv: string[]): BuildOptions & { bench: boolean } {
     else if (a === "--bench") bench = true;
     else if (a === "--no-bytecode") bytecode = false;
     else if (a === "--no-xz") xz = false;
+    else if (a === "--no-splitting") splitting = false;
     else if (a.startsWith("--xz-level")) {
       xzLevel = Number(val());
       if (!Number.isInteger(xzLevel) || xzLevel < 0 || xzLevel > 9) throw new Error(`--xz-level must be 0-9`);
     }
     else throw new Error(`unknown option ${a}`);
   }
-  return { targets, outdir, minify, sourcemap, bytecode, xz, xzLevel, bench };
+  return { targets, outdir, minify, sourcemap, bytecode, splitting, xz, xzLevel, bench };
 }
 
 if (import.meta.main) {

@@ -1,6 +1,6 @@
 // Identity/discovery, settings, trust, management, mailbox, config and registry commands.
 import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { encodePublicKey, encodeSignature, generateIdentity, type Identity, loadIdentity, loadOrCreateIdentity, saveIdentity, sign } from "../../crypto/identity.ts";
+import type { Identity } from "../../crypto/identity.ts";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
@@ -450,8 +450,13 @@ function identityPath(): string {
   for (const n of ["identity.key", "identity.json"]) if (existsSync(join(pilotDir(), n))) return join(pilotDir(), n);
   return join(pilotDir(), "identity.key");
 }
-function loadId(create: boolean): { path: string; id: Identity } {
+// Ed25519 code is loaded only by the commands that use a key (register, rotate-key), so the start-up
+// of every other command does not pay for it.
+const idLib = () => import("../../crypto/identity.ts");
+
+async function loadId(create: boolean): Promise<{ path: string; id: Identity }> {
   const path = identityPath();
+  const { loadIdentity, loadOrCreateIdentity } = await idLib();
   try {
     const id = create ? loadOrCreateIdentity(path) : loadIdentity(path);
     if (!id) throw new CtlError("not_found", `no identity at ${path}`, "register first: pilotctl register (or start the daemon once)");
@@ -466,7 +471,8 @@ function loadId(create: boolean): { path: string; id: Identity } {
 // the local identity's key (generated and saved when missing, like the daemon); the output shape
 // is the registry response, as in the reference.
 export async function register(ctx: Ctx, args: string[]): Promise<void> {
-  const { id } = loadId(true);
+  const { id } = await loadId(true);
+  const { encodePublicKey } = await idLib();
   const cfg = loadConfig();
   const msg: J = { type: "register", public_key: encodePublicKey(id.publicKey), listen_addr: args[0] ?? "" };
   if (cfgStr(cfg, "owner")) msg.owner = cfgStr(cfg, "owner");
@@ -482,7 +488,8 @@ export async function register(ctx: Ctx, args: string[]): Promise<void> {
 export async function rotateKey(ctx: Ctx, args: string[]): Promise<void> {
   if (args.length < 2) throw usage("pilotctl rotate-key <node_id> <owner>");
   const n = parseNodeId(args[0]);
-  const { path, id } = loadId(false);
+  const { path, id } = await loadId(false);
+  const { encodePublicKey, encodeSignature, generateIdentity, saveIdentity, sign } = await idLib();
   const fresh = generateIdentity();
   const nk = encodePublicKey(fresh.publicKey);
   const base: J = { type: "rotate_key", node_id: n, new_public_key: nk, owner: args[1] };
