@@ -1,7 +1,6 @@
 // Identity/discovery, settings, trust, management, mailbox, config and registry commands.
 import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import type { Identity } from "../../crypto/identity.ts";
-import { createConnection } from "node:net";
 import { join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import { FrameDecoder, encodeFrame } from "../../proto/framing.ts";
@@ -406,6 +405,8 @@ async function registryRequest(addr: string, msg: J, timeoutMs = 15000): Promise
   const i = addr.lastIndexOf(":");
   const host = addr.slice(0, i).replace(/^\[|\]$/g, "") || "127.0.0.1";
   const port = Number(addr.slice(i + 1));
+  // node:net loads lazily: only the direct-registry commands need it, and it costs every start-up.
+  const { createConnection } = await import("node:net");
   return new Promise((resolve, reject) => {
     const s = createConnection({ host, port });
     const dec = new FrameDecoder();
