@@ -1,9 +1,16 @@
 #!/bin/sh
 # Pilot Protocol installer (pilot-ts build).
 #
-#   curl -fsSL https://raw.githubusercontent.com/TeoSlayer/pilotprotocol/main/install.sh | sh
-#   curl -fsSL …/install.sh | PILOT_HOSTNAME=my-agent sh
-#   curl -fsSL …/install.sh | sh -s uninstall        (or: sh install.sh uninstall)
+#   curl -fsSL <URL of this file> | sh
+#   curl -fsSL <URL of this file> | PILOT_HOSTNAME=agent-7 sh
+#   curl -fsSL <URL of this file> | sh -s uninstall        (or: sh install.sh uninstall)
+#
+# Where the program comes from: by default the npm registry. The platform package
+# pilot-ts-<os>-<cpu> holds the one compiled executable; its version document
+# (<registry>/<package>/<version or latest>) names the tarball (dist.tarball) and its SHA-512
+# (dist.integrity), which is checked before anything is installed. With PILOT_RELEASE_URL, the
+# release archives pilot-<os>-<arch>.tar.xz / .tar.gz from that location are used instead,
+# verified against its checksums.txt (SHA-256).
 #
 # Installs pilotctl, pilot-daemon, pilot-gateway and rendezvous into ~/.pilot/bin (no sudo), writes
 # ~/.pilot/config.json, adds ~/.pilot/bin to PATH via the shell rc file, and creates a service for
@@ -17,18 +24,20 @@
 #   PILOT_REGISTRY      registry address   (default 34.71.57.205:9000)
 #   PILOT_BEACON        beacon address     (default 34.71.57.205:9001)
 #   PILOT_SOCKET        IPC socket         (default /tmp/pilot.sock)
-#   PILOT_VERSION       release tag to install (default: latest)
-#   PILOT_RELEASE_URL   base URL holding pilot-<os>-<arch>.tar.gz and checksums.txt
-#                       (default https://github.com/TeoSlayer/pilotprotocol/releases/latest/download)
-#   PILOT_INSECURE_NO_CHECKSUM=1  install even when the release has no checksums.txt
+#   PILOT_VERSION       version to install, e.g. 0.1.0 (default: latest)
+#   PILOT_NPM_REGISTRY  npm registry base URL (default https://registry.npmjs.org)
+#   PILOT_RELEASE_URL   instead of the registry: base URL holding pilot-<os>-<arch>.tar.xz and/or
+#                       .tar.gz and checksums.txt (self-hosted archives)
+#   PILOT_INSECURE_NO_CHECKSUM=1  (PILOT_RELEASE_URL only) install without a checksums.txt
 #   PILOT_NO_SERVICE=1  write the service file but do not call systemctl/launchctl
 #   PILOT_LINK_DIR      also symlink the binaries here if writable (default /usr/local/bin; "" = off)
 #   PILOT_SYSTEMD_DIR   where to write pilot-daemon.service (default /etc/systemd/system as root,
 #                       ${XDG_CONFIG_HOME:-~/.config}/systemd/user otherwise)
 #   PILOT_LAUNCHD_DIR   where to write the launchd plist (default ~/Library/LaunchAgents)
 #
-# Differences from the reference installer (cli.md §9, §11.3 item 22), all deliberate:
-#   - the archive is verified against checksums.txt before anything is installed;
+# Differences from the reference installer, all deliberate:
+#   - it installs pilot-ts (from the npm registry) and verifies the download (SHA-512 integrity, or
+#     checksums.txt) before anything is installed;
 #   - everything is staged in a temp dir and moved into place at the end: a failed run leaves
 #     no half-installed state;
 #   - no Go source fallback (this is not the Go implementation): a missing release is an error;
@@ -39,7 +48,6 @@
 #   - uninstall also removes the /usr/local/bin symlinks it made and the PATH line it added.
 set -eu
 
-REPO="TeoSlayer/pilotprotocol"
 DEFAULT_REGISTRY="34.71.57.205:9000"
 DEFAULT_BEACON="34.71.57.205:9001"
 REGISTRY="${PILOT_REGISTRY:-$DEFAULT_REGISTRY}"
@@ -50,13 +58,11 @@ PUBLIC_OPT="${PILOT_PUBLIC:-}"
 NO_SERVICE="${PILOT_NO_SERVICE:-}"
 LINK_DIR="${PILOT_LINK_DIR-/usr/local/bin}"
 VERSION="${PILOT_VERSION:-latest}"
-if [ -n "${PILOT_RELEASE_URL:-}" ]; then
-  BASE_URL="${PILOT_RELEASE_URL%/}"
-elif [ "$VERSION" = "latest" ]; then
-  BASE_URL="https://github.com/$REPO/releases/latest/download"
-else
-  BASE_URL="https://github.com/$REPO/releases/download/$VERSION"
-fi
+VERSION="${VERSION#v}"
+NPM_REGISTRY="${PILOT_NPM_REGISTRY:-https://registry.npmjs.org}"
+NPM_REGISTRY="${NPM_REGISTRY%/}"
+BASE_URL=""
+[ -z "${PILOT_RELEASE_URL:-}" ] || BASE_URL="${PILOT_RELEASE_URL%/}"
 
 if [ -z "${HOME:-}" ]; then
   echo "Error: HOME is not set" >&2
@@ -150,6 +156,107 @@ sha256_of() { # file
     openssl dgst -sha256 -r "$1" | awk '{print $1}'
   else
     die "no SHA-256 tool found (need sha256sum, shasum or openssl)"
+  fi
+}
+
+sha512_hex() { # file
+  if command -v sha512sum >/dev/null 2>&1; then
+    sha512sum "$1" | awk '{print $1}'
+  elif command -v openssl >/dev/null 2>&1; then
+    openssl dgst -sha512 -r "$1" | awk '{print $1}'
+  elif command -v shasum >/dev/null 2>&1; then
+    shasum -a 512 "$1" | awk '{print $1}'
+  else
+    die "no SHA-512 tool found (need sha512sum, openssl or shasum)"
+  fi
+}
+
+# The hex digest inside an SRI string "sha512-<base64>" (lower case, no spaces).
+sri_hex() { # sri
+  b64="${1#sha512-}"
+  if command -v base64 >/dev/null 2>&1; then
+    bin="$(printf '%s' "$b64" | base64 -d 2>/dev/null | od -An -v -tx1)" ||
+      bin="$(printf '%s' "$b64" | base64 -D 2>/dev/null | od -An -v -tx1)" || bin=""
+  elif command -v openssl >/dev/null 2>&1; then
+    bin="$(printf '%s\n' "$b64" | openssl base64 -d -A 2>/dev/null | od -An -v -tx1)" || bin=""
+  else
+    die "base64 or openssl is needed to read the package integrity"
+  fi
+  printf '%s' "$bin" | tr -d ' \n'
+}
+
+# The string value of the first "key": "value" in a JSON document (flattened to one line). The
+# registry's version document has one "dist" object, so "tarball", "integrity" and the top-level
+# "version" occur first where this reads them.
+json_str() { # file key
+  tr -d '\n\r' <"$1" | grep -o "\"$2\"[[:space:]]*:[[:space:]]*\"[^\"]*\"" | head -n 1 |
+    sed 's/.*:[[:space:]]*"\([^"]*\)"$/\1/'
+}
+
+# Download the platform package named in $NPM_PKG from the npm registry into $STAGE and unpack its
+# executable as $STAGE/x/pilotctl (plus hard links under the other tool names).
+fetch_npm() {
+  meta_url="$NPM_REGISTRY/$NPM_PKG/$VERSION"
+  echo "Downloading $NPM_PKG ($VERSION) from $NPM_REGISTRY..."
+  fetch "$meta_url" "$STAGE/meta.json" ||
+    die "cannot read $meta_url (no $NPM_PKG@$VERSION on the registry, or no network; set PILOT_VERSION, PILOT_NPM_REGISTRY or PILOT_RELEASE_URL)"
+  tarball="$(json_str "$STAGE/meta.json" tarball)"
+  integrity="$(json_str "$STAGE/meta.json" integrity)"
+  got_version="$(json_str "$STAGE/meta.json" version)"
+  case "$tarball" in
+    https://* | http://*) ;;
+    *) die "$meta_url has no dist.tarball URL (not an npm version document?)" ;;
+  esac
+  case "$integrity" in
+    sha512-?*) ;;
+    *) die "$meta_url has no sha512 dist.integrity for $NPM_PKG (got '${integrity:-none}'); refusing to install unverified" ;;
+  esac
+  [ -z "$got_version" ] || VERSION="$got_version"
+  fetch "$tarball" "$STAGE/pkg.tgz" || die "download failed: $tarball"
+  want="$(sri_hex "$integrity")"
+  [ "${#want}" -eq 128 ] || die "malformed dist.integrity for $NPM_PKG: $integrity"
+  got="$(sha512_hex "$STAGE/pkg.tgz")"
+  [ "$got" = "$want" ] || die "integrity mismatch for $NPM_PKG@$VERSION: expected $integrity (corrupted or tampered download; nothing was installed)"
+  echo "  Integrity OK (sha512, $NPM_PKG@$VERSION)"
+  mkdir "$STAGE/pkg" "$STAGE/x"
+  tar -xzf "$STAGE/pkg.tgz" -C "$STAGE/pkg" || die "cannot extract $NPM_PKG (corrupt tarball?)"
+  [ -f "$STAGE/pkg/package/bin/pilot" ] || die "$NPM_PKG@$VERSION does not contain bin/pilot"
+  mv "$STAGE/pkg/package/bin/pilot" "$STAGE/x/pilotctl"
+  for t in pilot-daemon pilot-gateway rendezvous; do ln "$STAGE/x/pilotctl" "$STAGE/x/$t"; done
+}
+
+# Download pilot-<os>-<arch>.tar.xz (when xz exists and the release lists it) or .tar.gz from
+# $BASE_URL, verify it against checksums.txt and unpack it into $STAGE/x.
+fetch_archive() {
+  have_sums=""
+  if fetch "$BASE_URL/checksums.txt" "$STAGE/checksums.txt" 2>/dev/null; then have_sums=1; fi
+  sum_of() { awk -v n="$1" '$2 == n || $2 == "*" n { print $1; exit }' "$STAGE/checksums.txt"; }
+  ASSET="$ASSET_BASE.tar.gz"
+  unpack="gzip"
+  if [ -n "$have_sums" ] && command -v xz >/dev/null 2>&1 && [ -n "$(sum_of "$ASSET_BASE.tar.xz")" ]; then
+    ASSET="$ASSET_BASE.tar.xz"
+    unpack="xz"
+  fi
+  echo "Downloading $ASSET from $BASE_URL..."
+  fetch "$BASE_URL/$ASSET" "$STAGE/$ASSET" ||
+    die "download failed: $BASE_URL/$ASSET (no release for $OS/$ARCH, or no network; check PILOT_RELEASE_URL)"
+  if [ -z "$have_sums" ] && [ -z "${PILOT_INSECURE_NO_CHECKSUM:-}" ]; then
+    die "download failed: $BASE_URL/checksums.txt (cannot verify $ASSET; set PILOT_INSECURE_NO_CHECKSUM=1 to install anyway)"
+  fi
+  if [ -n "$have_sums" ]; then
+    want="$(sum_of "$ASSET")"
+    [ -n "$want" ] || die "checksums.txt at $BASE_URL has no entry for $ASSET"
+    got="$(sha256_of "$STAGE/$ASSET")"
+    [ "$got" = "$want" ] || die "checksum mismatch for $ASSET: expected $want, got $got (corrupted or tampered download; nothing was installed)"
+    echo "  Checksum OK (sha256 $got)"
+  else
+    echo "  Warning: no checksums.txt at $BASE_URL; installing unverified (PILOT_INSECURE_NO_CHECKSUM set)"
+  fi
+  mkdir "$STAGE/x"
+  if [ "$unpack" = xz ]; then
+    xz -dc "$STAGE/$ASSET" | tar -xf - -C "$STAGE/x" || die "cannot extract $ASSET (corrupt archive?)"
+  else
+    tar -xzf "$STAGE/$ASSET" -C "$STAGE/x" || die "cannot extract $ASSET (corrupt archive?)"
   fi
 }
 
@@ -247,7 +354,7 @@ cleanup() {
 }
 
 install_pilot() {
-  # 1. Platform (cli.md §9.1 step 1: same messages and mapping as the reference).
+  # 1. Platform (same messages and mapping as the reference installer).
   OS="$(uname -s | tr '[:upper:]' '[:lower:]')"
   ARCH="$(uname -m)"
   case "$ARCH" in
@@ -259,13 +366,15 @@ install_pilot() {
     linux | darwin) ;;
     *) die "unsupported OS: $OS" ;;
   esac
-  ASSET="pilot-$OS-$ARCH.tar.gz"
+  ASSET_BASE="pilot-$OS-$ARCH"
+  if [ "$ARCH" = amd64 ]; then NPM_PKG="pilot-ts-$OS-x64"; else NPM_PKG="pilot-ts-$OS-$ARCH"; fi
 
   check_safe "HOME" "$HOME"
   check_safe "PILOT_REGISTRY" "$REGISTRY"
   check_safe "PILOT_BEACON" "$BEACON"
   check_safe "PILOT_SOCKET" "$SOCKET"
   [ -z "$HOSTNAME_OPT" ] || check_safe "PILOT_HOSTNAME" "$HOSTNAME_OPT"
+  check_safe "PILOT_VERSION" "$VERSION"
 
   echo ""
   echo "  Pilot Protocol"
@@ -290,23 +399,13 @@ install_pilot() {
   STAGE="$(mktemp -d 2>/dev/null || mktemp -d -t pilot)"
   trap cleanup EXIT
   trap 'exit 130' INT TERM
-  echo "Downloading $ASSET ($VERSION)..."
-  fetch "$BASE_URL/$ASSET" "$STAGE/$ASSET" ||
-    die "download failed: $BASE_URL/$ASSET (no release for $OS/$ARCH, or no network; set PILOT_RELEASE_URL or PILOT_VERSION)"
-  if fetch "$BASE_URL/checksums.txt" "$STAGE/checksums.txt"; then
-    want="$(awk -v n="$ASSET" '$2 == n || $2 == "*" n { print $1; exit }' "$STAGE/checksums.txt")"
-    [ -n "$want" ] || die "checksums.txt at $BASE_URL has no entry for $ASSET"
-    got="$(sha256_of "$STAGE/$ASSET")"
-    [ "$got" = "$want" ] || die "checksum mismatch for $ASSET: expected $want, got $got (corrupted or tampered download; nothing was installed)"
-    echo "  Checksum OK (sha256 $got)"
-  elif [ -n "${PILOT_INSECURE_NO_CHECKSUM:-}" ]; then
-    echo "  Warning: no checksums.txt at $BASE_URL; installing unverified (PILOT_INSECURE_NO_CHECKSUM set)"
+  if [ -n "$BASE_URL" ]; then
+    fetch_archive
+    src_name="$ASSET"
   else
-    die "download failed: $BASE_URL/checksums.txt (cannot verify $ASSET; set PILOT_INSECURE_NO_CHECKSUM=1 to install anyway)"
+    fetch_npm
+    src_name="$NPM_PKG@$VERSION"
   fi
-
-  mkdir "$STAGE/x"
-  tar -xzf "$STAGE/$ASSET" -C "$STAGE/x" || die "cannot extract $ASSET (corrupt archive?)"
   # Release member names: ours (pilot-daemon, …) or the reference's (daemon, gateway).
   src_of() { # tool
     for cand in "$1" "$(echo "$1" | sed 's/^pilot-//')"; do
@@ -317,9 +416,9 @@ install_pilot() {
     done
     return 1
   }
-  src_of pilotctl >/dev/null || die "$ASSET does not contain pilotctl"
-  src_of pilot-daemon >/dev/null || die "$ASSET does not contain pilot-daemon (or daemon)"
-  src_of pilot-gateway >/dev/null || die "$ASSET does not contain pilot-gateway (or gateway)"
+  src_of pilotctl >/dev/null || die "$src_name does not contain pilotctl"
+  src_of pilot-daemon >/dev/null || die "$src_name does not contain pilot-daemon (or daemon)"
+  src_of pilot-gateway >/dev/null || die "$src_name does not contain pilot-gateway (or gateway)"
 
   # 3. Stage the new bin dir next to the old one (same filesystem ⇒ the final swap is renames).
   if [ ! -d "$PILOT_DIR" ]; then
@@ -551,7 +650,11 @@ install_pilot() {
   echo ""
   echo "Get started:"
   echo "  export PATH=\"$BIN_DIR:\$PATH\"    # if not restarting your shell"
-  echo "  pilotctl daemon start --hostname my-agent"
+  if [ -n "$HOSTNAME_OPT" ]; then
+    echo "  pilotctl daemon start --hostname $HOSTNAME_OPT"
+  else
+    echo "  pilotctl daemon start --hostname <your-agent-name>"
+  fi
   echo "  pilotctl info"
   echo "  pilotctl ping <other-agent>"
   echo ""
@@ -561,7 +664,7 @@ case "${1:-install}" in
   install) install_pilot ;;
   uninstall) uninstall ;;
   -h | --help | help)
-    sed -n '2,30p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//' || true
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" 2>/dev/null || true
     ;;
   *) die "unknown argument: $1 (use: install.sh [install|uninstall])" ;;
 esac

@@ -1,14 +1,19 @@
 #!/usr/bin/env bun
 // Release build: one `bun build --compile` executable of src/main.ts per platform, packed as the
-// reference's release archives (cli.md §10) plus a SHA-256 checksum file.
+// reference's release archives plus a SHA-256 checksum file, and as one npm package per platform.
 //
 //   bun scripts/build-binaries.ts [--targets linux-x64,linux-arm64,darwin-x64,darwin-arm64]
 //                                 [--current-only] [--outdir dist] [--no-minify] [--sourcemap]
-//                                 [--no-bytecode] [--bench]
+//                                 [--no-bytecode] [--no-splitting] [--no-xz] [--xz-level 0-9] [--bench]
 //
 // Layout of dist/ after a full build:
-//   pilot-linux-amd64.tar.gz  pilot-linux-arm64.tar.gz  pilot-darwin-amd64.tar.gz
-//   pilot-darwin-arm64.tar.gz checksums.txt
+//   pilot-linux-amd64.tar.gz  pilot-linux-arm64.tar.gz  pilot-darwin-amd64.tar.gz  pilot-darwin-arm64.tar.gz
+//   pilot-linux-amd64.tar.xz  …  (the same tar, xz-compressed: ~25% smaller; install.sh prefers it)
+//   checksums.txt
+//   npm/pilot-ts-linux-x64/ npm/pilot-ts-linux-arm64/ npm/pilot-ts-darwin-x64/ npm/pilot-ts-darwin-arm64/
+// Each npm/<package>/ is a ready-to-pack platform package (see scripts/release-npm.ts): package.json
+// with `os`/`cpu`, README.md, LICENSE and the executable as bin/pilot. The main package (the repo
+// root) lists them as optionalDependencies; its `bin` launchers (npm/launcher.cjs) start bin/pilot.
 // Each archive is made like the reference's `tar -czf … -C dir .` (members `./pilotctl`, … at the
 // root) and holds ONE executable under several names, stored as tar hard links so the download is
 // one binary in size: `pilotctl` (the file), `pilot-daemon`, `pilot-gateway`, `rendezvous`, and the
@@ -24,7 +29,7 @@
 // it into node_modules/.cache/pilot-bun-targets/ and passes it with --compile-executable-path.
 // The host target uses the running Bun itself (process.execPath), so --current-only needs no
 // network at all.
-import { existsSync, linkSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dir, "..");
@@ -48,10 +53,16 @@ export const TARGETS: Target[] = [
   { name: "darwin-arm64", os: "darwin", arch: "arm64", bunTarget: "bun-darwin-arm64", npmPackage: "@oven/bun-darwin-aarch64" },
 ];
 
+/** npm platform package of a target: os/cpu use Node's process.platform/process.arch names. */
+export const npmPackageName = (t: Target): string => `pilot-ts-${t.name}`;
+export const npmOs = (t: Target): string => t.os;
+export const npmCpu = (t: Target): string => (t.arch === "amd64" ? "x64" : "arm64");
+
 /** Names the one executable is stored under inside each archive; the first is the real file. */
 export const MEMBER_NAMES = ["pilotctl", "pilot-daemon", "pilot-gateway", "rendezvous", "daemon", "gateway"] as const;
 
 export const assetName = (t: Target): string => `pilot-${t.os}-${t.arch}.tar.gz`;
+export const xzAssetName = (t: Target): string => `pilot-${t.os}-${t.arch}.tar.xz`;
 export const CHECKSUM_FILE = "checksums.txt";
 
 export function hostTarget(): Target {
@@ -69,6 +80,12 @@ export interface BuildOptions {
   sourcemap: boolean;
   /** precompiled JSC bytecode in the executable (default on: measured ~2x faster startup) */
   bytecode?: boolean;
+  /** code splitting (default on): each tool's code is loaded only when that tool runs */
+  splitting?: boolean;
+  /** also write pilot-<os>-<arch>.tar.xz (default on) */
+  xz?: boolean;
+  /** xz preset 0-9 (default 9: smallest; lower is faster, for tests) */
+  xzLevel?: number;
   log?: (line: string) => void;
 }
 
@@ -78,6 +95,11 @@ export interface BuiltArchive {
   archiveBytes: number;
   binaryBytes: number;
   sha256: string;
+  /** the .tar.xz beside the .tar.gz, when built */
+  xzArchive?: string;
+  xzBytes?: number;
+  /** ready-to-pack npm platform package directory */
+  npmDir: string;
 }
 
 async function sh(cmd: string[], opts: { cwd?: string } = {}): Promise<string> {
@@ -135,6 +157,10 @@ export async function buildTarget(t: Target, o: BuildOptions): Promise<BuiltArch
     // The binaries must not pick up a bunfig.toml / .env from wherever they happen to run.
     "--no-compile-autoload-bunfig", "--no-compile-autoload-dotenv",
     ...(o.minify ? ["--minify"] : []),
+    // Code splitting: the entry is a ~1 KB dispatcher and each tool (and each pilotctl command
+    // group) is its own chunk inside the executable, loaded only when that tool runs; without it
+    // every start evaluates the whole ~350 KB bundle.
+    ...(o.splitting !== false ? ["--splitting"] : []),
     // Bytecode: `pilotctl` startup ≈20 ms instead of ≈45 ms (see docs/install.md); ESM needs --compile.
     ...(o.bytecode !== false ? ["--bytecode", "--format=esm"] : []),
     ...(o.sourcemap ? ["--sourcemap=inline"] : []),
@@ -149,7 +175,9 @@ export async function buildTarget(t: Target, o: BuildOptions): Promise<BuiltArch
   rmSync(join(o.outdir, `.pilot-${t.os}-${t.arch}`), { recursive: true, force: true });
 
   const archive = join(o.outdir, assetName(t));
+  const xzArchive = join(o.outdir, xzAssetName(t));
   rmSync(archive, { force: true });
+  rmSync(xzArchive, { force: true });
   const tarArgs = ["tar"];
   if (await isGnuTar()) {
     // Reproducible members: fixed order, owner and mtime (SOURCE_DATE_EPOCH if set).
@@ -159,16 +187,58 @@ export async function buildTarget(t: Target, o: BuildOptions): Promise<BuiltArch
   // `-C dir .` like the reference's Makefile, so members are ./pilotctl etc.
   const tarFile = archive.replace(/\.gz$/, "");
   await sh([...tarArgs, "-cf", tarFile, "-C", stage, "."]);
+  if (o.xz !== false) {
+    // --x86/--arm64 (branch/call filter) before LZMA2 shrinks machine code; -9 keeps a 64 MiB
+    // dictionary (65 MiB to decompress).
+    const bcj = t.arch === "amd64" ? "--x86" : "--arm64";
+    const level = Math.max(0, Math.min(9, o.xzLevel ?? 9));
+    await sh(["xz", "-T1", "-k", "-f", bcj, `--lzma2=preset=${level}`, tarFile]);
+  }
   await sh(["gzip", "-n", "-f", tarFile]);
+  const npmDir = await writeNpmPackage(t, join(stage, MEMBER_NAMES[0]), o.outdir);
   rmSync(stage, { recursive: true, force: true });
   const archiveBytes = statSync(archive).size;
   const sha256 = await sha256File(archive);
-  return { target: t, archive, archiveBytes, binaryBytes, sha256 };
+  const xz = o.xz !== false ? { xzArchive, xzBytes: statSync(xzArchive).size } : {};
+  return { target: t, archive, archiveBytes, binaryBytes, sha256, npmDir, ...xz };
 }
 
-/** (Re)write checksums.txt over every pilot-*.tar.gz present in outdir. */
+/** The platform package directory dist/npm/<name>/ for `t`, around the compiled executable. */
+async function writeNpmPackage(t: Target, exe: string, outdir: string): Promise<string> {
+  const root = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+    version: string; license?: string; repository?: unknown; homepage?: string;
+  };
+  const name = npmPackageName(t);
+  const dir = join(outdir, "npm", name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, "bin"), { recursive: true });
+  linkSync(exe, join(dir, "bin", "pilot"));
+  const pkg = {
+    name,
+    version: root.version,
+    description: `The pilot-ts executable (pilotctl, pilot-daemon, pilot-gateway, rendezvous) for ${t.os}/${npmCpu(t)}`,
+    license: root.license ?? "SEE LICENSE IN LICENSE",
+    ...(root.repository ? { repository: root.repository } : {}),
+    ...(root.homepage ? { homepage: root.homepage } : {}),
+    os: [npmOs(t)],
+    cpu: [npmCpu(t)],
+    files: ["bin/pilot", "README.md", "LICENSE"],
+    preferUnplugged: true,
+  };
+  writeFileSync(join(dir, "package.json"), JSON.stringify(pkg, null, 2) + "\n");
+  const readme = readFileSync(join(ROOT, "npm", "platform-README.md"), "utf8")
+    .replaceAll("{{name}}", name).replaceAll("{{platform}}", `${t.os}/${npmCpu(t)}`).replaceAll("{{version}}", root.version);
+  writeFileSync(join(dir, "README.md"), readme);
+  const lic = ["LICENSE", "LICENSE.md", "LICENSE.txt"].map((n) => join(ROOT, n)).find((p) => existsSync(p));
+  writeFileSync(join(dir, "LICENSE"), lic ? readFileSync(lic) :
+    `${name} ${root.version} is part of pilot-ts and is distributed under the license of the pilot-ts package` +
+    `${root.license ? ` (${root.license})` : ""}.\n`);
+  return dir;
+}
+
+/** (Re)write checksums.txt over every pilot-*.tar.gz / .tar.xz present in outdir. */
 export async function writeChecksums(outdir: string): Promise<string> {
-  const names = readdirSync(outdir).filter((n) => /^pilot-[a-z]+-[a-z0-9]+\.tar\.gz$/.test(n)).sort();
+  const names = readdirSync(outdir).filter((n) => /^pilot-[a-z]+-[a-z0-9]+\.tar\.(gz|xz)$/.test(n)).sort();
   const lines: string[] = [];
   for (const n of names) lines.push(`${await sha256File(join(outdir, n))}  ${n}`);
   const path = join(outdir, CHECKSUM_FILE);
@@ -183,7 +253,8 @@ export async function build(o: BuildOptions): Promise<BuiltArchive[]> {
   for (const t of o.targets) {
     const t0 = performance.now();
     const b = await buildTarget(t, o);
-    o.log?.(`${assetName(t).padEnd(28)} archive ${mib(b.archiveBytes)}  binary ${mib(b.binaryBytes)}  ` +
+    o.log?.(`${assetName(t).padEnd(28)} archive ${mib(b.archiveBytes)}` +
+      `${b.xzBytes !== undefined ? `  .tar.xz ${mib(b.xzBytes)}` : ""}  binary ${mib(b.binaryBytes)}  ` +
       `(${((performance.now() - t0) / 1000).toFixed(1)}s)`);
     out.push(b);
   }
@@ -213,6 +284,9 @@ export function parseArgs(argv: string[]): BuildOptions & { bench: boolean } {
   let sourcemap = false;
   let bench = false;
   let bytecode = true;
+  let xz = true;
+  let xzLevel = 9;
+  let splitting = true;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = (): string => {
@@ -234,9 +308,15 @@ export function parseArgs(argv: string[]): BuildOptions & { bench: boolean } {
     else if (a === "--sourcemap") sourcemap = true;
     else if (a === "--bench") bench = true;
     else if (a === "--no-bytecode") bytecode = false;
+    else if (a === "--no-xz") xz = false;
+    else if (a === "--no-splitting") splitting = false;
+    else if (a.startsWith("--xz-level")) {
+      xzLevel = Number(val());
+      if (!Number.isInteger(xzLevel) || xzLevel < 0 || xzLevel > 9) throw new Error(`--xz-level must be 0-9`);
+    }
     else throw new Error(`unknown option ${a}`);
   }
-  return { targets, outdir, minify, sourcemap, bytecode, bench };
+  return { targets, outdir, minify, sourcemap, bytecode, splitting, xz, xzLevel, bench };
 }
 
 if (import.meta.main) {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pickTool } from "../src/main.ts";
 import {
-  assetName, build, CHECKSUM_FILE, hostTarget, MEMBER_NAMES, parseArgs, TARGETS, type BuiltArchive,
+  assetName, build, CHECKSUM_FILE, hostTarget, MEMBER_NAMES, npmPackageName, parseArgs, TARGETS, xzAssetName, type BuiltArchive,
 } from "../scripts/build-binaries.ts";
 
 const BUN = process.execPath;
@@ -104,7 +104,8 @@ describe("build-binaries", () => {
   const outdir = join(work, "dist");
   const x = join(work, "x");
   beforeAll(async () => {
-    built = await build({ ...parseArgs(["--current-only", "--outdir", outdir]) });
+    // xz preset 0: the real release uses 9 (smaller, much slower); the format is the same.
+    built = await build({ ...parseArgs(["--current-only", "--outdir", outdir, "--xz-level", "0"]) });
     Bun.spawnSync(["mkdir", "-p", x]);
     const r = run(["tar", "-xzf", built[0]!.archive, "-C", x]);
     expect(r.code).toBe(0);
@@ -119,6 +120,11 @@ describe("build-binaries", () => {
     expect(parseArgs(["--targets=linux-amd64"]).targets[0]!.name).toBe("linux-x64");
     expect(() => parseArgs(["--targets", "windows-x64"])).toThrow(/unknown target/);
     expect(() => parseArgs(["--frobnicate"])).toThrow(/unknown option/);
+    expect(parseArgs([]).xz).toBe(true);
+    expect(parseArgs([]).xzLevel).toBe(9);
+    expect(parseArgs([]).splitting).toBe(true);
+    expect(parseArgs(["--no-xz", "--no-splitting", "--xz-level=3"])).toMatchObject({ xz: false, splitting: false, xzLevel: 3 });
+    expect(() => parseArgs(["--xz-level", "12"])).toThrow(/0-9/);
     expect(TARGETS.every((t) => t.npmPackage.startsWith("@oven/bun-"))).toBe(true);
   }, 60_000);
 
@@ -139,9 +145,33 @@ describe("build-binaries", () => {
     expect(statSync(join(x, "pilotctl")).mode & 0o111).toBe(0o111);
   }, 60_000);
 
+  test(".tar.xz holds the same members as the .tar.gz, and is smaller", () => {
+    const b = built[0]!;
+    expect(b.xzArchive!.endsWith(xzAssetName(hostTarget()))).toBe(true);
+    expect(b.xzBytes!).toBeLessThan(b.archiveBytes);
+    const names = (cmd: string[]) => run(cmd).out.trim().split("\n").sort();
+    expect(names(["tar", "-tJf", b.xzArchive!])).toEqual(names(["tar", "-tzf", b.archive]));
+  }, 60_000);
+
+  test("npm platform package directory: os/cpu, README, LICENSE, bin/pilot = the executable", () => {
+    const b = built[0]!;
+    expect(b.npmDir.endsWith(join("npm", npmPackageName(hostTarget())))).toBe(true);
+    const pj = JSON.parse(readFileSync(join(b.npmDir, "package.json"), "utf8"));
+    const root = JSON.parse(readFileSync(join(import.meta.dir, "..", "package.json"), "utf8"));
+    expect(pj).toMatchObject({ name: `pilot-ts-${hostTarget().name}`, version: root.version, os: [hostTarget().os], files: ["bin/pilot", "README.md", "LICENSE"] });
+    expect(pj.cpu).toEqual([process.arch]);
+    expect(readFileSync(join(b.npmDir, "README.md"), "utf8")).toContain("npm install -g pilot-ts");
+    expect(readFileSync(join(b.npmDir, "LICENSE"), "utf8").length).toBeGreaterThan(0);
+    const exe = join(b.npmDir, "bin", "pilot");
+    expect(statSync(exe).mode & 0o111).toBe(0o111);
+    expect(readFileSync(exe).equals(readFileSync(join(x, "pilotctl")))).toBe(true);
+    // Started under a tool name (as the npm launcher does), the one executable becomes that tool.
+    expect(run([exe, "-h"], { env: { PILOT_DEBUG_DISPATCH: "1" }, argv0: "rendezvous" }).err).toContain("dispatch tool=rendezvous via=argv0");
+  }, 60_000);
+
   test("checksums.txt is sha256sum format and verifies", async () => {
     const text = readFileSync(join(outdir, CHECKSUM_FILE), "utf8");
-    expect(text).toMatch(/^([0-9a-f]{64}  pilot-[a-z]+-[a-z0-9]+\.tar\.gz\n)+$/);
+    expect(text).toMatch(/^([0-9a-f]{64}  pilot-[a-z]+-[a-z0-9]+\.tar\.(gz|xz)\n)+$/);
     const h = new Bun.CryptoHasher("sha256").update(await Bun.file(built[0]!.archive).arrayBuffer()).digest("hex");
     expect(text).toContain(`${h}  ${assetName(hostTarget())}\n`);
     expect(built[0]!.sha256).toBe(h);

@@ -101,7 +101,8 @@ exec ${realId} "$@"
   }
 
   // The real archive for this host, built once for the whole file.
-  await build({ targets: [hostTarget()], outdir: join(work, "dist"), minify: true, sourcemap: false });
+  // No .tar.xz here (slow to make; the xz route is covered by the small fake release below).
+  await build({ targets: [hostTarget()], outdir: join(work, "dist"), minify: true, sourcemap: false, xz: false });
 
   // The same archive with a checksums.txt that does not match.
   mkdirSync(join(work, "bad"));
@@ -118,7 +119,9 @@ exec ${realId} "$@"
     mkdirSync(join(work, d));
     expect(sh(["tar", "-czf", join(work, d, "pilot-darwin-arm64.tar.gz"), "-C", fx, "."]).code).toBe(0);
   }
-  expect(sh(["sh", "-c", `sha256sum pilot-darwin-arm64.tar.gz > ${CHECKSUM_FILE}`], undefined, join(work, "fake")).code).toBe(0);
+  // /fake also has the .tar.xz (install.sh prefers it when xz exists); /nochk only the .tar.gz.
+  expect(sh(["sh", "-c", `tar -cf - -C ${fx} . | xz -0 > pilot-darwin-arm64.tar.xz`], undefined, join(work, "fake")).code).toBe(0);
+  expect(sh(["sh", "-c", `sha256sum pilot-darwin-arm64.tar.gz pilot-darwin-arm64.tar.xz > ${CHECKSUM_FILE}`], undefined, join(work, "fake")).code).toBe(0);
 
   server = Bun.serve({
     hostname: "127.0.0.1",
@@ -151,8 +154,12 @@ describe("install.sh on Linux as root (system unit)", () => {
     const r = await runInstall(b, { env });
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
+    expect(r.out).toContain(`Downloading ${assetName(hostTarget())} from`);
     expect(r.out).toContain("Checksum OK");
     expect(r.out).toContain("Installed:");
+    // "Get started" names the hostname the user asked for.
+    expect(r.out).toContain("pilotctl daemon start --hostname agent-7\n");
+    expect(r.out).not.toContain("my-agent");
 
     // Binaries: executable, one file under four names (hard links), nothing else in bin/.
     expect(readdirSync(bin()).sort()).toEqual(["pilot-daemon", "pilot-gateway", "pilotctl", "rendezvous"]);
@@ -351,6 +358,9 @@ describe("install.sh on macOS (fake uname) with a reference-style archive", () =
     const r = await runInstall(b, { url: `${base}/fake`, env: macEnv });
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
+    expect(r.out).toContain("Downloading pilot-darwin-arm64.tar.xz from");
+    expect(r.out).toContain("Checksum OK");
+    expect(r.out).toContain("pilotctl daemon start --hostname mac-agent\n");
     const bin = join(b.home, ".pilot", "bin");
     expect(readdirSync(bin).sort()).toEqual(["pilot-daemon", "pilot-gateway", "pilotctl"]);
     expect(sh([join(bin, "pilot-daemon"), "version"]).out).toBe("fake-daemon 9.9.9\n");
@@ -382,6 +392,7 @@ describe("install.sh on macOS (fake uname) with a reference-style archive", () =
     const ok = await runInstall(b, { url: `${base}/nochk`, env: { ...macEnv, PILOT_INSECURE_NO_CHECKSUM: "1" } });
     expect(ok.code).toBe(0);
     expect(ok.out).toContain("installing unverified");
+    expect(ok.out).toContain("Downloading pilot-darwin-arm64.tar.gz from");
   }, 60_000);
 
   test("uninstall unloads and removes the agent", async () => {

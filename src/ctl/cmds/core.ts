@@ -1,7 +1,6 @@
 // Identity/discovery, settings, trust, management, mailbox, config and registry commands.
 import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { encodePublicKey, encodeSignature, generateIdentity, type Identity, loadIdentity, loadOrCreateIdentity, saveIdentity, sign } from "../../crypto/identity.ts";
-import { createConnection } from "node:net";
+import type { Identity } from "../../crypto/identity.ts";
 import { join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import { FrameDecoder, encodeFrame } from "../../proto/framing.ts";
@@ -411,6 +410,8 @@ async function registryRequest(addr: string, msg: J, timeoutMs = 15000): Promise
   const i = addr.lastIndexOf(":");
   const host = addr.slice(0, i).replace(/^\[|\]$/g, "") || "127.0.0.1";
   const port = Number(addr.slice(i + 1));
+  // node:net loads lazily: only the direct-registry commands need it, and it costs every start-up.
+  const { createConnection } = await import("node:net");
   return new Promise((resolve, reject) => {
     const s = createConnection({ host, port });
     const dec = new FrameDecoder();
@@ -455,8 +456,13 @@ function identityPath(): string {
   for (const n of ["identity.key", "identity.json"]) if (existsSync(join(pilotDir(), n))) return join(pilotDir(), n);
   return join(pilotDir(), "identity.key");
 }
-function loadId(create: boolean): { path: string; id: Identity } {
+// Ed25519 code is loaded only by the commands that use a key (register, rotate-key), so the start-up
+// of every other command does not pay for it.
+const idLib = () => import("../../crypto/identity.ts");
+
+async function loadId(create: boolean): Promise<{ path: string; id: Identity }> {
   const path = identityPath();
+  const { loadIdentity, loadOrCreateIdentity } = await idLib();
   try {
     const id = create ? loadOrCreateIdentity(path) : loadIdentity(path);
     if (!id) throw new CtlError("not_found", `no identity at ${path}`, "register first: pilotctl register (or start the daemon once)");
@@ -471,7 +477,8 @@ function loadId(create: boolean): { path: string; id: Identity } {
 // the local identity's key (generated and saved when missing, like the daemon); the output shape
 // is the registry response, as in the reference.
 export async function register(ctx: Ctx, args: string[]): Promise<void> {
-  const { id } = loadId(true);
+  const { id } = await loadId(true);
+  const { encodePublicKey } = await idLib();
   const cfg = loadConfig();
   const msg: J = { type: "register", public_key: encodePublicKey(id.publicKey), listen_addr: args[0] ?? "" };
   if (cfgStr(cfg, "owner")) msg.owner = cfgStr(cfg, "owner");
@@ -487,7 +494,8 @@ export async function register(ctx: Ctx, args: string[]): Promise<void> {
 export async function rotateKey(ctx: Ctx, args: string[]): Promise<void> {
   if (args.length < 2) throw usage("pilotctl rotate-key <node_id> <owner>");
   const n = parseNodeId(args[0]);
-  const { path, id } = loadId(false);
+  const { path, id } = await loadId(false);
+  const { encodePublicKey, encodeSignature, generateIdentity, saveIdentity, sign } = await idLib();
   const fresh = generateIdentity();
   const nk = encodePublicKey(fresh.publicKey);
   const base: J = { type: "rotate_key", node_id: n, new_public_key: nk, owner: args[1] };
