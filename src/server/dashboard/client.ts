@@ -65,7 +65,7 @@ export const PAGE_JS = String.raw`(function () {
       tr.appendChild(el("td", "addr", n.address));
       var st = el("td", "status");
       st.appendChild(el("span", n.online ? "dot on" : "dot"));
-      st.appendChild(document.createTextNode(n.online ? "online" : "offline"));
+      st.appendChild(el("span", "st-text", n.online ? "online" : "offline"));
       tr.appendChild(st);
       tr.appendChild(el("td", "num", fmt(n.polo_score)));
       tr.appendChild(el("td", "num", fmt(n.trust_links)));

@@ -42,5 +42,5 @@ button:disabled{opacity:.4;cursor:default}
 .empty{color:var(--muted);text-align:center;padding:1.25rem}
 footer{padding:1rem clamp(1rem,3vw,2.5rem) 2rem;font-size:.85rem}
 a{color:var(--accent)}
-@media (max-width:600px){body{font-size:14px}.card .value{font-size:1.5rem}th,td{padding:.45rem .5rem}.per{margin-left:0}input{width:100%}.filter{width:100%}}
+@media (max-width:600px){body{font-size:14px}.st-text{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}.card .value{font-size:1.5rem}th,td{padding:.45rem .5rem}.per{margin-left:0}input{width:100%}.filter{width:100%}}
 `;
