@@ -118,29 +118,29 @@ describe("rendezvous dashboard API", () => {
     expect(s.edges[0]).toEqual({ source: "0:0000.0000.0001", target: "0:0000.0000.0002" });
     for (const bad of ["192.0.2.", "owner-", "public_key", "hostname", "\"h1\"", "real_addr"]) expect(raw).not.toContain(bad);
     // the page's poll leaves the lists out
-    const lite = await (await fetch(`${base}/api/stats?nodes=0`)).json();
+    const lite = (await (await fetch(`${base}/api/stats?nodes=0`)).json()) as any;
     expect(lite.nodes).toEqual([]);
     expect(lite.total_nodes).toBe(N);
     expect(lite.top_tags[0]).toEqual({ tag: "x", nodes: 176 + 12 - 1 });
     // caps are configurable
-    const c = await (await fetch(`http://127.0.0.1:${small.port}/api/stats`)).json();
+    const c = (await (await fetch(`http://127.0.0.1:${small.port}/api/stats`)).json()) as any;
     expect([c.nodes.length, c.nodes_truncated, c.edges.length, c.edges_truncated]).toEqual([10, true, 2, true]);
   });
 
   test("/api/nodes pages and filters on the server", async () => {
-    const p = await (await fetch(`${base}/api/nodes?page=3&per=100`)).json();
+    const p = (await (await fetch(`${base}/api/nodes?page=3&per=100`)).json()) as any;
     expect([p.page, p.per, p.pages, p.total, p.nodes.length]).toEqual([3, 100, 13, N, 100]);
     expect(p.nodes[0].address).toBe("0:0000.0000.00C9"); // node 201
-    const last = await (await fetch(`${base}/api/nodes?page=13&per=100`)).json();
+    const last = (await (await fetch(`${base}/api/nodes?page=13&per=100`)).json()) as any;
     expect(last.nodes.length).toBe(34);
     expect(last.nodes[33]).toMatchObject({ address: "0:0000.0000.04D2", online: false, polo_score: N });
-    const beyond = await (await fetch(`${base}/api/nodes?page=99&per=100`)).json();
+    const beyond = (await (await fetch(`${base}/api/nodes?page=99&per=100`)).json()) as any;
     expect(beyond.nodes).toEqual([]);
     // tag filter: case-insensitive substring, "#" prefix accepted
-    const g = await (await fetch(`${base}/api/nodes?tag=%23gpu&per=5&page=2`)).json();
+    const g = (await (await fetch(`${base}/api/nodes?tag=%23gpu&per=5&page=2`)).json()) as any;
     expect([g.total, g.pages, g.tag]).toEqual([12, 3, "gpu"]);
     expect(g.nodes.map((n: any) => n.polo_score)).toEqual([600, 700, 800, 900, 1000]);
-    const def = await (await fetch(`${base}/api/nodes`)).json();
+    const def = (await (await fetch(`${base}/api/nodes`)).json()) as any;
     expect([def.page, def.per, def.nodes.length]).toEqual([1, 50, 50]);
   });
 
@@ -148,7 +148,7 @@ describe("rendezvous dashboard API", () => {
     for (const [q, code] of [["per=0", "bad_per"], ["per=201", "bad_per"], ["page=0", "bad_page"], ["page=abc", "bad_page"], ["page=-1", "bad_page"], [`tag=${"a".repeat(65)}`, "bad_tag"]]) {
       const r = await fetch(`${base}/api/nodes?${q}`);
       expect(r.status).toBe(400);
-      const j = await r.json();
+      const j = (await r.json()) as any;
       expect(j.code).toBe(code);
       expect(typeof j.hint).toBe("string");
     }
