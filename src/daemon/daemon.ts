@@ -24,6 +24,7 @@ import { type Endpoint, Tunnel, formatEndpoint, parseEndpoint } from "./tunnel.t
 import { IpcServer, type DaemonApi } from "./ipc-server.ts";
 import type { Logger } from "./log.ts";
 import { RegistryClient, RegistryError } from "./registry-client.ts";
+import type { DaemonObserver } from "./metrics.ts";
 import type { ServiceContext, TrustRegistry, RegistryPoll, RegistryLookup, ServiceHandle } from "./services/context.ts";
 
 export interface DaemonConfig {
@@ -91,6 +92,8 @@ export class Daemon implements DaemonApi {
   private webhookUrl: string;
   private stopping = false;
   private beaconEp: Endpoint | null = null;
+  /** Opt-in metrics (metrics.ts): told about every event and dropped frame. */
+  observer: DaemonObserver | null = null;
 
   constructor(
     readonly cfg: DaemonConfig,
@@ -105,6 +108,7 @@ export class Daemon implements DaemonApi {
       onPacket: (pkt) => this.onPacket(pkt),
       lookupPublicKey: (id, refresh) => this.lookupPublicKey(id, refresh),
       onEvent: (ev, data) => this.emit(ev, data),
+      onDrop: (reason) => this.observer?.drop(reason),
     });
   }
 
@@ -709,6 +713,7 @@ export class Daemon implements DaemonApi {
 
   /** Webhook event (services.md §11.3); Addr values become their text form. Never throws. */
   emit(event: string, data: Record<string, unknown>): void {
+    this.observer?.event(event);
     if (!this.webhooks) return;
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(data)) {
@@ -787,7 +792,7 @@ export class Daemon implements DaemonApi {
         },
       },
       dropTunnel: (nodeId) => self.tunnel.block(nodeId),
-      webhook: (event, data) => self.webhooks?.emit(event, data),
+      webhook: (event, data) => { self.observer?.event(event); self.webhooks?.emit(event, data); },
       log: self.log,
     };
   }

@@ -71,6 +71,8 @@ export interface TunnelOptions {
   plaintextFallbackMs?: number;
   /** Webhook events (services.md §11.3): tunnel.peer_added, tunnel.established, tunnel.relay_activated. */
   onEvent?(event: string, data: Record<string, unknown>): void;
+  /** A frame was dropped, with a short reason (metrics). */
+  onDrop?(reason: string): void;
 }
 
 const MAX_PENDING_PER_PEER = 64;
@@ -133,6 +135,7 @@ export class Tunnel {
           try {
             this.onDatagram(buf, { ip: raddr, port: rport });
           } catch (e) {
+            this.opts.onDrop?.("error");
             this.opts.log.debug("tunnel datagram dropped", { err: (e as Error).message });
           }
         },
@@ -265,9 +268,9 @@ export class Tunnel {
       if (this.peersWithPending < MAX_PEERS_WITH_PENDING) {
         this.peersWithPending++;
         p.pending.push(bytes);
-      }
+      } else this.opts.onDrop?.("pending_overflow");
     } else {
-      if (p.pending.length >= MAX_PENDING_PER_PEER) p.pending.shift();
+      if (p.pending.length >= MAX_PENDING_PER_PEER) { p.pending.shift(); this.opts.onDrop?.("pending_overflow"); }
       p.pending.push(bytes);
     }
     // Improvement over the reference (wire.md §4.8 recommendation): no plaintext copy while the
@@ -373,7 +376,7 @@ export class Tunnel {
       this.onBeaconMessage(buf, from);
       return;
     }
-    if (buf.length < 4) return;
+    if (buf.length < 4) return this.opts.onDrop?.("malformed");
     this.onFrame(buf, from, false, 0);
   }
 
@@ -381,38 +384,39 @@ export class Tunnel {
     const magic = ((buf[0] << 24) | (buf[1] << 16) | (buf[2] << 8) | buf[3]) >>> 0;
     switch (magic) {
       case MAGIC_PILT: {
-        if (buf.length < 4 + HEADER_SIZE) return;
+        if (buf.length < 4 + HEADER_SIZE) return this.opts.onDrop?.("malformed");
         let pkt: Packet;
         try {
           pkt = decodePacket(buf, 4);
         } catch {
-          return; // malformed: logged at debug only, dropped
+          return this.opts.onDrop?.("malformed"); // malformed: logged at debug only, dropped
         }
         this.stats.bytesRecv += viaRelay ? pkt.payload.length : buf.length;
         this.stats.pktsRecv++;
         // An encrypted session exists for this peer: PILT is still accepted (interop, wire.md §3.2)
         // but only from peers whose session is not established yet, or when encryption is off.
-        if (this.blocked.has(pkt.src.node)) return;
+        if (this.blocked.has(pkt.src.node)) return this.opts.onDrop?.("blocked");
         const p = this.peers.get(pkt.src.node);
         if (this.opts.encrypt && p?.crypto.session && p.crypto.authenticated) {
           // Reference peers send PILT copies only while THEY lack a session; once we have an
           // authenticated session, plaintext from that node id is unauthenticated and could be
           // injected by anyone: drop it. (Improvement over the reference, which accepts it.)
-          return;
+          return this.opts.onDrop?.("plaintext_after_session");
         }
         this.learn(pkt.src.node, from, viaRelay);
         this.opts.onPacket(pkt, from, viaRelay);
         return;
       }
       case MAGIC_PILS: {
-        if (buf.length < 4 + 32) return;
+        if (buf.length < 4 + 32) return this.opts.onDrop?.("malformed");
         const nodeId = ((buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]) >>> 0;
         const p = this.peers.get(nodeId);
         const s = p?.crypto.session;
-        if (!p || !s) return; // "encrypted packet from node but no key": drop silently
+        if (!p || !s) return this.opts.onDrop?.("no_session"); // "encrypted packet from node but no key": drop silently
         const plain = s.open(buf);
         if (!plain) {
           // auth failure or replay: dropped, session kept (wire.md §4.5)
+          this.opts.onDrop?.(s.lastDrop === "replay" ? "replay" : "auth_failed");
           if (s.lastDrop === "replay") {
             const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
             const counter = dv.getUint32(12) * 0x100000000 + dv.getUint32(16); // nonce counter (wire.md §4.3)
@@ -468,6 +472,7 @@ export class Tunnel {
         regKey = await this.opts.lookupPublicKey(nodeId, true).catch(() => null);
       }
       if (!regKey || !this.kx.verifyPILA(parsed, regKey)) {
+        this.opts.onDrop?.("kx_rejected");
         this.opts.log.debug("key exchange rejected", { node_id: nodeId });
         return;
       }
