@@ -140,12 +140,14 @@ describe("rendezvous dashboard API", () => {
     const g = (await (await fetch(`${base}/api/nodes?tag=%23gpu&per=5&page=2`)).json()) as any;
     expect([g.total, g.pages, g.tag]).toEqual([12, 3, "gpu"]);
     expect(g.nodes.map((n: any) => n.polo_score)).toEqual([600, 700, 800, 900, 1000]);
+    const again = (await (await fetch(`${base}/api/nodes?tag=GPU&per=5&page=3`)).json()) as any; // cached filter, other page
+    expect(again.nodes.map((n: any) => n.polo_score)).toEqual([1100, 1200]);
     const def = (await (await fetch(`${base}/api/nodes`)).json()) as any;
     expect([def.page, def.per, def.nodes.length]).toEqual([1, 50, 50]);
   });
 
   test("/api/nodes rejects bad input with a code and a hint", async () => {
-    for (const [q, code] of [["per=0", "bad_per"], ["per=201", "bad_per"], ["page=0", "bad_page"], ["page=abc", "bad_page"], ["page=-1", "bad_page"], [`tag=${"a".repeat(65)}`, "bad_tag"]]) {
+    for (const [q, code] of [["per=0", "bad_per"], ["per=201", "bad_per"], ["page=0", "bad_page"], ["page=abc", "bad_page"], ["page=-1", "bad_page"], [`tag=${"a".repeat(65)}`, "bad_tag"], ["tag=gpu%0Ax", "bad_tag"]]) {
       const r = await fetch(`${base}/api/nodes?${q}`);
       expect(r.status).toBe(400);
       const j = (await r.json()) as any;

@@ -3,8 +3,10 @@
 //
 // The reference walked every node and trust pair under its global lock on every dashboard or
 // badge request (public, CORS *), so a few polling browsers could stall a large registry. Here
-// the walk happens at most once per `ttlMs` (single flight: concurrent requests share one
-// rebuild), and a page of nodes is a slice of the sorted snapshot.
+// the walk happens at most once per TTL (single flight: concurrent requests share one rebuild),
+// and a page of nodes is a slice of the sorted snapshot. The TTL grows with the cost of a walk
+// (20 × its duration, up to 30 s), so however many clients poll, rebuilding takes at most ~5% of
+// the process (the SQLite read is synchronous and holds the store lock while it runs).
 //
 // Privacy: the snapshot holds exactly the reference's public fields (address, tags, online, trust
 // link count, task flag, POLO score; network names and member counts; trust edges between live
@@ -47,6 +49,12 @@ export interface DashSnapshot {
   edges: { source: string; target: string }[];
   /** Distinct tags, most used first (for the page's filter suggestions). */
   topTags: { tag: string; nodes: number }[];
+  /** Per node (same order as `nodes`): its tags lower-cased, joined by "\n" (filter scans). */
+  tagText: string[];
+  /** Filter results of this snapshot (tag → indexes into `nodes`), at most FILTER_CACHE entries. */
+  filters: Map<string, Uint32Array>;
+  /** Serialized list parts of /api/stats, built on first use (capped, uncapped/lite). */
+  json: { lists?: string; lite?: string };
 }
 
 export interface NodePage {
@@ -66,7 +74,7 @@ export class DashboardQueryError extends Error {
 }
 
 export interface DashboardOptions {
-  /** Snapshot lifetime; requests within it share one registry walk. */
+  /** Minimum snapshot lifetime (default 2 s; 0 = rebuild on every request, tests). */
   ttlMs?: number;
   /** /api/stats lists at most this many nodes (then `nodes_truncated: true`; page with /api/nodes). */
   statsNodeCap?: number;
@@ -78,11 +86,14 @@ export const MAX_PER_PAGE = 200;
 export const DEFAULT_PER_PAGE = 50;
 export const MAX_TAG_FILTER = 64;
 const TOP_TAGS = 50;
+const MAX_TTL_MS = 30_000;
+const FILTER_CACHE = 16; // × up to 4 bytes per node each
 
 export class DashboardData {
   private snap: DashSnapshot | null = null;
   private building: Promise<DashSnapshot> | null = null;
   private readonly ttlMs: number;
+  private lastBuildMs = 0;
   readonly statsNodeCap: number;
   readonly statsEdgeCap: number;
 
@@ -99,7 +110,7 @@ export class DashboardData {
   /** The current snapshot (rebuilt when older than ttlMs). */
   async snapshot(): Promise<DashSnapshot> {
     const s = this.snap;
-    if (s && Date.now() - s.builtAt < this.ttlMs) return s;
+    if (s && Date.now() - s.builtAt < this.ttl()) return s;
     if (!this.building) {
       this.building = this.build().then(
         (r) => { this.snap = r; this.building = null; return r; },
@@ -109,7 +120,21 @@ export class DashboardData {
     return this.building;
   }
 
+  /** Current snapshot lifetime in ms. */
+  ttl(): number {
+    return this.ttlMs === 0 ? 0 : Math.max(this.ttlMs, Math.min(MAX_TTL_MS, 20 * this.lastBuildMs));
+  }
+
   private async build(): Promise<DashSnapshot> {
+    const t0 = performance.now();
+    try {
+      return await this.walk();
+    } finally {
+      this.lastBuildMs = performance.now() - t0;
+    }
+  }
+
+  private async walk(): Promise<DashSnapshot> {
     const reg = this.registry;
     const { nodes: recs, pairs, nets } = await reg.store.read(async (t) => ({ nodes: await t.allNodes(), pairs: await t.pairs(), nets: await t.networks() }));
     const cut = this.now() - STALE_MS;
@@ -135,6 +160,7 @@ export class DashboardData {
       nodes[i] = { address: addrText(n.networks[0] ?? 0, n.id), tags: n.tags, online: on, trust_links: links.get(n.id) ?? 0, task_exec: n.taskExec, polo_score: n.polo };
     }
     nodes.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+    const tagText = nodes.map((n) => (n.tags.length ? n.tags.join("\n").toLowerCase() : ""));
     const networks = nets.map((n) => {
       if (n.id === 0) return { id: 0, name: n.name, members: recs.length, online_members: online };
       let m = 0, on = 0;
@@ -157,6 +183,9 @@ export class DashboardData {
       nodes,
       edges,
       topTags,
+      tagText,
+      filters: new Map(),
+      json: {},
     };
   }
 
@@ -176,18 +205,20 @@ export class DashboardData {
    */
   async statsJson(withLists: boolean): Promise<string> {
     const s = await this.snapshot();
-    const body: Record<string, unknown> = { ...this.liveSummary(s), networks: s.networks };
-    if (withLists) {
-      body.nodes = s.nodes.length > this.statsNodeCap ? s.nodes.slice(0, this.statsNodeCap) : s.nodes;
-      body.edges = s.edges.length > this.statsEdgeCap ? s.edges.slice(0, this.statsEdgeCap) : s.edges;
-      if (s.nodes.length > this.statsNodeCap) body.nodes_truncated = true;
-      if (s.edges.length > this.statsEdgeCap) body.edges_truncated = true;
-    } else {
-      body.nodes = [];
-      body.edges = [];
+    // The lists are serialized once per snapshot; only the counters are rebuilt per request.
+    const head = JSON.stringify(this.liveSummary(s));
+    if (!withLists) {
+      s.json.lite ??= `,"networks":${JSON.stringify(s.networks)},"nodes":[],"edges":[],"top_tags":${JSON.stringify(s.topTags)}}`;
+      return head.slice(0, -1) + s.json.lite;
     }
-    body.top_tags = s.topTags;
-    return JSON.stringify(body);
+    if (s.json.lists === undefined) {
+      const capN = s.nodes.length > this.statsNodeCap, capE = s.edges.length > this.statsEdgeCap;
+      const nodes = capN ? s.nodes.slice(0, this.statsNodeCap) : s.nodes;
+      const edges = capE ? s.edges.slice(0, this.statsEdgeCap) : s.edges;
+      s.json.lists = `,"networks":${JSON.stringify(s.networks)},"nodes":${JSON.stringify(nodes)},"edges":${JSON.stringify(edges)}` +
+        `${capN ? ',"nodes_truncated":true' : ""}${capE ? ',"edges_truncated":true' : ""},"top_tags":${JSON.stringify(s.topTags)}}`;
+    }
+    return head.slice(0, -1) + s.json.lists;
   }
 
   /** One page of nodes (sorted by address), optionally only those with a tag containing `tag`. */
@@ -197,6 +228,7 @@ export class DashboardData {
     let tag = (params.get("tag") ?? "").trim().toLowerCase();
     if (tag.startsWith("#")) tag = tag.slice(1);
     if (tag.length > MAX_TAG_FILTER) throw new DashboardQueryError("bad_tag", `tag filter longer than ${MAX_TAG_FILTER} characters`, "use a shorter tag");
+    if (/[\u0000-\u001f]/.test(tag)) throw new DashboardQueryError("bad_tag", "tag filter contains control characters", "tags are letters, digits and dashes");
     const s = await this.snapshot();
     let total: number;
     let out: DashNode[];
@@ -205,14 +237,16 @@ export class DashboardData {
       total = s.nodes.length;
       out = s.nodes.slice(from, from + per);
     } else {
-      // One pass, keeping only the requested page: no per-request copy of the whole list.
-      total = 0;
-      out = [];
-      for (const n of s.nodes) {
-        if (!n.tags.some((t) => t.toLowerCase().includes(tag))) continue;
-        if (total >= from && out.length < per) out.push(n);
-        total++;
+      let hits = s.filters.get(tag);
+      if (!hits) {
+        const idx: number[] = [];
+        for (let i = 0; i < s.tagText.length; i++) if (s.tagText[i] !== "" && s.tagText[i].includes(tag)) idx.push(i);
+        hits = Uint32Array.from(idx);
+        if (s.filters.size >= FILTER_CACHE) s.filters.delete(s.filters.keys().next().value!);
+        s.filters.set(tag, hits);
       }
+      total = hits.length;
+      out = Array.from(hits.subarray(from, from + per), (i) => s.nodes[i]);
     }
     return { page, per, pages: Math.max(1, Math.ceil(total / per)), total, tag, nodes: out };
   }
