@@ -83,6 +83,25 @@ describe("daemon -metrics", () => {
     expect(sampleValue(m, "pilot_daemon_rtt_seconds_bucket", { le: "5" })).toBe(sampleValue(m, "pilot_daemon_rtt_seconds_count"));
   });
 
+  test("forged frames sent to the tunnel port are counted as drops by reason", async () => {
+    const tun = (await A.proc.waitFor(/tunnel listening"? addr=(\S+)/))[1];
+    const port = Number(tun.slice(tun.lastIndexOf(":") + 1));
+    const before = await scrape(`http://${mA}/metrics`);
+    const drops = (m: typeof before, reason: string) => sampleValue(m, "pilot_daemon_dropped_frames_total", { reason }) ?? 0;
+    const sock = await Bun.udpSocket({});
+    const pils = new Uint8Array(4 + 40);
+    pils.set([0x50, 0x49, 0x4c, 0x53, 0x7f, 0xff, 0xff, 0xf0]); // "PILS" from a node with no session
+    const pilt = new Uint8Array([0x50, 0x49, 0x4c, 0x54, 1, 2, 3]); // "PILT" shorter than a header
+    for (let i = 0; i < 3; i++) { sock.send(pils, port, "127.0.0.1"); sock.send(pilt, port, "127.0.0.1"); }
+    const after = await until(async () => {
+      const m = await scrape(`http://${mA}/metrics`);
+      return drops(m, "no_session") - drops(before, "no_session") >= 3 && drops(m, "malformed") - drops(before, "malformed") >= 3 ? m : null;
+    }, "drops counted", 10000, 100);
+    sock.close();
+    expect(drops(after, "no_session") - drops(before, "no_session")).toBe(3);
+    expect(drops(after, "malformed") - drops(before, "malformed")).toBe(3);
+  });
+
   test("the rendezvous /metrics passes the same parser", async () => {
     const m = await scrape(`http://${rvHttp}/metrics`);
     expect(sampleValue(m, "pilot_nodes_total")).toBe(2);
