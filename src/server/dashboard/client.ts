@@ -5,7 +5,7 @@ export const PAGE_JS = String.raw`(function () {
   "use strict";
   var REFRESH_MS = 10000;
   var qs = new URLSearchParams(location.search);
-  var state = { page: Math.max(1, parseInt(qs.get("page") || "1", 10) || 1), per: parseInt(qs.get("per") || "50", 10) || 50, tag: qs.get("tag") || "", pages: 1 };
+  var state = { page: Math.max(1, parseInt(qs.get("page") || "1", 10) || 1), per: [25, 50, 100, 200].indexOf(parseInt(qs.get("per") || "", 10)) >= 0 ? parseInt(qs.get("per"), 10) : 50, tag: qs.get("tag") || "", pages: 1 };
   var loads = 0, timer = null, inflight = 0, seq = 0;
   function $(id) { return document.getElementById(id); }
   function fmt(n) { return Number(n).toLocaleString("en-US"); }
