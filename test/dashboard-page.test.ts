@@ -144,6 +144,16 @@ describe.skipIf(!CHROMIUM)("dashboard page in headless Chromium", () => {
     expect(last[last.length - 2]).toEqual([addr(wireIds[0]), "online", "0", "1", "#gpu#edge-agent", "executor"]);
     expect(await br.eval<boolean>(`document.getElementById("next").disabled`)).toBe(true);
     expect(await br.eval<string>(`location.search`)).toBe("?page=3");
+    // a bigger page size goes back to page 1
+    n = await loads();
+    await br.eval(`(() => { const s = document.getElementById("per"); s.value = "100"; s.dispatchEvent(new Event("change")); })()`);
+    await waitLoaded(n);
+    expect(await text("page-info")).toBe("Page 1 of 2");
+    expect((await rows()).length).toBe(100);
+    expect(await br.eval<string>(`location.search`)).toBe("?per=100");
+    n = await loads();
+    await br.eval(`(() => { const s = document.getElementById("per"); s.value = "50"; s.dispatchEvent(new Event("change")); })()`);
+    await waitLoaded(n);
   });
 
   test("the tag filter is applied on the server and resets to page 1", async () => {
