@@ -12,6 +12,7 @@ import { DaemonIpcApi } from "./daemon-api.ts";
 import { DaemonError } from "./errors.ts";
 import { IpcServer } from "./ipc-server.ts";
 import type { Logger } from "./log.ts";
+import type { DaemonObserver } from "./metrics.ts";
 import { PeerResolver, resolveEndpoint } from "./peer-resolver.ts";
 import { RegistrationSession, discoverEndpoint, isLocalHost, wildcardToLoopback } from "./registration.ts";
 import type { ServiceHandle } from "./services/context.ts";
@@ -67,6 +68,8 @@ export class Daemon {
   private beaconEp: Endpoint | null = null;
   /** Events raised before the webhook service exists (delivered once it does). */
   private pendingEvents: [string, Record<string, unknown>][] = [];
+  /** Opt-in metrics (metrics.ts): told about every event and dropped frame. */
+  observer: DaemonObserver | null = null;
 
   constructor(
     readonly cfg: DaemonConfig,
@@ -81,6 +84,7 @@ export class Daemon {
       lookupPublicKey: (id, refresh) => this.resolver.lookupPublicKey(id, refresh),
       onEvent: (ev, data) => this.emit(ev, data),
       confirmPeer: (id) => this.resolver.confirmPeer(id),
+      onDrop: (reason) => this.observer?.drop(reason),
     });
     this.session = new RegistrationSession({
       cfg,
@@ -278,6 +282,7 @@ export class Daemon {
 
   /** Webhook event; Addr values become their text form. Never throws. */
   emit(event: string, data: Record<string, unknown>): void {
+    this.observer?.event(event);
     if (!this.webhooks) return;
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(data)) {
@@ -299,7 +304,10 @@ export class Daemon {
       listen: (port, onAccept) => this.api.listen(port, onAccept),
       dial: (addr, port) => this.api.dial(addr, port),
       dropTunnel: (nodeId) => this.tunnel.block(nodeId),
-      webhook: (event, data) => this.webhooks?.emit(event, data),
+      webhook: (event, data) => {
+        this.observer?.event(event);
+        this.webhooks?.emit(event, data);
+      },
     });
     const s = await startServices(ctx, {
       webhook: this.webhookUrl,

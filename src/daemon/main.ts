@@ -34,6 +34,7 @@ export const DAEMON_FLAGS: FlagDef[] = [
   { name: "data-dir", type: "string", default: "", usage: "directory for received files, inbox and tasks (default ~/.pilot)" },
   { name: "log-level", type: "string", default: "info", usage: "log level: debug, info, warn, error" },
   { name: "log-format", type: "string", default: "text", usage: "log format: text or json" },
+  { name: "metrics", type: "string", default: "", usage: "serve Prometheus metrics at http://<host:port>/metrics (e.g. 127.0.0.1:9102; empty = off)" },
 ];
 
 export async function run(args: string[]): Promise<number> {
@@ -53,6 +54,15 @@ export async function run(args: string[]): Promise<number> {
   }
   const v = values as Record<string, string & number & boolean>;
   const log = makeLogger(v["log-level"], v["log-format"]);
+  let metricsAt: { ip: string; port: number } | null = null;
+  if (v.metrics) {
+    const { parseEndpoint } = await import("./tunnel.ts");
+    metricsAt = parseEndpoint(v.metrics);
+    if (!metricsAt) {
+      process.stderr.write(`invalid -metrics address ${JSON.stringify(v.metrics)}: want host:port, e.g. 127.0.0.1:9102\n`);
+      return 2;
+    }
+  }
   const { Daemon } = await import("./daemon.ts");
   const d = new Daemon(
     {
@@ -83,8 +93,15 @@ export async function run(args: string[]): Promise<number> {
     },
     log,
   );
+  const metrics = metricsAt ? new (await import("./metrics.ts")).DaemonMetrics() : null;
+  d.observer = metrics;
+  let metricsSrv: { port: number; stop(): void } | null = null;
   try {
     await d.start();
+    if (metrics && metricsAt) {
+      metricsSrv = (await import("./metrics.ts")).startMetricsServer(metrics, d, metricsAt.ip || "0.0.0.0", metricsAt.port);
+      log.info("metrics listening", { addr: `${metricsAt.ip || "0.0.0.0"}:${metricsSrv.port}` });
+    }
   } catch (e) {
     log.error("daemon start failed", { err: (e as Error).message });
     process.stderr.write(`${(e as Error).message}\n`);
@@ -96,6 +113,7 @@ export async function run(args: string[]): Promise<number> {
     const onSig = () => {
       if (stopping) return;
       stopping = true;
+      metricsSrv?.stop();
       d.stop().then(
         () => resolve(0),
         () => resolve(1),

@@ -68,6 +68,8 @@ export interface TunnelOptions {
   plaintextFallbackMs?: number;
   /** Webhook events: tunnel.peer_added, tunnel.established, tunnel.relay_activated. */
   onEvent?(event: string, data: Record<string, unknown>): void;
+  /** A frame was dropped, with a short reason (metrics). */
+  onDrop?(reason: string): void;
   /**
    * Asked before re-keying to a silent peer: may we still reach it? "denied" when the registry
    * refuses to resolve it (a private peer that revoked its trust in us); "unknown" when the registry

@@ -236,9 +236,12 @@ export class Tunnel {
       if (this.waiting.size < MAX_PEERS_WITH_PENDING) {
         this.waiting.add(p);
         p.pending.push(bytes);
-      }
+      } else this.opts.onDrop?.("pending_overflow");
     } else {
-      if (p.pending.length >= MAX_PENDING_PER_PEER) p.pending.shift();
+      if (p.pending.length >= MAX_PENDING_PER_PEER) {
+        p.pending.shift();
+        this.opts.onDrop?.("pending_overflow");
+      }
       p.pending.push(bytes);
     }
     // Improvement over the reference: no plaintext copy while the exchange is young. Only when the
@@ -344,7 +347,7 @@ export class Tunnel {
       this.onBeaconMessage(buf, from);
       return;
     }
-    if (buf.length < 4) return;
+    if (buf.length < 4) return this.opts.onDrop?.("malformed");
     this.onFrame(buf, from, false, 0);
   }
 
@@ -387,25 +390,25 @@ export class Tunnel {
   }
 
   private onPlain(buf: Uint8Array, from: Endpoint, viaRelay: boolean, relaySrc: number): void {
-    if (buf.length < 4 + HEADER_SIZE) return;
+    if (buf.length < 4 + HEADER_SIZE) return this.opts.onDrop?.("malformed");
     let pkt: Packet;
     try {
       pkt = decodePacket(buf, 4);
     } catch {
-      return; // malformed: dropped
+      return this.opts.onDrop?.("malformed");
     }
     const src = pkt.src.node;
     // A relayed frame must come from the node the beacon names as its sender.
     if (viaRelay && src !== relaySrc) return;
     this.stats.bytesRecv += viaRelay ? pkt.payload.length : buf.length;
     this.stats.pktsRecv++;
-    if (this.table.isBlocked(src)) return;
+    if (this.table.isBlocked(src)) return this.opts.onDrop?.("blocked");
     const p = this.table.map.get(src);
     if (this.opts.encrypt && p?.crypto.session && p.crypto.authenticated) {
       // Reference peers send PILT copies only while THEY lack a session; once we have an
       // authenticated session, plaintext from that node id is unauthenticated and could be
       // injected by anyone: drop it. (Improvement over the reference, which accepts it.)
-      return;
+      return this.opts.onDrop?.("plaintext_after_session");
     }
     if (this.opts.encrypt && !p?.kxSeen) this.table.rememberPlain(src);
     if (p && this.opts.encrypt && !p.crypto.session && !p.kxSeen && (viaRelay || (p.endpoint && sameEndpoint(p.endpoint, from)))) {
@@ -422,15 +425,16 @@ export class Tunnel {
   }
 
   private onSealed(buf: Uint8Array, from: Endpoint, viaRelay: boolean, relaySrc: number): void {
-    if (buf.length < 4 + 32) return;
+    if (buf.length < 4 + 32) return this.opts.onDrop?.("malformed");
     const nodeId = ((buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]) >>> 0;
     if (viaRelay && nodeId !== relaySrc) return;
     const p = this.table.map.get(nodeId);
-    if (!p || !p.crypto.session) return; // "encrypted packet from node but no key": drop silently
+    if (!p || !p.crypto.session) return this.opts.onDrop?.("no_session"); // "encrypted packet from node but no key": drop silently
     const now = this.clock.now();
     const r = this.kx.open(p.crypto, buf, now);
     if (!r.plain) {
       // auth failure or replay: dropped, the session is kept
+      this.opts.onDrop?.(r.drop === "replay" ? "replay" : "auth_failed");
       if (r.drop === "replay") {
         const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
         const counter = dv.getUint32(12) * 0x100000000 + dv.getUint32(16); // nonce counter: bytes 12..19, big-endian
@@ -491,6 +495,7 @@ export class Tunnel {
         regKey = await this.opts.lookupPublicKey(nodeId, true).catch(() => null);
       }
       if (!regKey || !this.kx.verifyPILA(parsed, regKey)) {
+        this.opts.onDrop?.("kx_rejected");
         this.opts.log.debug("key exchange rejected", { node_id: nodeId });
         return;
       }

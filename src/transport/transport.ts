@@ -208,6 +208,8 @@ export class Transport implements ConnHost {
     if (c.dead) return;
     if (c.active) c.setState(S_CLOSED);
     c.dead = true;
+    const st = c.stats(), g = this.closedTotals;
+    g.bytesSent += st.bytesSent; g.bytesRecv += st.bytesRecv; g.retransmits += st.retransmits; g.fastRetransmits += st.fastRetransmits;
     this.timers.disarm(c);
     const m = this.table.get(c.remoteAddr.node);
     if (m) {
@@ -219,6 +221,9 @@ export class Transport implements ConnHost {
     }
     this.nconns--;
   }
+
+  /** Stream counters summed over connections that have left the table (monotonic totals for metrics). */
+  readonly closedTotals = { bytesSent: 0, bytesRecv: 0, retransmits: 0, fastRetransmits: 0 };
 
   /** Called by Conn when it leaves the table. */
   remove(c: Conn): void {
