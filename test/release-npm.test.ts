@@ -25,7 +25,9 @@ const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as
 let built: BuiltArchive;
 let main: Packed;
 let platform: Packed;
-const good = new FakeRegistry();
+// The main package's own dependencies come from the registry npm is configured with.
+const UPSTREAM = Bun.spawnSync(["npm", "config", "get", "registry"]).stdout.toString().trim() || "https://registry.npmjs.org/";
+const good = new FakeRegistry(UPSTREAM);
 const tampered = new FakeRegistry();
 
 async function run(cmd: string[], opts: { env?: Record<string, string | undefined>; cwd?: string } = {}) {

@@ -2,6 +2,8 @@
 // (GET /<name>/<version|latest>) and tarballs, shaped like registry.npmjs.org's, for packages
 // added from local .tgz files. Each version's dist.integrity is the SHA-512 SRI of the tarball as
 // packed; `tamper` serves different bytes under the same integrity (a corrupted or swapped download).
+// With `upstream`, a package it does not hold (the main package's own dependencies, e.g. the MCP
+// SDK) is fetched from that registry, so a local tarball installs as it would from npmjs.org.
 import { readFileSync } from "node:fs";
 
 export interface RegistryEntry {
@@ -19,6 +21,8 @@ export class FakeRegistry {
   private readonly entries = new Map<string, RegistryEntry[]>();
   private readonly blobs = new Map<string, Uint8Array | null>();
   private server: ReturnType<typeof Bun.serve> | null = null;
+
+  constructor(private readonly upstream?: string) {}
 
   get base(): string {
     if (!this.server) throw new Error("registry not started");
@@ -73,7 +77,7 @@ export class FakeRegistry {
     return { ...e.manifest, name: e.name, version: e.version, _id: `${e.name}@${e.version}`, dist: this.dist(e) };
   }
 
-  private handle(req: Request): Response {
+  private handle(req: Request): Response | Promise<Response> {
     const path = new URL(req.url).pathname;
     this.requests.push(path);
     if (path.startsWith("/-/tarballs/")) {
@@ -86,6 +90,7 @@ export class FakeRegistry {
     const name = parts.slice(0, nameLen).join("/");
     const rest = parts.slice(nameLen);
     const list = this.entries.get(name);
+    if (!list && this.upstream) return this.proxy(path, req);
     if (!list || rest.length > 1) return notFound();
     const latest = list[list.length - 1]!;
     if (rest.length === 1) {
@@ -95,6 +100,11 @@ export class FakeRegistry {
     const versions: Record<string, unknown> = {};
     for (const e of list) versions[e.version] = this.versionDoc(e);
     return Response.json({ _id: name, name, "dist-tags": { latest: latest.version }, versions });
+  }
+
+  private async proxy(path: string, req: Request): Promise<Response> {
+    const r = await fetch(this.upstream!.replace(/\/$/, "") + path, { headers: { accept: req.headers.get("accept") ?? "application/json" } });
+    return new Response(await r.arrayBuffer(), { status: r.status, headers: { "content-type": r.headers.get("content-type") ?? "application/json" } });
   }
 }
 
