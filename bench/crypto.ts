@@ -6,7 +6,7 @@ import { gcm } from "@noble/ciphers/aes.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { measure, type Reporter } from "./run.ts";
 import { generateIdentity, sign, verify } from "../src/crypto/identity.ts";
-import { authChallenge } from "../src/crypto/challenges.ts";
+import { pilaChallenge } from "../src/proto/tunnel.ts";
 import { TunnelSession, buildAuthKeyExchange, generateX25519, verifyAuthKeyExchange, x25519Shared } from "../src/crypto/tunnel.ts";
 
 const MB = 1e6;
@@ -75,7 +75,7 @@ export default async function crypto(r: Reporter): Promise<void> {
   // Ed25519
   const id = generateIdentity();
   const x = generateX25519();
-  const msg = authChallenge(1, x.pub);
+  const msg = pilaChallenge(1, x.pub);
   const sig = sign(id, msg);
   const s = measure(() => sign(id, msg), { batch: 50 });
   r.add("Ed25519 sign", s.opsPerSec, "ops/s", "node:crypto");

@@ -1,11 +1,12 @@
 import { describe, expect, test } from "bun:test";
+import { pilaChallenge } from "../src/proto/tunnel.ts";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { ProtoError } from "../src/proto/types.ts";
 import {
-  authChallenge, decodePublicKey, decodeSignature, decodePrivateKey, decodeBase64Std, encodePublicKey, encodeSignature,
+  decodePublicKey, decodeSignature, decodePrivateKey, decodeBase64Std, encodePublicKey, encodeSignature,
   formatIdentityFile, generateIdentity, identityFromSeed, loadIdentity, loadOrCreateIdentity,
   parseIdentityFile, saveIdentity, sign, verify,
 } from "../src/crypto/identity.ts";
@@ -45,7 +46,7 @@ describe("§8.6 vectors", () => {
     expect(toHex(id.privateKey)).toBe(toHex(SEED) + toHex(PUB));
   });
   test("PILA challenge and signature", () => {
-    const ch = authChallenge(1, X_A);
+    const ch = pilaChallenge(1, X_A);
     expect(toHex(ch)).toBe("61757468000000018520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
     const sig = sign(identityFromSeed(SEED), ch);
     expect(toHex(sig)).toBe(SIG);
@@ -131,8 +132,8 @@ describe("encodings §5.2", () => {
 });
 
 describe("auth challenge", () => {
-  test("authChallenge rejects wrong key length", () => {
-    expectCode(() => authChallenge(1, new Uint8Array(31)), "bad_key_length");
+  test("pilaChallenge rejects wrong key length", () => {
+    expectCode(() => pilaChallenge(1, new Uint8Array(31)), "invalid_key_length");
   });
 });
 

@@ -5,7 +5,7 @@ import { x25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { ProtoError } from "../src/proto/types.ts";
 import { generateIdentity, identityFromSeed, sign } from "../src/crypto/identity.ts";
-import { authChallenge } from "../src/crypto/challenges.ts";
+import { pilaChallenge } from "../src/proto/tunnel.ts";
 import {
   ACTIVE_PREFIXES, TunnelSession, buildAuthKeyExchange, buildKeyExchange, deriveTunnelKey, generateX25519,
   parseAuthKeyExchange, parseKeyExchange, pilsNodeId, tunnelKeyFromShared, verifyAuthKeyExchange, x25519PublicFromPrivate,
@@ -141,7 +141,7 @@ describe("§8.6 PILA", () => {
     const wrongMagic = f.slice();
     wrongMagic[3] = 0x4b;
     expectCode(() => verifyAuthKeyExchange(wrongMagic), "wrong_magic");
-    expect(toHex(parseAuthKeyExchange(f).signature)).toBe(toHex(sign(id, authChallenge(1, A_PUB))));
+    expect(toHex(parseAuthKeyExchange(f).signature)).toBe(toHex(sign(id, pilaChallenge(1, A_PUB))));
   });
 });
 

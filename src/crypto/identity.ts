@@ -8,7 +8,6 @@ import { dirname } from "node:path";
 import { ProtoError } from "../proto/types.ts";
 import { ed25519PrivateKeyObject, ed25519PublicKeyObject, rawPublicOf } from "./keyobj.ts";
 
-export * from "./challenges.ts";
 
 export const PUBLIC_KEY_SIZE = 32;
 export const PRIVATE_KEY_SIZE = 64; // Go/NaCl form: seed ‖ public key

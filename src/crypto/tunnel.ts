@@ -5,8 +5,7 @@
 // two small Buffers node:crypto's streaming API returns; open() allocates the plaintext.
 import { createCipheriv, createDecipheriv, createHash, createSecretKey, diffieHellman, randomBytes, randomFillSync, type KeyObject } from "node:crypto";
 import { ProtoError } from "../proto/types.ts";
-import { decodePILA, decodePILK, encodePILA, encodePILK } from "../proto/tunnel.ts";
-import { authChallenge } from "./challenges.ts";
+import { decodePILA, decodePILK, encodePILA, encodePILK, pilaChallenge } from "../proto/tunnel.ts";
 import { sign, verify, type Identity } from "./identity.ts";
 import { rawPublicOf, x25519PrivateKeyObject, x25519PublicKeyObject } from "./keyobj.ts";
 import { ReplayWindow } from "./replay.ts";
@@ -343,7 +342,7 @@ export function buildAuthKeyExchange(identity: Identity, nodeId: number, x25519P
     nodeId: nodeId >>> 0,
     x25519: x25519Pub,
     ed25519: identity.publicKey,
-    signature: sign(identity, authChallenge(nodeId >>> 0, x25519Pub)),
+    signature: sign(identity, pilaChallenge(nodeId >>> 0, x25519Pub)),
   });
 }
 
@@ -375,7 +374,7 @@ export function verifyAuthKeyExchange(frame: Uint8Array, expectedPubKey?: Uint8A
     }
     key = expectedPubKey;
   }
-  if (!verify(key, authChallenge(p.nodeId, p.x25519Pub, CHALLENGE_BUF), p.signature)) {
+  if (!verify(key, pilaChallenge(p.nodeId, p.x25519Pub, CHALLENGE_BUF), p.signature)) {
     throw new ProtoError("pila_bad_signature", `PILA from node ${p.nodeId}: bad signature`, "the signature must cover \"auth\" ‖ node ID ‖ X25519 key (no colon)");
   }
   return p;

@@ -238,9 +238,10 @@ export interface PILAFrame {
  * The 40 bytes a PILA signature covers: ASCII "auth" (61 75 74 68, NO colon — the reference's
  * source comment saying "auth:" is wrong, W2) ‖ node ID (u32 BE) ‖ X25519 public key.
  */
-export function pilaChallenge(nodeId: number, x25519: Uint8Array): Uint8Array {
+export function pilaChallenge(nodeId: number, x25519: Uint8Array, into?: Uint8Array): Uint8Array {
   checkKey(x25519, KEY_SIZE, "X25519 public key");
-  const out = new Uint8Array(PILA_CHALLENGE_SIZE);
+  // `into` (at least 40 bytes) avoids an allocation on the key-exchange path.
+  const out = into ? into.subarray(0, PILA_CHALLENGE_SIZE) : new Uint8Array(PILA_CHALLENGE_SIZE);
   out[0] = 0x61;
   out[1] = 0x75;
   out[2] = 0x74;
