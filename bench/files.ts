@@ -6,7 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { sendFile } from "../src/client/file-transfer.ts";
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 import { BUN, Cluster, MAIN, REPO } from "../test/helpers/cluster.ts";
 import { rssMiB } from "./lib/proc.ts";

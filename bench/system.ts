@@ -4,7 +4,7 @@
 // by bench/raw.ts in the same run; see bench/README.md).
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { Driver, type DriverConn } from "../src/ctl/driver.ts";
+import { Driver, type DriverConn } from "../src/client/driver.ts";
 import { encodeFilePayload, encodeFrame, TYPE_FILE } from "../src/daemon/services/dataexchange.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 import { BUN, Cluster, type DaemonHandle, MAIN, REPO } from "../test/helpers/cluster.ts";

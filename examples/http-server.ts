@@ -9,7 +9,7 @@
 //
 // Usage: bun examples/http-server.ts [-socket /tmp/pilot.sock] [port]   (default port 80)
 // Prints "listening on pilot port <port>" on stdout once bound.
-import { Driver, type DriverConn } from "../src/ctl/driver.ts";
+import { Driver, type DriverConn } from "../src/client/driver.ts";
 
 export function bytePattern(i: number): number {
   return (i * 7 + (i >>> 8)) & 0xff;

@@ -7,7 +7,7 @@ setDefaultTimeout(40000);
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 import { Cluster, type DaemonHandle } from "./helpers/cluster.ts";
 

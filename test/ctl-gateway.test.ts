@@ -6,7 +6,7 @@ import { until } from "./helpers/until.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Cluster, type DaemonHandle, BUN, REPO } from "./helpers/cluster.ts";
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 
 const cl = new Cluster("pilot-ctlgw-");
 let A: DaemonHandle, B: DaemonHandle, C: DaemonHandle;

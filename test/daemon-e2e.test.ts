@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Cluster, type DaemonHandle } from "./helpers/cluster.ts";
-import { Driver, type DriverConn } from "../src/ctl/driver.ts";
+import { Driver, type DriverConn } from "../src/client/driver.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 import { DataExchangeClient } from "../src/daemon/services/dataexchange.ts";
 

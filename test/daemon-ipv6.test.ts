@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnTool, type Proc } from "./helpers/cluster.ts";
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "pilot-v6-"));

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Cluster, type DaemonHandle } from "./helpers/cluster.ts";
-import { Driver, type DriverConn } from "../src/ctl/driver.ts";
+import { Driver, type DriverConn } from "../src/client/driver.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 
 const cl = new Cluster("pilot-load-");

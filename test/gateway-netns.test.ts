@@ -9,7 +9,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 import { gatewayList, gatewayMap, gatewayPid, gatewayStart, gatewayStop, gatewayUnmap } from "../src/gateway/control.ts";
 import { pidAlive } from "../src/gateway/gateway.ts";
 import { patternBody } from "../examples/http-server.ts";

@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { Cluster, spawnTool, type Proc } from "./helpers/cluster.ts";
 import { FakeRegistry, RawReg, b64, frame, registerNode, signB64, verifySig, type Node } from "./interop-helpers.ts";
 import { generateIdentity, sign } from "../src/crypto/identity.ts";
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 
 const ADDR_RE = /^0:0000\.[0-9A-F]{4}\.[0-9A-F]{4}$/;

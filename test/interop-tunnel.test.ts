@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Cluster, type DaemonHandle } from "./helpers/cluster.ts";
 import { RawReg, RawUdp, b64, registerNode, signB64, type Node } from "./interop-helpers.ts";
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 import { decodePacket, encodePacket, makePacket } from "../src/proto/packet.ts";
 import { FLAG_ACK, FLAG_FIN, FLAG_SYN, PROTO_CONTROL, PROTO_STREAM, type Packet, type Addr } from "../src/proto/types.ts";

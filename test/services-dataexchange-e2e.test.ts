@@ -7,7 +7,7 @@ setDefaultTimeout(120000);
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { Driver, type DriverConn } from "../src/ctl/driver.ts";
+import { Driver, type DriverConn } from "../src/client/driver.ts";
 import { encodeText, formatAck, FrameReader, TYPE_XFER_OFFER } from "../src/proto/dataexchange.ts";
 import { BUN, Cluster, type DaemonHandle, MAIN, REPO } from "./helpers/cluster.ts";
 import { until } from "./helpers/until.ts";

@@ -7,7 +7,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { Cluster, type DaemonHandle } from "./helpers/cluster.ts";
 import { until } from "./helpers/until.ts";
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 import { RegistryClient } from "../src/daemon/registry-client.ts";
 import { loadIdentity, sign, encodeBase64Std } from "../src/crypto/identity.ts";

@@ -9,7 +9,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, openSync, closeSync, rmSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { Driver } from "../ctl/driver.ts";
+import { Driver } from "../client/driver.ts";
 import { formatAddr, parseAddr } from "../proto/addr.ts";
 import { SystemAliases } from "./alias.ts";
 import { controlRequest, takeReply } from "./ctlsock.ts";

@@ -4,7 +4,7 @@
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
-import { Driver } from "../ctl/driver.ts";
+import { Driver } from "../client/driver.ts";
 import { formatAddr } from "../proto/addr.ts";
 import type { Addr } from "../proto/types.ts";
 import { type AliasManager, SystemAliases } from "./alias.ts";

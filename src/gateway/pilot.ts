@@ -1,4 +1,4 @@
-// PilotStream over the IPC driver (src/ctl/driver.ts). Each bridged TCP connection gets its own
+// PilotStream over the IPC driver (src/client/driver.ts). Each bridged TCP connection gets its own
 // Driver (its own Unix-socket connection to the daemon): the IPC protocol has no per-connection
 // flow control, so pausing one shared socket would stall every bridge; with one socket per bridge,
 // pausing it makes the daemon pause exactly that stream (its receive window then closes).

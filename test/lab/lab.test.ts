@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Driver, type DriverConn } from "../../src/ctl/driver.ts";
+import { Driver, type DriverConn } from "../../src/client/driver.ts";
 import { parseAddr } from "../../src/proto/addr.ts";
 import { encodeFrame, TYPE_TEXT } from "../../src/daemon/services/dataexchange.ts";
 import { encodeEvent, EventReader } from "../../src/daemon/services/eventstream.ts";
