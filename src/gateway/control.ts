@@ -12,6 +12,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { Driver } from "../client/driver.ts";
 import { formatAddr, parseAddr } from "../proto/addr.ts";
 import { SystemAliases } from "./alias.ts";
+import type { ControlRequest } from "../proto/gateway-control.ts";
 import { controlRequest, takeReply } from "./ctlsock.ts";
 import { GatewayError } from "./errors.ts";
 import { pidAlive, recoverAliases } from "./gateway.ts";
@@ -213,7 +214,7 @@ export async function gatewayStop(o: GatewayCtlOptions = {}): Promise<{ pid: num
   return { pid };
 }
 
-async function request(o: GatewayCtlOptions, req: Record<string, unknown>, hint: string): Promise<Record<string, unknown>> {
+async function request(o: GatewayCtlOptions, req: ControlRequest, hint: string): Promise<Record<string, unknown>> {
   const paths = gatewayPaths(dirOf(o));
   if (!gatewayPid(o)) throw notRunning(hint);
   try {
@@ -231,7 +232,7 @@ export async function gatewayMap(o: GatewayCtlOptions, addr: string, ip?: string
   } catch (e) {
     throw new GatewayError("invalid_argument", `parse address: ${(e as Error).message}`);
   }
-  const r = await request(o, { op: "map", addr, ip: ip ?? "" }, "start with: pilotctl gateway start");
+  const r = await request(o, ip ? { op: "map", addr, ip } : { op: "map", addr }, "start with: pilotctl gateway start");
   return r.mapping as MappingOut & { listening: number[] };
 }
 

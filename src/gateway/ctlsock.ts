@@ -1,18 +1,13 @@
-// Gateway control channel (fix of services.md §13.9-1: the reference has none, so pilotctl's
-// map/unmap/list never reached the running gateway). A Unix socket (mode 0600, in ~/.pilot by
-// default) speaking JSON lines: one request object per line, one reply object per line.
-//   {"op":"status"}                     → {"ok":true,"pid":N,"subnet":S,"ports":[…],"mappings":[…]}
-//   {"op":"list"}                       → {"ok":true,"mappings":[{"local_ip","pilot_addr","listening"}…]}
-//   {"op":"map","addr":A,"ip":I?}       → {"ok":true,"mapping":{…}}
-//   {"op":"unmap","target":IP|ADDR}     → {"ok":true,"unmapped":IP,"pilot_addr":A}
-//   {"op":"stop"}                       → {"ok":true,"pid":N}   (sent after cleanup; then the process exits)
-// Errors: {"ok":false,"error":{"code","message","hint"?}}.
+// Gateway control channel server and client (the reference has none, so its pilotctl map/unmap/list
+// never reached the running gateway). Message formats: src/proto/gateway-control.ts.
 import { chmodSync, rmSync } from "node:fs";
 import { connect, createServer, type Server } from "node:net";
+import {
+  type ControlReply, type ControlRequest, decodeControlRequest, encodeControlReply, encodeControlRequest, MAX_CONTROL_LINE, takeControlReply,
+} from "../proto/gateway-control.ts";
+import { ProtoError } from "../proto/types.ts";
 import { asGatewayError, GatewayError } from "./errors.ts";
 import type { Gateway } from "./gateway.ts";
-
-const MAX_LINE = 64 * 1024;
 
 export interface ControlServer {
   close(): void;
@@ -27,30 +22,24 @@ export async function serveControl(gw: Gateway, path: string, onStop: () => Prom
     if (e instanceof GatewayError && e.code === "already_exists") throw e;
   }
   rmSync(path, { force: true });
-  const handle = async (req: Record<string, unknown>): Promise<Record<string, unknown>> => {
+  const handle = async (req: ControlRequest): Promise<ControlReply> => {
     switch (req.op) {
       case "status":
         return { ok: true, pid: process.pid, subnet: gw.subnet, ports: gw.ports, mappings: gw.list(), bridges: gw.activeBridges };
       case "list":
         return { ok: true, mappings: gw.list() };
       case "map": {
-        if (typeof req.addr !== "string") throw new GatewayError("invalid_argument", "map: missing addr");
-        const ip = typeof req.ip === "string" && req.ip !== "" ? req.ip : undefined;
         try {
-          return { ok: true, mapping: await gw.map(req.addr, ip) };
+          return { ok: true, mapping: await gw.map(req.addr, req.ip) };
         } catch (e) {
           throw asGatewayError(e, "map: ");
         }
       }
-      case "unmap": {
-        if (typeof req.target !== "string") throw new GatewayError("invalid_argument", "unmap: missing target");
+      case "unmap":
         return { ok: true, ...(await gw.unmap(req.target)) };
-      }
       case "stop":
         await onStop();
         return { ok: true, pid: process.pid };
-      default:
-        throw new GatewayError("invalid_argument", `unknown control op: ${String(req.op)}`);
     }
   };
   const srv: Server = createServer((s) => {
@@ -59,7 +48,7 @@ export async function serveControl(gw: Gateway, path: string, onStop: () => Prom
     s.on("error", () => {});
     s.on("data", (chunk: string) => {
       buf += chunk;
-      if (buf.length > MAX_LINE && buf.indexOf("\n") < 0) {
+      if (buf.length > MAX_CONTROL_LINE && buf.indexOf("\n") < 0) {
         s.destroy();
         return;
       }
@@ -67,17 +56,17 @@ export async function serveControl(gw: Gateway, path: string, onStop: () => Prom
       while ((nl = buf.indexOf("\n")) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        let req: Record<string, unknown>;
+        let req: ControlRequest;
         try {
-          req = JSON.parse(line) as Record<string, unknown>;
-          if (!req || typeof req !== "object") throw new Error("not an object");
-        } catch {
-          s.write(JSON.stringify({ ok: false, error: { code: "invalid_argument", message: "control: malformed request" } }) + "\n");
+          req = decodeControlRequest(line);
+        } catch (e) {
+          const code = e instanceof ProtoError && e.code === "invalid_argument" ? e.message : "control: malformed request";
+          s.write(encodeControlReply({ ok: false, error: { code: "invalid_argument", message: code } }));
           continue;
         }
         handle(req).then(
-          (r) => s.write(JSON.stringify(r) + "\n"),
-          (e) => s.write(JSON.stringify({ ok: false, error: asGatewayError(e).toJSON() }) + "\n"),
+          (r) => s.write(encodeControlReply(r)),
+          (e) => s.write(encodeControlReply({ ok: false, error: asGatewayError(e).toJSON() })),
         );
       }
     });
@@ -99,7 +88,7 @@ export async function serveControl(gw: Gateway, path: string, onStop: () => Prom
 }
 
 /** One request over the control socket. Throws GatewayError (not_running when nobody answers). */
-export function controlRequest(path: string, req: Record<string, unknown>, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+export function controlRequest(path: string, req: ControlRequest, timeoutMs = 10_000): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const s = connect({ path });
     let buf = "";
@@ -115,7 +104,7 @@ export function controlRequest(path: string, req: Record<string, unknown>, timeo
     s.setEncoding("utf8");
     s.on("error", () => fin(() => reject(new GatewayError("not_running", "gateway is not running", "start with: pilotctl gateway start"))));
     s.on("close", () => fin(() => reject(new GatewayError("not_running", "gateway is not running", "start with: pilotctl gateway start"))));
-    s.on("connect", () => s.write(JSON.stringify(req) + "\n"));
+    s.on("connect", () => s.write(encodeControlRequest(req)));
     s.on("data", (c: string) => {
       buf += c;
       const r = takeReply(buf, "gateway control: malformed reply", "gateway control error");
@@ -130,15 +119,13 @@ export function controlRequest(path: string, req: Record<string, unknown>, timeo
  * buffered.
  */
 export function takeReply(buf: string, malformed: string, fallback: string): { ok?: Record<string, unknown>; err?: GatewayError; malformed?: boolean } | null {
-  const nl = buf.indexOf("\n");
-  if (nl < 0) return null;
-  let r: Record<string, unknown>;
+  let r: ControlReply | null;
   try {
-    r = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+    r = takeControlReply(buf);
   } catch {
     return { err: new GatewayError("internal", malformed), malformed: true };
   }
-  if (r.ok === true) return { ok: r };
-  const e = (r.error ?? {}) as { code?: string; message?: string; hint?: string };
-  return { err: new GatewayError(e.code ?? "internal", e.message ?? fallback, e.hint) };
+  if (!r) return null;
+  if (r.ok) return { ok: r };
+  return { err: new GatewayError(r.error.code, r.error.message || fallback, r.error.hint) };
 }

@@ -14,6 +14,7 @@ import { decodePacket, encodePacket, makePacket } from "../../src/proto/packet.t
 import { decodeTaskMessage, encodeTaskMessage } from "../../src/proto/tasks.ts";
 import { decodePILA, decodePILK, decodePILP, decodePILT, encodePacketPILT, parsePILS } from "../../src/proto/tunnel.ts";
 import { ProtoError } from "../../src/proto/types.ts";
+import { decodeControlRequest, takeControlReply } from "../../src/proto/gateway-control.ts";
 import type { FuzzTarget } from "./fuzz.ts";
 import { Registry, newCtx } from "../../src/server/registry.ts";
 import { SqliteStore } from "../../src/server/store.ts";
@@ -170,6 +171,18 @@ export function fuzzTargets(): FuzzTarget[] {
       run: (b) => {
         const rd = new FrameReader((f) => { decodeTaskMessage(f); decodeTaskMessage(f, true); }, 1 << 16);
         split(b, (c) => rd.push(c));
+      },
+    },
+    {
+      name: "gateway control",
+      samples: [
+        te.encode('{"op":"map","addr":"0:0000.0000.0002","ip":"10.4.0.9"}'), te.encode('{"op":"unmap","target":"10.4.0.9"}'), te.encode('{"op":"status"}'),
+        te.encode('{"ok":false,"error":{"code":"not_found","message":"m","hint":"h"}}\n'), te.encode('{"ok":true,"mappings":[]}\n'),
+      ],
+      run: (b) => {
+        const line = td.decode(b);
+        decodeControlRequest(line);
+        takeControlReply(line);
       },
     },
   ];
