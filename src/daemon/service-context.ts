@@ -11,7 +11,7 @@ import type { BoundPort } from "./daemon-api.ts";
 import { regCall } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { RegistrationSession } from "./registration.ts";
-import type { RegistryLookup, RegistryPoll, ServiceContext, ServiceHandle, TrustRegistry } from "./services/context.ts";
+import type { ServiceContext, ServiceHandle, TrustRegistry } from "./services/context.ts";
 import type { TrustService } from "./services/trust.ts";
 
 export interface ServiceHost {
@@ -30,14 +30,14 @@ export interface ServiceHost {
 export function serviceContext(h: ServiceHost): ServiceContext {
   const s = h.session;
   const reg: TrustRegistry = {
-    lookup: async (nodeId) => (await regCall(s.registry.lookup(nodeId))) as unknown as RegistryLookup,
+    lookup: async (nodeId) => await regCall(s.registry.lookup(nodeId)),
     requestHandshake: async (to, justification) => {
       await regCall(s.registry.requestHandshake(s.nodeId, to, justification));
     },
     respondHandshake: async (peer, accept) => {
       await regCall(s.registry.respondHandshake(s.nodeId, peer, accept));
     },
-    pollHandshakes: async () => (await regCall(s.registry.pollHandshakes(s.nodeId))) as unknown as RegistryPoll,
+    pollHandshakes: async () => await regCall(s.registry.pollHandshakes(s.nodeId)),
     reportTrust: async (peer) => {
       await regCall(s.registry.reportTrust(s.nodeId, peer));
     },

@@ -1,5 +1,6 @@
 // What the built-in services need from the daemon. The daemon core implements this interface;
 // tests implement it with in-memory streams (test/helpers/memconn.ts).
+import type { ReplyFields } from "../../proto/registry.ts";
 import type { Addr } from "../../proto/types.ts";
 import type { Listener, StreamConn } from "../../transport/api.ts";
 
@@ -10,16 +11,11 @@ export interface ServiceLogger {
 }
 
 /** Registry `lookup` reply fields the trust handshake reads (registry.md §5.5). */
-export interface RegistryLookup {
-  node_id: number;
-  public_key: string;
-  networks: number[];
-}
+/** What the trust service reads of a `lookup` reply (the typed schema is src/proto/registry.ts). */
+export type RegistryLookup = Pick<ReplyFields["lookup"], "node_id" | "public_key" | "networks">;
 
-export interface RegistryPoll {
-  requests: { from_node_id: number; justification: string; timestamp: number }[];
-  responses: { from_node_id: number; accept: boolean; timestamp: number }[];
-}
+/** A `poll_handshakes` reply: relayed requests and answers waiting for this node. */
+export type RegistryPoll = ReplyFields["poll_handshakes"];
 
 /**
  * Registry requests made by the trust handshake. Each rejects (throws) with the registry's error
