@@ -40,29 +40,27 @@ const FIXED_RESERVE = 16 * 1024;
 /** Share of the frame `conn_list` may use; `peer_list` gets the rest. */
 const CONN_LIST_BUDGET = 640 * 1024;
 
-type Extra = Record<string, unknown>;
-
 function connEntry(c: ConnInfo): JsonObject {
-  const s = c.stats as unknown as Extra & ConnInfo["stats"];
+  const s = c.stats;
   return {
     bytes_recv: s.bytesRecv,
     bytes_sent: s.bytesSent,
     cong_win: s.cwnd,
-    dup_acks: Number(s.dupAcks ?? 0),
+    dup_acks: s.dupAcks ?? 0,
     fast_retx: s.fastRetransmits,
     id: c.id,
     in_flight: s.inFlight,
-    in_recovery: Boolean(s.inRecovery),
+    in_recovery: s.inRecovery === true,
     local_port: c.localPort,
-    ooo_buf: Number(s.oooSegments ?? 0),
+    ooo_buf: s.oooSegments ?? 0,
     peer_recv_win: s.peerWindow * 4096,
-    recv_win: Number(s.recvWindow ?? 0) * 4096,
+    recv_win: (s.recvWindow ?? 0) * 4096,
     remote_addr: formatAddr(c.remoteAddr),
     remote_port: c.remotePort,
     retransmits: s.retransmits,
     rttvar_ms: Math.trunc(s.rttvarMs),
-    sack_recv: Number(s.sackRecv ?? 0),
-    sack_sent: Number(s.sackSent ?? 0),
+    sack_recv: s.sackRecv ?? 0,
+    sack_sent: s.sackSent ?? 0,
     segs_recv: s.segsRecv,
     segs_sent: s.segsSent,
     srtt_ms: Math.trunc(s.srttMs),
