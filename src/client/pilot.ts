@@ -1,26 +1,28 @@
 // The typed SDK: `connect()` returns a Pilot, one IPC connection to a local daemon, with a typed
 // method for every daemon operation. Every method takes CallOptions (timeoutMs, signal) and fails
 // with PilotError.
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { open } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { formatAddr, parseAddr } from "../proto/addr.ts";
-import type { Addr } from "../proto/types.ts";
+import { encodeFileNameHeader, MAX_FRAME_PAYLOAD, MESSAGE_TYPES } from "../proto/dataexchange.ts";
+import { encodeEventMessage } from "../proto/eventstream.ts";
+import { type Addr, PORT_DATAEXCHANGE, PORT_ECHO, PORT_EVENTSTREAM } from "../proto/types.ts";
 import { Connection, Listener } from "./conn.ts";
 import { DEFAULT_SOCKET, Driver, type DriverConn } from "./driver.ts";
 import { abortError, arm, type CallOptions, PilotError } from "./errors.ts";
 import { clearEntries, defaultDataDir, readInbox, readReceived, waitForInbox } from "./mailbox.ts";
 import type {
   BenchResult, Datagram, FoundNode, HandshakeResult, HostnameResult, InboxMessage, MessageType, NodeInfo, PendingRequest,
-  PingReply, PingResult, PublishResult, ReceivedFile, SendFileProgress, SendFileResult, SendMessageResult, StreamEvent,
+  PingReply, PingResult, PublishResult, ReceivedFile, SendFileProgress, SendFileResult, SendMessageResult,
   TagsResult, Target, TaskExecResult, TrustedPeer, VisibilityResult,
 } from "./types.ts";
-import { DX_TYPES, dxFileHeader, dxFrame, EventParser, evFrame, PORT_DATAEXCHANGE, PORT_ECHO, PORT_EVENTSTREAM, readDxAck } from "./wire.ts";
+import { bytesSource, type ByteDuplex, fileDigest, type FileProgress, type FileSource, openFileSource, sendFile as sendFileOver, sendMessage as sendMessageOver } from "./file-transfer.ts";
 import { toFound, toHandshake, toInfo, toPending, toTrusted } from "./convert.ts";
+import { Subscription } from "./subscription.ts";
+
+export { Subscription };
 
 const te = new TextEncoder();
-const td = new TextDecoder();
 
 export interface ConnectOptions extends CallOptions {
   /** Daemon IPC socket (default: $PILOT_SOCKET, else `socket` in ~/.pilot/config.json, else /tmp/pilot.sock). */
@@ -187,84 +189,84 @@ export class Pilot {
   }
 
   // ---------- data exchange (port 1001) ----------
-  /** Send a message to a node's inbox. An object is sent as JSON. */
-  async sendMessage(target: Target, data: string | Uint8Array | object, o: CallOptions & { type?: MessageType } = {}): Promise<SendMessageResult> {
-    const type: MessageType = o.type ?? (data instanceof Uint8Array ? "binary" : typeof data === "string" ? "text" : "json");
-    if (!(type in DX_TYPES) || type === ("file" as string)) throw new PilotError("invalid_argument", `unknown type ${JSON.stringify(type)} (use text, json, or binary)`);
-    const b = data instanceof Uint8Array ? data : te.encode(typeof data === "string" ? data : JSON.stringify(data));
-    if (b.length > 1 << 24) throw new PilotError("invalid_argument", `message too large: ${b.length} bytes (max ${1 << 24})`);
+  /**
+   * Run `fn` over a fresh connection to the target's data-exchange port. The signal closes the
+   * connection; anything but a PilotError is reported as connection_failed.
+   */
+  private async overDataExchange<T>(target: Target, o: CallOptions, fn: (c: ByteDuplex, a: string) => Promise<T>): Promise<T> {
     const { c, a } = await this.dialRaw(target, PORT_DATAEXCHANGE, o, "(data exchange port 1001)");
+    const onAbort = () => c.close();
+    o.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      await this.wrap("send", c.write(dxFrame(DX_TYPES[type], b)));
-      const ack = await readDxAck(c, o.timeoutMs ?? 30_000, o.signal);
-      return { target: a, type, bytes: b.length, ack };
+      return await fn(c, a);
+    } catch (e) {
+      if (o.signal?.aborted) throw abortError("send", o.signal);
+      if (e instanceof PilotError) throw e;
+      throw new PilotError("connection_failed", `send to ${a}: ${(e as Error).message}`, reach(a));
     } finally {
+      o.signal?.removeEventListener("abort", onAbort);
       c.close();
     }
   }
 
   /**
+   * Send a message to a node's inbox (an object is sent as JSON, at most 16 MiB). Resolves once the
+   * receiver acknowledged it; fails with `timeout` when no acknowledgement came within `timeoutMs`
+   * (default 30 s), `refused` when the receiver could not store it.
+   */
+  async sendMessage(target: Target, data: string | Uint8Array | object, o: CallOptions & { type?: MessageType } = {}): Promise<SendMessageResult> {
+    const type: MessageType = o.type ?? (data instanceof Uint8Array ? "binary" : typeof data === "string" ? "text" : "json");
+    if (!Object.hasOwn(MESSAGE_TYPES, type)) throw new PilotError("invalid_argument", `unknown type ${JSON.stringify(type)} (use text, json, or binary)`);
+    const b = data instanceof Uint8Array ? data : te.encode(typeof data === "string" ? data : JSON.stringify(data));
+    if (b.length > MAX_FRAME_PAYLOAD) throw new PilotError("invalid_argument", `message too large: ${b.length} bytes (max ${MAX_FRAME_PAYLOAD})`, "send large data with sendFile");
+    if (o.signal?.aborted) throw abortError("send_message", o.signal);
+    return this.overDataExchange(target, o, async (c, a) => {
+      const r = await sendMessageOver(c, type, b, o.timeoutMs ?? 30_000, o.signal);
+      return { target: a, type, bytes: r.bytes, ack: r.ack };
+    });
+  }
+
+  /**
    * Send a file (a path on this machine, or a name and its bytes) to a node's received/ directory.
-   * `onProgress` is called as bytes are handed to the daemon.
+   * Any size toward pilot-ts receivers, resuming where an interrupted send of the same file stopped;
+   * toward receivers without that extension at most 16 MiB (larger: code `unsupported`, nothing
+   * sent). Resolves only after the receiver acknowledged the stored file. The file is hashed
+   * (SHA-256) before connecting. `timeoutMs` (default 60 s) bounds the dial and each wait for the
+   * receiver, not the whole transfer; `signal` stops it (code `aborted`; a later send resumes).
    */
   async sendFile(
     target: Target,
     file: string | { name: string; data: Uint8Array },
-    o: CallOptions & { onProgress?: (p: SendFileProgress) => void; chunkBytes?: number } = {},
+    o: CallOptions & {
+      onProgress?: (p: SendFileProgress) => void;
+      /** @deprecated ignored: the receiver chooses the chunk size */
+      chunkBytes?: number;
+    } = {},
   ): Promise<SendFileResult> {
-    let name: string;
-    let size: number;
-    let read: (buf: Uint8Array, pos: number) => Promise<number>;
-    let done = async () => {};
-    if (typeof file === "string") {
-      name = basename(file);
-      let fh;
-      try {
-        fh = await open(file, "r");
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === "ENOENT") throw new PilotError("not_found", `file not found: ${file}`, "check the file path");
-        throw new PilotError("internal", `open ${file}: ${(e as Error).message}`);
-      }
-      const h = fh;
-      size = (await h.stat()).size;
-      read = async (buf, pos) => (await h.read(buf, 0, buf.length, pos)).bytesRead;
-      done = () => h.close();
-    } else {
-      name = file.name;
-      size = file.data.length;
-      read = async (buf, pos) => {
-        const part = file.data.subarray(pos, pos + buf.length);
-        buf.set(part);
-        return part.length;
-      };
-    }
+    if (o.signal?.aborted) throw abortError("send_file", o.signal);
+    const src: FileSource = typeof file === "string" ? await openFileSource(file) : bytesSource(file.name, file.data);
+    const timeoutMs = o.timeoutMs ?? 60_000;
+    const onProgress = o.onProgress && progressOf(o.onProgress);
     try {
-      const header = dxFileHeader(name, size);
-      const { c, a } = await this.dialRaw(target, PORT_DATAEXCHANGE, o, "(data exchange port 1001)");
-      const hash = createHash("sha256");
       try {
-        await this.wrap("send", c.write(header));
-        const chunk = new Uint8Array(Math.max(4096, Math.min(o.chunkBytes ?? 256 * 1024, 4 * 1024 * 1024)));
-        let sent = 0;
-        o.onProgress?.({ sentBytes: 0, totalBytes: size });
-        while (sent < size) {
-          if (o.signal?.aborted) throw abortError("send_file", o.signal);
-          const n = await read(chunk.subarray(0, Math.min(chunk.length, size - sent)), sent);
-          if (n <= 0) throw new PilotError("internal", `read ${name}: file shrank while sending`);
-          const part = chunk.slice(0, n);
-          hash.update(part);
-          await this.wrap("send", c.write(part));
-          sent += n;
-          o.onProgress?.({ sentBytes: sent, totalBytes: size });
-        }
-        const ack = await readDxAck(c, o.timeoutMs ?? 60_000, o.signal);
-        return { filename: name, bytes: size, destination: a, sha256: hash.digest("hex"), ack };
-      } finally {
-        c.close();
+        encodeFileNameHeader(src.name); // a name the frame cannot carry fails before the file is hashed
+      } catch (e) {
+        throw new PilotError("invalid_argument", (e as Error).message, (e as { hint?: string }).hint);
       }
+      onProgress?.({ phase: "hashing", done: 0, acked: 0, total: src.size });
+      let sha256: string;
+      try {
+        sha256 = await fileDigest(src, (done, total) => onProgress?.({ phase: "hashing", done, acked: 0, total }), o.signal);
+      } catch (e) {
+        if (o.signal?.aborted) throw abortError("send_file", o.signal);
+        throw e;
+      }
+      return await this.overDataExchange(target, { ...o, timeoutMs }, async (c, a) => {
+        const r = await sendFileOver(c, src, { sha256, replyTimeoutMs: timeoutMs, signal: o.signal, onProgress });
+        return { filename: src.name, bytes: r.bytes, destination: a, sha256: r.sha256, ack: r.ack, mode: r.mode, resumedFrom: r.resumedFrom };
+      });
     } finally {
-      await done();
+      await src.close();
     }
   }
 
@@ -298,12 +300,16 @@ export class Pilot {
   }
 
   // ---------- event stream (port 1002) ----------
+  /** Publish an event on a topic of a node's broker (topics up to 1024 bytes, payloads up to 16 MiB). */
   async publish(target: Target, topic: string, data: string | Uint8Array, o?: CallOptions): Promise<PublishResult> {
     const b = typeof data === "string" ? te.encode(data) : data;
+    // The first event on a connection is its subscription, every later one a publication.
+    const sub = encodeEvent(() => encodeEventMessage({ kind: "subscribe", topic }));
+    const pub = encodeEvent(() => encodeEventMessage({ kind: "publish", topic, payload: b }));
     const { c, a } = await this.dialRaw(target, PORT_EVENTSTREAM, o, "(event stream port 1002)");
     try {
-      await this.wrap("publish", c.write(evFrame(topic, new Uint8Array(0))));
-      await this.wrap("publish", c.write(evFrame(topic, b)));
+      await this.wrap("publish", c.write(sub));
+      await this.wrap("publish", c.write(pub));
     } finally {
       c.close();
     }
@@ -312,9 +318,10 @@ export class Pilot {
 
   /** Subscribe to a topic ("*" = all) on a node's broker; iterate the result with `for await`. */
   async subscribe(target: Target, topic: string, o?: CallOptions): Promise<Subscription> {
+    const sub = encodeEvent(() => encodeEventMessage({ kind: "subscribe", topic }));
     const { c, a } = await this.dialRaw(target, PORT_EVENTSTREAM, o, "(event stream port 1002)");
     try {
-      await c.write(evFrame(topic, new Uint8Array(0)));
+      await c.write(sub);
     } catch (e) {
       c.close();
       throw new PilotError("connection_failed", `subscribe on ${a}: ${(e as Error).message}`, reach(a));
@@ -424,6 +431,26 @@ export class Pilot {
   }
 }
 
+/** An event the protocol cannot carry (topic above 1024 bytes, payload above 16 MiB) is a usage error. */
+function encodeEvent(enc: () => Uint8Array): Uint8Array {
+  try {
+    return enc();
+  } catch (e) {
+    throw new PilotError("invalid_argument", (e as Error).message, (e as { hint?: string }).hint);
+  }
+}
+
+/** The transfer's progress in the SDK's shape. */
+function progressOf(cb: (p: SendFileProgress) => void): (p: FileProgress) => void {
+  return (p) => cb({
+    phase: p.phase,
+    sentBytes: p.phase === "hashing" ? 0 : p.done,
+    totalBytes: p.total,
+    hashedBytes: p.phase === "hashing" ? p.done : p.total,
+    ackedBytes: p.acked,
+  });
+}
+
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((res, rej) => {
     const disarm = arm({ signal }, "sleep", rej);
@@ -432,42 +459,4 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       res();
     }, ms);
   });
-}
-
-/** Events of one topic subscription; `for await (const ev of sub)`; close() or the signal ends it. */
-export class Subscription implements AsyncIterable<StreamEvent> {
-  private parser = new EventParser();
-  private queued: StreamEvent[] = [];
-  /** @internal */
-  constructor(private readonly c: DriverConn, readonly target: string, readonly topic: string, private readonly signal?: AbortSignal) {
-    signal?.addEventListener("abort", () => c.close(), { once: true });
-  }
-
-  /** Next event; null when the subscription ended (closed, aborted, or the broker went away). */
-  async next(o?: CallOptions): Promise<StreamEvent | null> {
-    for (;;) {
-      const q = this.queued.shift();
-      if (q) return q;
-      if (this.signal?.aborted) return null;
-      const r = await this.c.read(o);
-      if (r === null) return null;
-      for (const ev of this.parser.push(r)) this.queued.push({ topic: ev.topic, data: ev.data, text: td.decode(ev.data) });
-    }
-  }
-
-  close(): void {
-    this.c.close();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<StreamEvent> {
-    try {
-      for (;;) {
-        const ev = await this.next();
-        if (ev === null) return;
-        yield ev;
-      }
-    } finally {
-      this.close();
-    }
-  }
 }

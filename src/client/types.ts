@@ -108,22 +108,41 @@ export interface SendMessageResult {
   target: string;
   type: MessageType;
   bytes: number;
-  /** The receiver's acknowledgement ("ACK text 5 bytes"), or null when none arrived. */
-  ack: string | null;
+  /** The receiver's acknowledgement ("ACK TEXT 5 bytes"); without one the call fails instead. */
+  ack: string;
 }
 
 export interface SendFileProgress {
+  /**
+   * "hashing": the file is read once for its SHA-256 (and a resuming receiver may report re-reading
+   * its partial copy); "sending": bytes go out; "finishing": all sent, waiting for the receiver's
+   * acknowledgement.
+   */
+  phase: "hashing" | "sending" | "finishing";
+  /** Bytes of the file handed to the daemon, counting a prefix the receiver already had (resume); 0 while hashing. */
   sentBytes: number;
   totalBytes: number;
+  /** Bytes hashed so far while hashing; totalBytes afterwards. */
+  hashedBytes: number;
+  /** Bytes the receiver reported as written (resumable transfers only; 0 otherwise). */
+  ackedBytes: number;
 }
 
 export interface SendFileResult {
   filename: string;
   bytes: number;
   destination: string;
-  /** hex SHA-256 of the bytes sent */
+  /** hex SHA-256 of the file */
   sha256: string;
-  ack: string | null;
+  /** The receiver's final acknowledgement ("ACK FILE 1234 bytes"); without one the call fails instead. */
+  ack: string;
+  /**
+   * "resumable": the pilot-ts extension (any size, resumes an interrupted transfer); "single-frame":
+   * the classic one-frame form toward a receiver without the extension (at most 16 MiB).
+   */
+  mode: "resumable" | "single-frame";
+  /** Offset the receiver already had from an earlier interrupted send (0 = sent from the start). */
+  resumedFrom: number;
 }
 
 /** A message stored in this node's inbox by the data-exchange service. */

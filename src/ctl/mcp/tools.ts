@@ -100,7 +100,7 @@ export const TOOLS: Tool[] = [
       data: { type: "string", minLength: 1, maxLength: 1 << 20, description: "The message text (for type json: a JSON document)" },
       type: { type: "string", enum: ["text", "json", "binary"], default: "text", description: "Message type stored with it (default text)" },
     }, ["target", "data"]),
-    description: "Send a message to a trusted node's inbox. The receiver reads it with its inbox or wait_for_message tool. Returns the receiver's acknowledgement.",
+    description: "Send a message to a trusted node's inbox. The receiver reads it with its inbox or wait_for_message tool. Succeeds only once the receiver acknowledged it (returned as ack); without an acknowledgement within 30 s it fails with code timeout.",
     run: async (p, a, signal) => {
       const type = s(a, "type") as "text" | "json" | "binary";
       if (type === "json") {
@@ -138,10 +138,10 @@ export const TOOLS: Tool[] = [
   {
     name: "send_file", title: "Send a file", readOnly: false,
     inputSchema: obj({ target, path: { type: "string", minLength: 1, maxLength: 4096, description: "Path of a local file to send" } }, ["target", "path"]),
-    description: "Send a local file to a trusted node; it lands in the receiver's received files. Returns size, SHA-256 and the receiver's acknowledgement.",
+    description: "Send a local file to a trusted node; it lands in the receiver's received files. Succeeds only once the receiver acknowledged the stored file; returns size, SHA-256 and that acknowledgement. Any size between pilot-ts nodes, and sending the same file again after a failure resumes where it stopped (resumed_from); receivers on other implementations take at most 16 MiB (error code unsupported, nothing sent).",
     run: async (p, a, signal) => {
       const r = await p.sendFile(s(a, "target"), s(a, "path"), { signal, timeoutMs: 60_000 });
-      return { filename: r.filename, bytes: r.bytes, destination: r.destination, sha256: r.sha256, ack: r.ack };
+      return { filename: r.filename, bytes: r.bytes, destination: r.destination, sha256: r.sha256, ack: r.ack, mode: r.mode, resumed_from: r.resumedFrom };
     },
   },
   {
