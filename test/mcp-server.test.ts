@@ -140,7 +140,7 @@ describe("pilotctl mcp", () => {
     writeFileSync(path, text);
     const sha = createHash("sha256").update(text).digest("hex");
     const r = await call(ca, "send_file", { target: B.address, path });
-    expect([r.filename, r.bytes, r.sha256, r.ack]).toEqual(["report.txt", text.length, sha, `ACK FILE ${text.length} bytes`]);
+    expect([r.filename, r.bytes, r.sha256, r.ack, r.mode, r.resumed_from]).toEqual(["report.txt", text.length, sha, `ACK FILE ${text.length} bytes`, "resumable", 0]);
     const rec = await call(cb, "received");
     expect(rec.total).toBe(1);
     expect(createHash("sha256").update(readFileSync(rec.files[0].path)).digest("hex")).toBe(sha);
