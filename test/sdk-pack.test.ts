@@ -145,7 +145,10 @@ export async function main(): Promise<void> {
   const sub = await p.subscribe(id, "*");
   for await (const ev of sub) { const e: StreamEvent = ev; e.topic.toUpperCase(); }
   const net = await createTestnet({ nodes: 2 });
-  await net.nodes[0].pilot.sendFile(net.nodes[1].address, "f", { onProgress: (x) => x.sentBytes + x.totalBytes });
+  const sent = await net.nodes[0].pilot.sendFile(net.nodes[1].address, { name: "f", data: new Uint8Array(1) }, { onProgress: (x) => x.sentBytes + x.totalBytes + (x.phase === "sending" ? x.ackedBytes : x.hashedBytes) });
+  const mode: "resumable" | "single-frame" = sent.mode;
+  const ack: string = sent.ack;
+  void mode; void ack; void sent.resumedFrom;
   try { await p.pending(); } catch (e) { if (e instanceof PilotError) { const code: ErrorCode = e.code; void code; void e.hint; } }
   void rs; void ws;
 }
