@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestnet, PilotError, type SendFileProgress, type Testnet } from "../src/index.ts";
+import { bytesSource, type ByteDuplex, sendFile, sendMessage } from "../src/client/file-transfer.ts";
 import { until } from "./helpers/until.ts";
 
 let net: Testnet;
@@ -127,4 +128,42 @@ describe("sdk data exchange", () => {
     expect(await code(a.pilot.sendMessage(b.address, "x", { signal: AbortSignal.abort() }))).toBe("aborted");
     expect((await a.pilot.info()).nodeId).toBe(a.nodeId); // the IPC connection is still in order
   }, 30_000);
+});
+
+/** A receiver that takes everything and never answers; `wrote` resolves at the first write. */
+function silentPeer(): ByteDuplex & { wrote: Promise<void>; closed: boolean } {
+  let first = () => {};
+  let eof = (_: null) => {};
+  const peer = {
+    wrote: new Promise<void>((r) => (first = r)),
+    closed: false,
+    write: async () => first(),
+    read: () => new Promise<Uint8Array | null>((r) => (eof = r)),
+    close: () => {
+      peer.closed = true;
+      eof(null);
+    },
+  };
+  return peer;
+}
+
+describe("abort while waiting for the receiver", () => {
+  test("a message and a file offer to a silent receiver end with code aborted, not after the reply timeout", async () => {
+    const m = silentPeer();
+    const ac = new AbortController();
+    const pm = errOf(sendMessage(m, "text", new TextEncoder().encode("hi"), 600_000, ac.signal));
+    await m.wrote;
+    ac.abort();
+    const em = await pm;
+    expect([em instanceof PilotError, em.code]).toEqual([true, "aborted"]);
+
+    const f = silentPeer();
+    const ac2 = new AbortController();
+    const pf = errOf(sendFile(f, bytesSource("x.bin", new Uint8Array(10)), { replyTimeoutMs: 600_000, signal: ac2.signal }));
+    await f.wrote;
+    ac2.abort(new PilotError("timeout", "caller deadline"));
+    const ef = await pf;
+    expect([ef.code, ef.message]).toEqual(["timeout", "caller deadline"]); // the signal's PilotError reason is passed on
+    expect(f.closed).toBe(false); // the caller owns the connection
+  });
 });
