@@ -20,13 +20,21 @@ interface Manifest {
   files: ManifestEntry[];
 }
 
-/** Send every regular file of `dir` to `target`, then the manifest. */
+/**
+ * Send every regular file of `dir` to `target`, then the manifest. `onProgress` sees the sending
+ * phase only: bytes handed to the daemon so far (the SDK also reports a "hashing" phase, with
+ * sentBytes 0, and a "finishing" phase while it waits for the receiver's acknowledgement).
+ */
 export async function push(pilot: Pilot, target: string | number, dir: string, onProgress?: (name: string, sent: number, total: number) => void): Promise<ManifestEntry[]> {
   const files: ManifestEntry[] = [];
   for (const name of (await readdir(dir)).sort()) {
     const path = join(dir, name);
     if (!(await stat(path)).isFile()) continue;
-    const r = await pilot.sendFile(target, path, { onProgress: (p) => onProgress?.(name, p.sentBytes, p.totalBytes) });
+    const r = await pilot.sendFile(target, path, {
+      onProgress: (p) => {
+        if (p.phase === "sending") onProgress?.(name, p.sentBytes, p.totalBytes);
+      },
+    });
     files.push({ name: basename(path), bytes: r.bytes, sha256: r.sha256 });
   }
   const manifest: Manifest = { kind: "file-sync-manifest", files };
