@@ -5,7 +5,8 @@
 //   GET /bytes/<N>     → N bytes, byte i = bytePattern(i) (deterministic; tests hash it)
 // Keep-alive is supported (Content-Length on every response). The server never closes first
 // unless the client asked for `Connection: close` (then after a short linger: Pilot streams have
-// no half-close and data in flight is lost if a side closes too early, services.md §0.3).
+// no half-close: a FIN ends both directions, so data still in flight towards the side that closed
+// is lost; docs/protocol.md §6.10).
 //
 // Usage: bun examples/http-server.ts [-socket /tmp/pilot.sock] [port]   (default port 80)
 // Prints "listening on pilot port <port>" on stdout once bound.
