@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FlagError, parseDuration, parseFlags } from "../src/sys/flags.ts";
 import { DAEMON_FLAGS } from "../src/daemon/main.ts";
-import { Logger, parseLevel } from "../src/daemon/log.ts";
+import { Logger, parseLevel } from "../src/sys/log.ts";
 
 describe("flags", () => {
   test("Go flag forms: -x v, -x=v, --x v, bare booleans, -b=false", () => {

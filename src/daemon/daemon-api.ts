@@ -9,7 +9,7 @@ import type { Transport } from "../transport/transport.ts";
 import { regCall } from "./errors.ts";
 import { buildInfo } from "./info.ts";
 import type { DaemonApi } from "./ipc-server.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../sys/log.ts";
 import type { PeerResolver } from "./peer-resolver.ts";
 import type { RegistrationSession } from "./registration.ts";
 import type { TrustService } from "./services/trust.ts";

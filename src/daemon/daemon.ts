@@ -11,7 +11,7 @@ import { TransportClock } from "./clock.ts";
 import { DaemonIpcApi } from "./daemon-api.ts";
 import { DaemonError } from "./errors.ts";
 import { IpcServer } from "./ipc-server.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../sys/log.ts";
 import type { DaemonObserver } from "./metrics.ts";
 import { PeerResolver, resolveEndpoint } from "./peer-resolver.ts";
 import { RegistrationSession, discoverEndpoint, isLocalHost, wildcardToLoopback } from "./registration.ts";

@@ -10,7 +10,7 @@ import { chmodSync, unlinkSync, existsSync } from "node:fs";
 import { decodeIpc, type IpcMsg, type HandshakeSub, type JsonObject } from "../proto/ipc.ts";
 import { ProtoError, type Addr } from "../proto/types.ts";
 import type { StreamConn } from "../transport/api.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../sys/log.ts";
 import { ACCEPT_QUEUE, Client, DEFAULT_CLIENT_LIMITS, type ClientHost, type ClientLimits } from "./ipc-client.ts";
 
 /** What the IPC layer needs from the daemon. Errors are thrown as Error(message-as-sent). */

@@ -24,7 +24,7 @@ import {
   type X25519KeyPair,
 } from "../crypto/tunnel.ts";
 import type { Identity } from "../crypto/identity.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../sys/log.ts";
 
 const ANSWER_REFRESH_MS = 3000;
 const SEND_KX_MIN_INTERVAL_MS = 200;

@@ -1,6 +1,6 @@
 // `pilot-daemon` (cli.md §6.1): flags, -config, logging, foreground run until SIGINT/SIGTERM.
 import { FlagError, type FlagDef, parseFlags, usage } from "../sys/flags.ts";
-import { makeLogger } from "./log.ts";
+import { makeLogger } from "../sys/log.ts";
 
 export const DEFAULT_REGISTRY = "34.71.57.205:9000";
 export const DEFAULT_BEACON = "34.71.57.205:9001";

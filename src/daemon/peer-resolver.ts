@@ -2,7 +2,7 @@
 // resolve, then a beacon hole punch), and refreshing a peer that stopped answering.
 import { decodePublicKey } from "../crypto/identity.ts";
 import { DaemonError, regCall } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../sys/log.ts";
 import type { RegistryClient } from "./registry-client.ts";
 import { type Endpoint, type Tunnel, formatEndpoint, parseEndpoint } from "./tunnel.ts";
 

@@ -7,7 +7,7 @@ import { formatAddr, parseAddr } from "../proto/addr.ts";
 import type { Addr } from "../proto/types.ts";
 import type { JsonObject } from "../proto/ipc.ts";
 import { DaemonError, isRefusal, regCall, withTimeout } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../sys/log.ts";
 import { RegistryClient } from "./registry-client.ts";
 import { type Endpoint, type Tunnel, formatEndpoint } from "./tunnel.ts";
 

@@ -9,7 +9,7 @@ import type { Addr } from "../proto/types.ts";
 import type { StreamConn } from "../transport/api.ts";
 import type { BoundPort } from "./daemon-api.ts";
 import { regCall } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../sys/log.ts";
 import type { RegistrationSession } from "./registration.ts";
 import type { ServiceContext, ServiceHandle, TrustRegistry } from "./services/context.ts";
 import type { TrustService } from "./services/trust.ts";

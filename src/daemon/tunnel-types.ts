@@ -1,6 +1,6 @@
 // Types and endpoint helpers of the tunnel (see tunnel.ts).
 import type { Packet } from "../proto/types.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../sys/log.ts";
 import type { PeerCrypto } from "./kx.ts";
 import type { Clock, PacketNet } from "./net/packet-conn.ts";
 import { type Endpoint, formatHostPort } from "../proto/beacon.ts";

@@ -12,22 +12,16 @@ import { asGatewayError, GatewayError } from "./errors.ts";
 import { type Mapping, MappingTable } from "./mapping.ts";
 import { dialPilot } from "./pilot.ts";
 import { bridge, type BridgeOptions, type PilotStream } from "./proxy.ts";
+import { type LogFn, makeLogger } from "../sys/log.ts";
 
 export const DEFAULT_PORTS = [80, 443, 1000, 1001, 1002, 7, 8080, 8443];
 export const DEFAULT_SUBNET = "10.4.0.0/16";
 
-export type LogFn = (level: "DEBUG" | "INFO" | "WARN" | "ERROR", msg: string, kv?: Record<string, unknown>) => void;
+export type { LogFn };
 
-/** Go-default-logger-like line on stderr (cli.md §2.3 "Library log lines"). */
-export const stderrLog: LogFn = (level, msg, kv) => {
-  if (level === "DEBUG" && process.env.PILOT_GATEWAY_DEBUG !== "1") return;
-  const d = new Date();
-  const p = (n: number) => String(n).padStart(2, "0");
-  const ts = `${d.getFullYear()}/${p(d.getMonth() + 1)}/${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
-  let line = `${ts} ${level} ${msg}`;
-  for (const [k, v] of Object.entries(kv ?? {})) line += ` ${k}=${typeof v === "string" && !/\s/.test(v) ? v : JSON.stringify(v)}`;
-  process.stderr.write(line + "\n");
-};
+/** Records at info and above in the text format on stderr, for a gateway given no logger. */
+let fallback: LogFn | null = null;
+export const stderrLog: LogFn = (level, msg, kv) => (fallback ??= makeLogger().fn)(level, msg, kv);
 
 export interface GatewayOptions {
   socket: string;

@@ -16,7 +16,8 @@ import { parseAddr } from "../proto/addr.ts";
 import { SystemAliases, NoAliases } from "./alias.ts";
 import { controlRequest, serveControl } from "./ctlsock.ts";
 import { asGatewayError, GatewayError } from "./errors.ts";
-import { DEFAULT_PORTS, DEFAULT_SUBNET, Gateway, pidAlive, recoverAliases, stderrLog } from "./gateway.ts";
+import { DEFAULT_PORTS, DEFAULT_SUBNET, Gateway, type LogFn, pidAlive, recoverAliases, stderrLog } from "./gateway.ts";
+import { makeLogger } from "../sys/log.ts";
 import { parseIPv4 } from "./mapping.ts";
 
 const USAGE = `gateway — Pilot Protocol IP bridge
@@ -109,9 +110,12 @@ function parseFlags(args: string[]): Parsed | null {
   return { flags, bools, rest: r.rest };
 }
 
+/** The process logger; replaced by one honouring -log-level / -log-format once flags are parsed. */
+let log: LogFn = stderrLog;
+
 function fatal(e: unknown, notify: boolean): number {
   const ge = asGatewayError(e);
-  stderrLog("ERROR", ge.message, ge.hint ? { hint: ge.hint } : undefined);
+  log("ERROR", ge.message, ge.hint ? { hint: ge.hint } : undefined);
   if (notify) process.stdout.write(JSON.stringify({ ok: false, error: ge.toJSON() }) + "\n");
   return 1;
 }
@@ -128,7 +132,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   const notify = p.bools.has("notify-ready");
-  if ((p.flags["log-level"] ?? "").toLowerCase() === "debug") process.env.PILOT_GATEWAY_DEBUG = "1";
+  log = makeLogger(p.flags["log-level"], p.flags["log-format"]).fn;
   const sub = p.rest[0];
   if (sub !== "run" && sub !== "map") {
     process.stderr.write(USAGE);
@@ -167,6 +171,7 @@ export async function run(args: string[]): Promise<number> {
       ports,
       aliases,
       statePath: paths.state,
+      log,
       bridge: p.flags.linger ? { lingerMs: Number(p.flags.linger) || 10_000 } : undefined,
     });
   } catch (e) {
@@ -193,7 +198,7 @@ export async function run(args: string[]): Promise<number> {
     return stopping;
   };
   try {
-    await recoverAliases(paths.state, aliases);
+    await recoverAliases(paths.state, aliases, log);
     await gw.start();
     ctl = await serveControl(gw, control, stop);
     writeFileSync(paths.pid, `${process.pid}\n`, { mode: 0o600 });
@@ -210,7 +215,7 @@ export async function run(args: string[]): Promise<number> {
     } else {
       for (const m of mapped) process.stdout.write(`mapped ${m.local_ip} → ${m.pilot_addr}\n`);
     }
-    stderrLog("INFO", "gateway running");
+    log("INFO", "gateway running");
   } catch (e) {
     await stop(); // clean up first, so that whoever reads the error sees nothing left running
     return fatal(e, notify);

@@ -6,6 +6,7 @@ import type { Metrics } from "./metrics.ts";
 import type { RateLimiter } from "./ratelimit.ts";
 import type { NodeRec, Store, Tx } from "./store.ts";
 import { fail } from "./validate.ts";
+import type { LogFn } from "../sys/log.ts";
 
 export interface RegistryOptions {
   /** Reference-identical bodies: `{"type":"error","error":"request failed"}`, no extension fields. */
@@ -24,7 +25,7 @@ export interface RegistryOptions {
   /** Standby mode: only read request types are served. */
   standby?: boolean;
   /** Logger for replication events. */
-  log?: (lvl: "debug" | "info" | "warn" | "error", msg: string, attrs?: Record<string, unknown>) => void;
+  log?: LogFn;
 }
 
 export interface Core {

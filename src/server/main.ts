@@ -8,6 +8,7 @@
 // Logs (slog-like text or json) go to stderr.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { FlagError, type FlagDef, parseFlags as parseGoFlags } from "../sys/flags.ts";
+import { type LogFn, makeLogger } from "../sys/log.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BeaconServer } from "./beacon.ts";
@@ -89,24 +90,8 @@ const USAGE = `Usage of rendezvous:
   -log-format string     text|json (default "text")
 `;
 
-const LEVELS: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3 };
-export function makeLogger(level: string, format: string) {
-  const min = LEVELS[level.toLowerCase()] ?? 1;
-  const q = (v: string) => (v === "" || /[\s="\\]/.test(v) ? JSON.stringify(v) : v);
-  return (lvl: "debug" | "info" | "warn" | "error", msg: string, attrs: Record<string, unknown> = {}) => {
-    if (LEVELS[lvl] < min) return;
-    const time = new Date().toISOString();
-    if (format === "json") {
-      process.stderr.write(JSON.stringify({ time, level: lvl.toUpperCase(), msg, ...attrs }) + "\n");
-    } else {
-      const kv = Object.entries(attrs).map(([k, v]) => `${k}=${q(String(v))}`).join(" ");
-      process.stderr.write(`time=${time} level=${lvl.toUpperCase()} msg=${q(msg)}${kv ? " " + kv : ""}\n`);
-    }
-  };
-}
-
 /** Open the store named by -store (see USAGE). */
-export async function openStore(spec: string, sync: string, log: ReturnType<typeof makeLogger>): Promise<Store> {
+export async function openStore(spec: string, sync: string, log: LogFn): Promise<Store> {
   if (/^postgres(ql)?:\/\//.test(spec)) {
     const { PgStore } = await import("./store-pg.ts");
     return PgStore.open(spec);
@@ -185,7 +170,7 @@ export async function startRendezvous(flags: Partial<Flags> & {
   standbyBackoff?: [number, number];
 }): Promise<Rendezvous> {
   const f: Flags = { ...DEFAULTS, ...flags };
-  const log = flags.quiet ? () => {} : makeLogger(f["log-level"], f["log-format"]);
+  const log = flags.quiet ? () => {} : makeLogger(f["log-level"], f["log-format"]).fn;
   const store = flags.store_ ?? (await openStore(f.store, f["store-sync"], log));
   // Extension (R28: the whitepaper's --replication-token never existed in the reference, which made
   // `rendezvous -standby` unusable, cli.md §13): flag, else env PILOT_REPLICATION_TOKEN.
@@ -268,7 +253,7 @@ export async function run(args: string[]): Promise<number> {
     }
     throw e;
   }
-  const log = makeLogger(flags["log-level"], flags["log-format"]);
+  const log = makeLogger(flags["log-level"], flags["log-format"]).fn;
   log("info", "starting rendezvous server");
   if (flags.standby) log("info", "running as hot standby", { primary: flags.standby });
   let rv: Rendezvous;

@@ -37,6 +37,7 @@ import { applySnapshot, exportSnapshot } from "./snapshot.ts";
 export { applySnapshot, exportSnapshot } from "./snapshot.ts";
 import { RegError } from "./validate.ts";
 import type { Store } from "./store.ts";
+import { type LogFn, noLogger } from "../sys/log.ts";
 
 export const REPL_SAVE_INTERVAL_MS = 1000; // §8.2 coalescing
 export const REPL_HEARTBEAT_MS = 15_000; // §9.3
@@ -46,8 +47,8 @@ export const STANDBY_READ_DEADLINE_S = 45; // §9.4
 export const STANDBY_DIAL_TIMEOUT_MS = 10_000; // §9.4
 export const STANDBY_FILLER_MS = 20_000; // §9.3 "MAY send filler bytes"
 
-type Log = (lvl: "debug" | "info" | "warn" | "error", msg: string, attrs?: Record<string, unknown>) => void;
-const noLog: Log = () => {};
+type Log = LogFn;
+const noLog: Log = noLogger;
 
 // ------------------------------------------------------------------ token check (§3.3, §9.2)
 

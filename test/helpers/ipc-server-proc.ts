@@ -3,7 +3,7 @@
 //   bun test/helpers/ipc-server-proc.ts <socket path> [stallTimeoutMs]
 // Prints one JSON line per 100 ms: {"rss":…,"infoCalls":…,"sendTos":…,"stats":{…}} (first line = ready).
 import { IpcServer, type DaemonApi } from "../../src/daemon/ipc-server.ts";
-import { Logger } from "../../src/daemon/log.ts";
+import { Logger } from "../../src/sys/log.ts";
 import type { JsonObject } from "../../src/proto/ipc.ts";
 
 const [path, stall] = process.argv.slice(2);

@@ -7,7 +7,7 @@ import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { IpcServer, type DaemonApi } from "../../src/daemon/ipc-server.ts";
-import { Logger } from "../../src/daemon/log.ts";
+import { Logger } from "../../src/sys/log.ts";
 import { memConnPair, type MemConn } from "./memconn.ts";
 import { FrameDecoder } from "../../src/proto/framing.ts";
 import type { HandshakeSub, JsonObject } from "../../src/proto/ipc.ts";

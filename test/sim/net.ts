@@ -6,7 +6,7 @@
 //                    may answer.
 import type { Endpoint } from "../../src/proto/beacon.ts";
 import type { PacketConn, PacketHandler, PacketNet } from "../../src/daemon/net/packet-conn.ts";
-import type { Logger } from "../../src/daemon/log.ts";
+import type { Logger } from "../../src/sys/log.ts";
 import { mulberry32 } from "../../src/sys/prng.ts";
 import type { VirtualClock } from "./clock.ts";
 

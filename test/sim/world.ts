@@ -3,7 +3,7 @@
 // node's dial follows the daemon's policy: resolve, ask the beacon for a punch, add the peer, and
 // switch to the relay after three unanswered attempts.
 import { Tunnel, type Endpoint } from "../../src/daemon/tunnel.ts";
-import { Logger } from "../../src/daemon/log.ts";
+import { Logger } from "../../src/sys/log.ts";
 import { generateIdentity, type Identity } from "../../src/crypto/identity.ts";
 import {
   BEACON_DISCOVER,

@@ -11,6 +11,7 @@ import { type Addr, PORT_TASKSUBMIT as PORT } from "../../proto/types.ts";
 import type { Driver } from "../../client/driver.ts";
 import { type Ctx, CtlError, flagStr, parseFlags, pilotDir } from "../util.ts";
 import { connectDaemon, resolveTarget, usage } from "./shared.ts";
+import { libraryLogger } from "../../sys/log.ts";
 
 type J = Record<string, unknown>;
 const tasksDir = (cat: string) => join(pilotDir(), "tasks", cat);
@@ -225,7 +226,7 @@ export async function sendResults(ctx: Ctx, args: string[]): Promise<void> {
     // connection (the receiver ignores a second one).
     t.status = "SUCCEEDED";
     t.status_justification = "Results sent successfully";
-    try { saveTask("received", t); } catch (e) { process.stderr.write(`warning: ${(e as Error).message}\n`); }
+    try { saveTask("received", t); } catch (e) { libraryLogger().warn("could not save task", { task_id: id, error: (e as Error).message }); }
     const out: J = { sent_to: t.from, sent_type: file ? "file" : "text", status: "SUCCEEDED", task_id: id };
     if (file) Object.assign(out, { file_size: fileData!.length, filename: basename(file) });
     ctx.ok(out);

@@ -3,7 +3,7 @@
 // virtual clock (test/sim), which makes key exchange, punching, relay and re-keying testable
 // without root and in milliseconds.
 import type { Endpoint } from "../../proto/beacon.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../../sys/log.ts";
 
 /** One bound datagram socket (in the spirit of wireguard-go's conn.Bind). */
 export interface PacketConn {

@@ -1,6 +1,6 @@
 // The real PacketNet: one Bun UDP socket with large kernel buffers and batched sends.
 import type { Endpoint } from "../../proto/beacon.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../../sys/log.ts";
 import { setSocketBuffers } from "../../sys/sockopt.ts";
 import { UdpBatcher } from "../../sys/udp-batch.ts";
 import type { PacketConn, PacketHandler, PacketNet } from "./packet-conn.ts";
