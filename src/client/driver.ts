@@ -32,7 +32,8 @@ export type { CallOptions } from "./errors.ts";
 export const DriverError = PilotError;
 export type DriverError = PilotError;
 
-export const DEFAULT_SOCKET = "/tmp/pilot.sock";
+import { DEFAULT_SOCKET } from "../sys/constants.ts";
+export { DEFAULT_SOCKET };
 /** Max data bytes per Send message written by this driver. */
 export const WRITE_CHUNK = 64 * 1024;
 

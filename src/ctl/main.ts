@@ -3,6 +3,7 @@
 // parseFlags rules (util.ts), which citty's own parser does not reproduce, so leaves receive rawArgs.
 import { COMMANDS, type CommandDef, GROUPS } from "./commands.ts";
 import { CtlError, CtlExit, makeCtx, writeError } from "./util.ts";
+import { DEFAULT_REGISTRY, DEFAULT_SOCKET } from "../sys/constants.ts";
 
 export const USAGE = `pilotctl — Pilot Protocol CLI
 
@@ -89,8 +90,8 @@ Gateway (requires root for ports <1024):
   pilotctl gateway list
 
 Environment:
-  PILOT_REGISTRY     Registry address (default: 34.71.57.205:9000)
-  PILOT_SOCKET       Daemon socket path (default: /tmp/pilot.sock)
+  PILOT_REGISTRY     Registry address (default: ${DEFAULT_REGISTRY})
+  PILOT_SOCKET       Daemon socket path (default: ${DEFAULT_SOCKET})
 
 Config file: ~/.pilot/config.json
 `;

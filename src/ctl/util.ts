@@ -6,9 +6,8 @@ import { join } from "node:path";
 import { goJson } from "../proto/gojson.ts";
 import { type ErrorCode, PilotError } from "../client/errors.ts";
 
-export const DEFAULT_REGISTRY = "34.71.57.205:9000";
-export const DEFAULT_SOCKET = "/tmp/pilot.sock";
-export const DEFAULT_BEACON_CTL = "127.0.0.1:9001";
+import { DEFAULT_REGISTRY, DEFAULT_SOCKET } from "../sys/constants.ts";
+export { DEFAULT_BEACON_CTL, DEFAULT_REGISTRY, DEFAULT_SOCKET } from "../sys/constants.ts";
 
 /**
  * A reported error: becomes the JSON error envelope / `error:` lines, exit 1. It is the SDK's

@@ -2,9 +2,7 @@
 import { FlagError, type FlagDef, parseFlags, usage } from "../sys/flags.ts";
 import { makeLogger } from "../sys/log.ts";
 
-export const DEFAULT_REGISTRY = "34.71.57.205:9000";
-export const DEFAULT_BEACON = "34.71.57.205:9001";
-export const DEFAULT_SOCKET = "/tmp/pilot.sock";
+import { DEFAULT_BEACON, DEFAULT_REGISTRY, DEFAULT_SOCKET } from "../sys/constants.ts";
 
 export const DAEMON_FLAGS: FlagDef[] = [
   { name: "config", type: "string", default: "", usage: "JSON config file" },

@@ -18,6 +18,7 @@ import { GatewayError } from "./errors.ts";
 import { pidAlive, recoverAliases } from "./gateway.ts";
 import { defaultDataDir, gatewayPaths, parsePorts, readPid } from "./main.ts";
 import { MappingTable, parseIPv4 } from "./mapping.ts";
+import { DEFAULT_SOCKET } from "../sys/constants.ts";
 
 export { GatewayError } from "./errors.ts";
 
@@ -121,7 +122,7 @@ export async function gatewayStart(o: GatewayStartOptions = {}): Promise<StartRe
     argsOut.push(formatAddr(a));
     if (ip !== undefined) argsOut.push(ip);
   }
-  const socket = o.socket || process.env.PILOT_SOCKET || "/tmp/pilot.sock";
+  const socket = o.socket || process.env.PILOT_SOCKET || DEFAULT_SOCKET;
   try {
     const d = await Driver.connect(socket, { timeoutMs: 5_000 });
     d.close();

@@ -18,6 +18,7 @@ import { controlRequest, serveControl } from "./ctlsock.ts";
 import { asGatewayError, GatewayError } from "./errors.ts";
 import { DEFAULT_PORTS, DEFAULT_SUBNET, Gateway, type LogFn, pidAlive, recoverAliases, stderrLog } from "./gateway.ts";
 import { makeLogger } from "../sys/log.ts";
+import { DEFAULT_SOCKET } from "../sys/constants.ts";
 import { parseIPv4 } from "./mapping.ts";
 
 const USAGE = `gateway — Pilot Protocol IP bridge
@@ -27,7 +28,7 @@ Usage:
   gateway map <pilot-addr> [<local-ip>]          Add a mapping
 
 Flags:
-  -socket    Daemon socket path (default: /tmp/pilot.sock)
+  -socket    Daemon socket path (default: ${DEFAULT_SOCKET})
   -subnet    Local IP subnet (default: 10.4.0.0/16)
   -ports     Comma-separated ports to proxy (default: 80,443,1000,1001,1002,7,8080,8443)
 `;
@@ -166,7 +167,7 @@ export async function run(args: string[]): Promise<number> {
   let gw: Gateway;
   try {
     gw = new Gateway({
-      socket: p.flags.socket || "/tmp/pilot.sock",
+      socket: p.flags.socket || DEFAULT_SOCKET,
       subnet: p.flags.subnet || DEFAULT_SUBNET,
       ports,
       aliases,

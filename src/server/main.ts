@@ -9,6 +9,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { FlagError, type FlagDef, parseFlags as parseGoFlags } from "../sys/flags.ts";
 import { type LogFn, makeLogger } from "../sys/log.ts";
+import { DEFAULT_BEACON_LISTEN, DEFAULT_REGISTRY_LISTEN } from "../sys/constants.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BeaconServer } from "./beacon.ts";
@@ -37,7 +38,7 @@ interface Flags {
 }
 
 const DEFAULTS: Flags = {
-  config: "", "registry-addr": ":9000", "beacon-addr": ":9001", store: "", tls: false, "tls-cert": "", "tls-key": "",
+  config: "", "registry-addr": DEFAULT_REGISTRY_LISTEN, "beacon-addr": DEFAULT_BEACON_LISTEN, store: "", tls: false, "tls-cert": "", "tls-key": "",
   standby: "", http: "", "admin-token": "", "log-level": "info", "log-format": "text", "store-sync": "normal",
   "replication-token": "", "standby-fingerprint": "",
 };
