@@ -3,10 +3,10 @@
 // Signing/verification use node:crypto (BoringSSL; pure Ed25519, RFC 8032, deterministic),
 // see keyobj.ts for why. Errors are ProtoError with a machine-readable code and a hint.
 import { randomBytes, sign as nodeSign, verify as nodeVerify, type KeyObject } from "node:crypto";
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import { readFileSync } from "node:fs";
 import { ProtoError } from "../proto/types.ts";
 import { ed25519PrivateKeyObject, ed25519PublicKeyObject, rawPublicOf } from "./keyobj.ts";
+import { atomicWriteFile } from "../sys/atomic-write.ts";
 
 
 export const PUBLIC_KEY_SIZE = 32;
@@ -219,22 +219,9 @@ export function loadIdentity(path: string): Identity | null {
  */
 export function saveIdentity(path: string, id: Identity): void {
   const data = formatIdentityFile(id);
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const fd = openSync(tmp, "wx", 0o600);
-    try {
-      writeSync(fd, data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    chmodSync(tmp, 0o600); // umask cannot widen, but be explicit
-    renameSync(tmp, path);
+    atomicWriteFile(path, data, 0o600);
   } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {}
     throw new ProtoError("identity_unwritable", `${path}: cannot save identity: ${(e as Error).message}`, `check that the directory of ${path} is writable by this user`);
   }
 }

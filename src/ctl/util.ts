@@ -1,12 +1,13 @@
 // pilotctl shared helpers: errors, output envelopes, the reference's parseFlags rules (cli.md §2.1),
 // Go-style number/duration/byte formatting, config.json and socket/registry resolution (§2.2, §7.2).
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { goJson } from "../proto/gojson.ts";
 import { type ErrorCode, PilotError } from "../client/errors.ts";
 
 import { DEFAULT_REGISTRY, DEFAULT_SOCKET } from "../sys/constants.ts";
+import { atomicWriteFile } from "../sys/atomic-write.ts";
 export { DEFAULT_BEACON_CTL, DEFAULT_REGISTRY, DEFAULT_SOCKET } from "../sys/constants.ts";
 
 /**
@@ -250,10 +251,7 @@ export function loadConfig(): Record<string, unknown> {
 /** Atomic, mode 0600 (fix of cli.md §11.3-15); same content format as the reference. */
 export function saveConfig(cfg: Record<string, unknown>): void {
   try {
-    mkdirSync(pilotDir(), { recursive: true, mode: 0o700 });
-    const tmp = configPath() + ".tmp";
-    writeFileSync(tmp, prettyJson(cfg) + "\n", { mode: 0o600 });
-    renameSync(tmp, configPath());
+    atomicWriteFile(configPath(), prettyJson(cfg) + "\n", 0o600);
   } catch (e) {
     throw new CtlError("internal", `save config: ${(e as Error).message}`);
   }

@@ -1,9 +1,8 @@
 // The gateway engine (services.md §12): mapping table + loopback aliases + TCP listeners + bridges.
 // Runs inside the `pilot-gateway` process; pilotctl reaches it through the control socket
 // (control.ts / ctlsock.ts).
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
-import { dirname } from "node:path";
 import { Driver } from "../client/driver.ts";
 import { formatAddr } from "../proto/addr.ts";
 import type { Addr } from "../proto/types.ts";
@@ -13,6 +12,7 @@ import { type Mapping, MappingTable } from "./mapping.ts";
 import { dialPilot } from "./pilot.ts";
 import { bridge, type BridgeOptions, type PilotStream } from "./proxy.ts";
 import { type LogFn, makeLogger } from "../sys/log.ts";
+import { atomicWriteFile } from "../sys/atomic-write.ts";
 
 export const DEFAULT_PORTS = [80, 443, 1000, 1001, 1002, 7, 8080, 8443];
 export const DEFAULT_SUBNET = "10.4.0.0/16";
@@ -76,10 +76,7 @@ function readState(path: string): StateFile | null {
 }
 
 function writeState(path: string, st: StateFile): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(st) + "\n", { mode: 0o600 });
-  renameSync(tmp, path);
+  atomicWriteFile(path, JSON.stringify(st) + "\n", 0o600);
 }
 
 /**

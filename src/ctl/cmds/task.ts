@@ -1,7 +1,7 @@
 // Task commands (cli.md §3.6, services.md §10). Files live under ~/.pilot/tasks/{received,submitted};
 // network messages go to port 1003 of the peer, one frame per connection (u32 type, u32 length,
 // JSON payload). The daemon's task service (src/daemon/services/tasks.ts) is the receiving side.
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import {
@@ -12,6 +12,7 @@ import type { Driver } from "../../client/driver.ts";
 import { type Ctx, CtlError, flagStr, parseFlags, pilotDir } from "../util.ts";
 import { connectDaemon, resolveTarget, usage } from "./shared.ts";
 import { libraryLogger } from "../../sys/log.ts";
+import { atomicWriteFile } from "../../sys/atomic-write.ts";
 
 type J = Record<string, unknown>;
 const tasksDir = (cat: string) => join(pilotDir(), "tasks", cat);
@@ -43,11 +44,7 @@ function loadTask(id: string): TaskFile {
 
 function saveTask(cat: string, t: TaskFile, errMsg = "failed to update task status"): void {
   try {
-    const dir = tasksDir(cat);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const p = join(dir, `${t.task_id}.json`);
-    writeFileSync(p + ".tmp", encodeTaskFile(t), { mode: 0o600 });
-    renameSync(p + ".tmp", p);
+    atomicWriteFile(join(tasksDir(cat), `${t.task_id}.json`), encodeTaskFile(t), 0o600);
   } catch (e) {
     throw new CtlError("internal_error", `${errMsg}: ${(e as Error).message}`);
   }

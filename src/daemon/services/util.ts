@@ -1,7 +1,5 @@
 // Small helpers shared by the services: local-time formats the reference writes to disk, atomic
 // file writes, Go-style JSON string escaping for struct-order documents.
-import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from "node:fs";
-import { dirname } from "node:path";
 
 const p2 = (n: number) => (n < 10 ? "0" + n : "" + n);
 const p3 = (n: number) => (n < 10 ? "00" + n : n < 100 ? "0" + n : "" + n);
@@ -41,27 +39,7 @@ export function fileStamp(ms: number): string {
 
 export { goString } from "../../proto/gojson.ts";
 
-/**
- * Atomic replace: write `<path>.tmp` (mode), fsync, rename. The directory is created 0700.
- * Fix of services.md §13.1-8 / cli.md: trust.json gets 0600 instead of umask permissions.
- */
-export function atomicWriteFile(path: string, data: string | Uint8Array, mode = 0o600): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = path + ".tmp";
-  const fd = openSync(tmp, "w", mode);
-  try {
-    writeSync(fd, typeof data === "string" ? Buffer.from(data, "utf8") : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    try { unlinkSync(tmp); } catch {}
-    throw e;
-  }
-}
+export { atomicWriteFile } from "../../sys/atomic-write.ts";
 
 export const utf8 = new TextEncoder();
 /** Lossy decoder: invalid UTF-8 becomes U+FFFD, like Go's string→JSON conversion. */
