@@ -10,6 +10,7 @@
 import type { Socket } from "bun";
 import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
+import { parseHostPort } from "../sys/hostport.ts";
 import {
   EXT_FRESH_SIGNATURES, classifyReply, deregisterChallenge, freshChallenge, handshakeChallenge, heartbeatChallenge,
   pollHandshakesChallenge, punchChallenge, reportTrustChallenge, resolveChallenge, respondChallenge, revokeTrustChallenge,
@@ -78,13 +79,10 @@ export class RegistryClient {
   nodeId = 0;
 
   constructor(readonly addr: string, readonly opts: RegistryClientOptions = {}) {
-    const i = addr.lastIndexOf(":");
-    if (i < 0) throw new RegistryError("bad_address", `registry address ${JSON.stringify(addr)} has no port`);
-    let h = addr.slice(0, i);
-    if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
-    this.host = h || "127.0.0.1";
-    this.port = Number(addr.slice(i + 1));
-    if (!Number.isInteger(this.port) || this.port <= 0 || this.port > 65535) throw new RegistryError("bad_address", `invalid port in ${JSON.stringify(addr)}`);
+    const hp = parseHostPort(addr);
+    if (!hp || hp.port === 0) throw new RegistryError("bad_address", `invalid registry address ${JSON.stringify(addr)}`);
+    this.host = hp.host || "127.0.0.1";
+    this.port = hp.port;
     this.sign = opts.sign;
     this.freshSignatures = !!opts.freshSignatures;
   }

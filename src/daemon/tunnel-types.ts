@@ -4,6 +4,7 @@ import type { Logger } from "../sys/log.ts";
 import type { PeerCrypto } from "./kx.ts";
 import type { Clock, PacketNet } from "./net/packet-conn.ts";
 import { type Endpoint, formatHostPort } from "../proto/beacon.ts";
+import { parseHostPort } from "../sys/hostport.ts";
 
 export type { Endpoint };
 
@@ -13,11 +14,8 @@ export function formatEndpoint(e: Endpoint | null): string {
 
 /** Parse "host:port", "[v6]:port" or ":port" (empty host = wildcard). */
 export function parseEndpoint(s: string): Endpoint | null {
-  const m = /^\[([^\]]*)\]:(\d+)$/.exec(s) ?? /^([^:]*):(\d+)$/.exec(s);
-  if (!m) return null;
-  const port = Number(m[2]);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) return null;
-  return { ip: m[1], port };
+  const hp = parseHostPort(s);
+  return hp && { ip: hp.host, port: hp.port };
 }
 
 export type PeerPath = "direct" | "punched" | "relayed";

@@ -38,6 +38,7 @@ export { applySnapshot, exportSnapshot } from "./snapshot.ts";
 import { RegError } from "./validate.ts";
 import type { Store } from "./store.ts";
 import { type LogFn, noLogger } from "../sys/log.ts";
+import { parseHostPort } from "../sys/hostport.ts";
 
 export const REPL_SAVE_INTERVAL_MS = 1000; // §8.2 coalescing
 export const REPL_HEARTBEAT_MS = 15_000; // §9.3
@@ -237,13 +238,10 @@ export class StandbyClient {
   constructor(readonly primary: string, private token: string, private store: Store, private opts: StandbyOptions = {}) {
     this.log = opts.log ?? noLog;
     this.backoff = opts.minBackoffMs ?? 500;
-    const i = primary.lastIndexOf(":");
-    if (i < 0) throw new RegError("bad_address", `standby primary ${JSON.stringify(primary)} has no port`);
-    let h = primary.slice(0, i);
-    if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
-    this.host = h || "127.0.0.1";
-    this.port = Number(primary.slice(i + 1));
-    if (!Number.isInteger(this.port) || this.port <= 0 || this.port > 65535) throw new RegError("bad_address", `invalid port in ${JSON.stringify(primary)}`);
+    const hp = parseHostPort(primary);
+    if (!hp || hp.port === 0) throw new RegError("bad_address", `invalid standby primary address ${JSON.stringify(primary)}`);
+    this.host = hp.host || "127.0.0.1";
+    this.port = hp.port;
   }
 
   start(): void {

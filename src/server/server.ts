@@ -4,6 +4,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
 import { ProtoError } from "../proto/types.ts";
+import { parseHostPort } from "../sys/hostport.ts";
 import { PUSH_TYPE, REPL_SNAPSHOT_FAILED } from "../proto/registry.ts";
 import { newCtx, type ConnCtx, type Registry } from "./registry.ts";
 import type { PushEvent } from "./store.ts";
@@ -46,14 +47,9 @@ const td = new TextDecoder("utf-8", { fatal: false });
 
 /** Split "host:port" / "[v6]:port" / ":port". Empty host → "" (wildcard). */
 export function splitHostPort(a: string): { host: string; port: number } {
-  const i = a.lastIndexOf(":");
-  if (i < 0) throw new ProtoError("bad_address", `address ${JSON.stringify(a)} has no port`, "use host:port, e.g. :9000 or 127.0.0.1:9000");
-  let host = a.slice(0, i);
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-  const pt = a.slice(i + 1);
-  const port = Number(pt);
-  if (!/^\d+$/.test(pt) || port > 65535) throw new ProtoError("bad_address", `invalid port in ${JSON.stringify(a)}`, "ports are 0-65535");
-  return { host, port };
+  const hp = parseHostPort(a);
+  if (!hp) throw new ProtoError("bad_address", `invalid address ${JSON.stringify(a)}`, "use host:port with a port 0-65535, e.g. :9000, 127.0.0.1:9000 or [::1]:9000");
+  return hp;
 }
 
 export class RegistryServer {

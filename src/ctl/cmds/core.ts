@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import { FrameDecoder, encodeFrame } from "../../proto/framing.ts";
 import { goJsonBytes } from "../../proto/gojson.ts";
+import { parseHostPort } from "../../sys/hostport.ts";
 import { catalog } from "../commands.ts";
 import {
   type Ctx, CtlError, cfgStr, configPath, DEFAULT_BEACON_CTL, DEFAULT_REGISTRY, DEFAULT_SOCKET, flagBool, formatBytes, formatUptime,
@@ -407,9 +408,10 @@ export async function inbox(ctx: Ctx, args: string[]): Promise<void> {
 // ---------- registry (direct) ----------
 /** One request/response on a fresh registry TCP connection (registry.md framing + JSON). */
 async function registryRequest(addr: string, msg: J, timeoutMs = 15000): Promise<J> {
-  const i = addr.lastIndexOf(":");
-  const host = addr.slice(0, i).replace(/^\[|\]$/g, "") || "127.0.0.1";
-  const port = Number(addr.slice(i + 1));
+  const hp = parseHostPort(addr);
+  if (!hp || hp.port === 0) throw new CtlError("invalid_argument", `invalid registry address ${JSON.stringify(addr)}`, "use host:port, e.g. 127.0.0.1:9000, or set PILOT_REGISTRY");
+  const host = hp.host || "127.0.0.1";
+  const port = hp.port;
   // node:net loads lazily: only the direct-registry commands need it, and it costs every start-up.
   const { createConnection } = await import("node:net");
   return new Promise((resolve, reject) => {
