@@ -25,6 +25,7 @@ import {
 } from "../proto/ipc.ts";
 import { type Addr, ProtoError } from "../proto/types.ts";
 import { abortError, arm, type CallOptions, PilotError } from "./errors.ts";
+import { AsyncQueue } from "../sys/queue.ts";
 import { connectIpcSocket, type IpcSocket } from "./ipc-socket.ts";
 
 export type { CallOptions } from "./errors.ts";
@@ -56,8 +57,7 @@ interface Waiter {
 
 /** One stream connection owned by this driver. */
 export class DriverConn {
-  private chunks: Uint8Array[] = [];
-  private readers: ((c: Uint8Array | null) => void)[] = [];
+  private chunks = new AsyncQueue<Uint8Array | null>();
   private eof = false;
   private closedLocal = false;
   /** Optional push callback; when set, chunks are delivered here instead of being queued. */
@@ -82,34 +82,18 @@ export class DriverConn {
   /** @internal */ _push(chunk: Uint8Array): void {
     if (this.eof) return;
     if (this.onData) return this.onData(chunk);
-    const r = this.readers.shift();
-    if (r) r(chunk);
-    else this.chunks.push(chunk);
+    this.chunks.push(chunk);
   }
   /** @internal */ _end(): void {
     if (this.eof) return;
     this.eof = true;
-    for (const r of this.readers.splice(0)) r(null);
+    this.chunks.end(null);
     this.onEnd?.();
   }
 
   /** Next chunk of received data, or null at end of stream. */
   read(opts: CallOptions = {}): Promise<Uint8Array | null> {
-    const c = this.chunks.shift();
-    if (c) return Promise.resolve(c);
-    if (this.eof) return Promise.resolve(null);
-    return new Promise((resolve, reject) => {
-      const fn = (v: Uint8Array | null) => {
-        disarm();
-        resolve(v);
-      };
-      this.readers.push(fn);
-      const disarm = arm(opts, "read", (e) => {
-        const i = this.readers.indexOf(fn);
-        if (i >= 0) this.readers.splice(i, 1);
-        reject(e);
-      }, "read timeout");
-    });
+    return this.chunks.take((cancel) => arm(opts, "read", cancel, "read timeout"));
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
@@ -142,42 +126,21 @@ export class DriverConn {
 
 /** A bound port. accept() yields inbound connections in order. */
 export class DriverListener {
-  private queue: DriverConn[] = [];
-  private waiters: { resolve: (c: DriverConn) => void; reject: (e: Error) => void }[] = [];
-  private closed = false;
+  private queue = new AsyncQueue<DriverConn>();
   constructor(
     private readonly drv: Driver,
     readonly port: number,
   ) {}
 
   /** @internal */ _push(c: DriverConn): void {
-    const w = this.waiters.shift();
-    if (w) w.resolve(c);
-    else this.queue.push(c);
+    this.queue.push(c);
   }
   /** @internal */ _close(why?: Error): void {
-    this.closed = true;
-    this.why = why ?? null;
-    for (const w of this.waiters.splice(0)) w.reject(why ?? new PilotError("connection_failed", "listener closed"));
+    this.queue.fail(why ?? new PilotError("connection_failed", "listener closed"));
   }
-  private why: Error | null = null;
 
   accept(opts: CallOptions = {}): Promise<DriverConn> {
-    const c = this.queue.shift();
-    if (c) return Promise.resolve(c);
-    if (this.closed) return Promise.reject(this.why ?? new PilotError("connection_failed", "listener closed"));
-    return new Promise((resolve, reject) => {
-      const w = {
-        resolve: (v: DriverConn) => { disarm(); resolve(v); },
-        reject: (e: Error) => { disarm(); reject(e); },
-      };
-      this.waiters.push(w);
-      const disarm = arm(opts, "accept", (e) => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(e);
-      }, "accept timeout");
-    });
+    return this.queue.take((cancel) => arm(opts, "accept", cancel, "accept timeout"));
   }
 
   /** Stops local accepts. The port stays bound in the daemon until the driver disconnects. */
@@ -193,8 +156,7 @@ export class Driver {
   private errq: Waiter[] = [];
   private conns = new Map<number, DriverConn>();
   private listeners = new Map<number, DriverListener>();
-  private dgrams: Datagram[] = [];
-  private dgramWaiters: { resolve: (d: Datagram) => void; reject: (e: Error) => void }[] = [];
+  private dgrams = new AsyncQueue<Datagram>(1024);
   private dead: Error | null = null;
   private closeHandlers: (() => void)[] = [];
   /** Called for Errors nobody waits for (Send/SendTo failures). */
@@ -202,7 +164,12 @@ export class Driver {
   /** Optional datagram push callback; when set, datagrams are not queued. */
   onDatagram: ((d: Datagram) => void) | null = null;
   /** Max queued datagrams (oldest dropped). */
-  maxQueuedDatagrams = 1024;
+  get maxQueuedDatagrams(): number {
+    return this.dgrams.max;
+  }
+  set maxQueuedDatagrams(n: number) {
+    this.dgrams.max = n;
+  }
 
   private constructor(
     private readonly sock: IpcSocket,
@@ -304,12 +271,7 @@ export class Driver {
       case "RecvFrom": {
         const d: Datagram = { src: m.src, srcPort: m.srcPort, dstPort: m.dstPort, data: m.data };
         if (this.onDatagram) return this.onDatagram(d);
-        const w = this.dgramWaiters.shift();
-        if (w) w.resolve(d);
-        else {
-          this.dgrams.push(d);
-          if (this.dgrams.length > this.maxQueuedDatagrams) this.dgrams.shift();
-        }
+        this.dgrams.push(d);
         return;
       }
       case "Error": {
@@ -360,7 +322,7 @@ export class Driver {
     this.conns.clear();
     for (const l of this.listeners.values()) l._close(err);
     this.listeners.clear();
-    for (const w of this.dgramWaiters.splice(0)) w.reject(err);
+    this.dgrams.fail(err);
     for (const h of this.closeHandlers.splice(0)) h();
   }
 
@@ -455,22 +417,9 @@ export class Driver {
 
   /** Next datagram pushed by the daemon (all datagrams reach every client; filter by dstPort). */
   recvFrom(opts: CallOptions = {}): Promise<Datagram> {
-    const d = this.dgrams.shift();
-    if (d) return Promise.resolve(d);
-    if (this.dead) return Promise.reject(this.dead);
-    return new Promise((resolve, reject) => {
-      const w = {
-        resolve: (v: Datagram) => { disarm(); resolve(v); },
-        reject: (e: Error) => { disarm(); reject(e); },
-      };
-      this.dgramWaiters.push(w);
-      const disarm = arm(opts, "recvfrom", (e) => {
-        const i = this.dgramWaiters.indexOf(w);
-        if (i >= 0) this.dgramWaiters.splice(i, 1);
-        reject(e);
-      }, "recvfrom timeout");
-    });
+    return this.dgrams.take((cancel) => arm(opts, "recvfrom", cancel, "recvfrom timeout"));
   }
+
 
   handshake(nodeId: number, justification = "", opts?: CallOptions): Promise<JsonObject> {
     return this.json({ cmd: "Handshake", sub: "request", nodeId, justification }, CMD_HANDSHAKE_OK, "handshake", opts);

@@ -12,6 +12,7 @@ import { nowMs, type ServiceContext, type ServiceHandle } from "./context.ts";
 import { saveInboxMessage, saveReceivedFile } from "./dx-storage.ts";
 import { FileReceiver, type FileReceiverOptions, type ReceiverSession } from "./file-receiver.ts";
 import { errText, utf8, utf8Lossy } from "./util.ts";
+import { AsyncQueue, timeoutArm } from "../../sys/queue.ts";
 
 // The codec and storage helpers are re-exported for existing importers.
 export * from "../../proto/dataexchange.ts";
@@ -177,17 +178,11 @@ export async function writeAll(conn: StreamConn, data: Uint8Array, slice = 64 * 
 
 /** Frame-level client over an established connection to port 1001. */
 export class DataExchangeClient {
-  private frames: Frame[] = [];
-  private waiters: { resolve: (f: Frame) => void; reject: (e: Error) => void }[] = [];
-  private error: Error | null = null;
+  private frames = new AsyncQueue<Frame>();
   private reader: FrameReader;
 
   constructor(readonly conn: StreamConn, maxPayload = MAX_FRAME_PAYLOAD) {
-    this.reader = new FrameReader((f) => {
-      const w = this.waiters.shift();
-      if (w) w.resolve(f);
-      else this.frames.push(f);
-    }, maxPayload);
+    this.reader = new FrameReader((f) => this.frames.push(f), maxPayload);
     conn.onData = (chunk) => {
       try {
         this.reader.push(chunk);
@@ -201,8 +196,7 @@ export class DataExchangeClient {
   }
 
   private fail(e: Error): void {
-    if (!this.error) this.error = e;
-    for (const w of this.waiters.splice(0)) w.reject(this.error);
+    this.frames.fail(e);
   }
 
   async send(type: number, payload: Uint8Array): Promise<void> {
@@ -210,24 +204,7 @@ export class DataExchangeClient {
   }
 
   recv(timeoutMs = 0): Promise<Frame> {
-    const f = this.frames.shift();
-    if (f) return Promise.resolve(f);
-    if (this.error) return Promise.reject(this.error);
-    return new Promise((resolve, reject) => {
-      let t: ReturnType<typeof setTimeout> | undefined;
-      const w = {
-        resolve: (fr: Frame) => { if (t) clearTimeout(t); resolve(fr); },
-        reject: (e: Error) => { if (t) clearTimeout(t); reject(e); },
-      };
-      this.waiters.push(w);
-      if (timeoutMs > 0) {
-        t = setTimeout(() => {
-          const i = this.waiters.indexOf(w);
-          if (i >= 0) this.waiters.splice(i, 1);
-          reject(new TransportError("timeout", `no reply within ${timeoutMs} ms`));
-        }, timeoutMs);
-      }
-    });
+    return this.frames.take(timeoutArm(timeoutMs, () => new TransportError("timeout", `no reply within ${timeoutMs} ms`)));
   }
 
   /** Send one frame and wait for the server's ACK/ERR frame; returns its text. */

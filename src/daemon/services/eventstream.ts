@@ -4,6 +4,7 @@ import { PORT_EVENTSTREAM } from "../../proto/types.ts";
 import { encodeEvent, EventReader, MAX_EVENT_PAYLOAD, type StreamEvent, topicText } from "../../proto/eventstream.ts";
 import { TransportError, type StreamConn } from "../../transport/api.ts";
 import type { ServiceContext, ServiceHandle } from "./context.ts";
+import { AsyncQueue, timeoutArm } from "../../sys/queue.ts";
 import { errText, utf8, utf8Lossy } from "./util.ts";
 
 // The codec lives in src/proto/eventstream.ts; re-exported for existing importers.
@@ -169,9 +170,7 @@ export function startEventStream(ctx: ServiceContext, opts: BrokerOptions = {}):
 // Client helpers (services.md §5.4)
 
 export class EventClient {
-  private queue: StreamEvent[] = [];
-  private waiters: { resolve: (e: StreamEvent) => void; reject: (e: Error) => void }[] = [];
-  private error: Error | null = null;
+  private queue = new AsyncQueue<StreamEvent>();
   /** When set, events are delivered here instead of being queued for recv(). */
   onEvent: ((e: StreamEvent) => void) | null = null;
 
@@ -179,9 +178,7 @@ export class EventClient {
     const reader = new EventReader((ev) => {
       const e = { topic: ev.topic.slice(), payload: ev.payload.slice() };
       if (this.onEvent) return this.onEvent(e);
-      const w = this.waiters.shift();
-      if (w) w.resolve(e);
-      else this.queue.push(e);
+      this.queue.push(e);
     });
     conn.onData = (chunk) => {
       try {
@@ -196,8 +193,7 @@ export class EventClient {
   }
 
   private fail(e: Error) {
-    if (!this.error) this.error = e;
-    for (const w of this.waiters.splice(0)) w.reject(this.error);
+    this.queue.fail(e);
   }
 
   /** First event on the connection: the subscription (empty payload). */
@@ -210,24 +206,7 @@ export class EventClient {
   }
 
   recv(timeoutMs = 0): Promise<StreamEvent> {
-    const e = this.queue.shift();
-    if (e) return Promise.resolve(e);
-    if (this.error) return Promise.reject(this.error);
-    return new Promise((resolve, reject) => {
-      let t: ReturnType<typeof setTimeout> | undefined;
-      const w = {
-        resolve: (ev: StreamEvent) => { if (t) clearTimeout(t); resolve(ev); },
-        reject: (er: Error) => { if (t) clearTimeout(t); reject(er); },
-      };
-      this.waiters.push(w);
-      if (timeoutMs > 0) {
-        t = setTimeout(() => {
-          const i = this.waiters.indexOf(w);
-          if (i >= 0) this.waiters.splice(i, 1);
-          reject(new TransportError("timeout", `no event within ${timeoutMs} ms`));
-        }, timeoutMs);
-      }
-    });
+    return this.queue.take(timeoutArm(timeoutMs, () => new TransportError("timeout", `no event within ${timeoutMs} ms`)));
   }
 
   close(): void {
