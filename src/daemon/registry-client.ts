@@ -11,6 +11,7 @@ import type { Socket } from "bun";
 import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
 import { parseHostPort } from "../sys/hostport.ts";
+import { type DialError, dialTcp } from "../sys/tcp-dial.ts";
 import {
   EXT_FRESH_SIGNATURES, classifyReply, deregisterChallenge, freshChallenge, handshakeChallenge, heartbeatChallenge,
   pollHandshakesChallenge, punchChallenge, reportTrustChallenge, resolveChallenge, respondChallenge, revokeTrustChallenge,
@@ -104,53 +105,28 @@ export class RegistryClient {
     return this.connecting;
   }
 
-  private dial(): Promise<void> {
+  private async dial(): Promise<void> {
     const self = this;
-    const timeout = this.opts.dialTimeoutMs ?? 5000;
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const done = (e?: Error) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        e ? reject(e) : resolve();
-      };
-      const timer = setTimeout(() => done(new RegistryError("dial_timeout", `connect to ${self.addr} timed out`)), timeout);
-      const pin = this.opts.tls?.fingerprint;
-      Bun.connect<undefined>({
-        hostname: this.host,
+    try {
+      await dialTcp<undefined>({
+        host: this.host,
         port: this.port,
-        tls: pin !== undefined ? { rejectUnauthorized: false } : undefined,
-        socket: {
-          open(s) {
-            if (pin !== undefined) return; // wait for handshake
-            self.attach(s);
-            done();
-          },
-          handshake(s, success) {
-            if (pin === undefined) return;
-            let fp = "";
-            try {
-              const der = (s as any).getPeerX509Certificate?.()?.raw as Buffer | undefined;
-              if (der) fp = new Bun.CryptoHasher("sha256").update(der).digest("hex");
-            } catch {}
-            if (!success && !fp) { s.end(); done(new RegistryError("tls_failed", "TLS handshake failed")); return; }
-            if (fp !== pin) {
-              s.end();
-              done(new RegistryError("tls_pin_mismatch", `registry certificate fingerprint ${fp || "(none)"} does not match the pinned one`));
-              return;
-            }
-            self.attach(s);
-            done();
-          },
+        pin: this.opts.tls?.fingerprint,
+        timeoutMs: this.opts.dialTimeoutMs ?? 5000,
+        ready: (s) => this.attach(s),
+        on: {
           data(_s, chunk) { self.onData(chunk); },
           drain(s) { self.flush(s); },
           close(s) { self.onClose(s); },
-          error(s) { self.onClose(s); },
-          connectError(_s, err) { done(new RegistryError("connect_failed", `connect to ${self.addr}: ${err?.message ?? err}`)); },
         },
-      }).catch((e: Error) => done(new RegistryError("connect_failed", `connect to ${self.addr}: ${e.message}`)));
-    });
+      });
+    } catch (e) {
+      const d = e as DialError;
+      if (d.code === "dial_timeout") throw new RegistryError(d.code, `connect to ${this.addr} timed out`);
+      if (d.code === "tls_pin_mismatch") throw new RegistryError(d.code, `registry certificate fingerprint ${d.fingerprint || "(none)"} does not match the pinned one`);
+      if (d.code === "tls_failed") throw new RegistryError(d.code, d.message);
+      throw new RegistryError("connect_failed", `connect to ${this.addr}: ${d.message}`);
+    }
   }
 
   private attach(s: Socket<undefined>): void {

@@ -39,6 +39,7 @@ import { RegError } from "./validate.ts";
 import type { Store } from "./store.ts";
 import { type LogFn, noLogger } from "../sys/log.ts";
 import { parseHostPort } from "../sys/hostport.ts";
+import { type DialError, dialTcp } from "../sys/tcp-dial.ts";
 
 export const REPL_SAVE_INTERVAL_MS = 1000; // §8.2 coalescing
 export const REPL_HEARTBEAT_MS = 15_000; // §9.3
@@ -257,46 +258,22 @@ export class StandbyClient {
   private dial(): void {
     if (this.stopped) return;
     const self = this;
-    const pin = this.opts.tlsFingerprint;
-    let settled = false; // connection attempt finished (subscribed or failed)
-    const fail = (why: string, s?: Socket<StandbyConn>) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      self.lastError = why;
-      try { s?.terminate(); } catch {}
-      self.scheduleRetry();
-    };
-    const timer = setTimeout(() => fail("dial timeout"), STANDBY_DIAL_TIMEOUT_MS);
-    const ready = (s: Socket<StandbyConn>) => {
-      if (settled) { s.terminate(); return; } // dial timed out meanwhile
-      settled = true;
-      clearTimeout(timer);
-      if (self.stopped) { s.terminate(); return; }
-      self.subscribe(s);
-    };
-    Bun.connect<StandbyConn>({
-      hostname: this.host,
+    dialTcp<StandbyConn>({
+      host: this.host,
       port: this.port,
-      // R9: the reference standby could only dial plain TCP. With a pinned fingerprint this one
-      // follows a TLS primary (same pin rule as daemons, §1.6: lower-case hex SHA-256 of the leaf DER).
-      tls: pin ? { rejectUnauthorized: false } : undefined,
-      socket: {
-        open(s) {
-          s.data = { dec: new FrameDecoder() };
-          if (!pin) ready(s);
-        },
-        handshake(s, success) {
-          if (!pin) return;
-          let fp = "";
-          try {
-            const der = (s as any).getPeerX509Certificate?.()?.raw as Buffer | undefined;
-            if (der) fp = new Bun.CryptoHasher("sha256").update(der).digest("hex");
-          } catch {}
-          if (!success && !fp) return fail("TLS handshake failed", s);
-          if (fp !== pin) return fail(`primary certificate fingerprint ${fp || "(none)"} does not match the pinned one`, s);
-          ready(s);
-        },
+      // The reference standby could only dial plain TCP. With a pinned fingerprint this one
+      // follows a TLS primary (same pin rule as daemons: lower-case hex SHA-256 of the leaf DER).
+      pin: this.opts.tlsFingerprint || undefined,
+      timeoutMs: STANDBY_DIAL_TIMEOUT_MS,
+      ready(s) {
+        s.data = { dec: new FrameDecoder() };
+        if (self.stopped) {
+          s.terminate();
+          return;
+        }
+        self.subscribe(s);
+      },
+      on: {
         data(s, chunk) {
           self.onData(s, chunk);
         },
@@ -311,11 +288,15 @@ export class StandbyClient {
           self.lastError = String(e);
           self.onClosed(s);
         },
-        connectError(_s, e) {
-          fail(`connect: ${e?.message ?? e}`);
-        },
       },
-    }).catch((e: Error) => fail(`connect: ${e?.message ?? e}`));
+    }).catch((e: DialError) => {
+      self.lastError =
+        e.code === "dial_timeout" ? "dial timeout"
+        : e.code === "tls_pin_mismatch" ? `primary certificate fingerprint ${e.fingerprint || "(none)"} does not match the pinned one`
+        : e.code === "tls_failed" ? e.message
+        : `connect: ${e.message}`;
+      self.scheduleRetry();
+    });
   }
 
   private subscribe(s: Socket<StandbyConn>): void {

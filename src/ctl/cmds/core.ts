@@ -3,9 +3,6 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync }
 import type { Identity } from "../../crypto/identity.ts";
 import { join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
-import { FrameDecoder, encodeFrame } from "../../proto/framing.ts";
-import { goJsonBytes } from "../../proto/gojson.ts";
-import { parseHostPort } from "../../sys/hostport.ts";
 import { catalog } from "../commands.ts";
 import {
   type Ctx, CtlError, cfgStr, configPath, DEFAULT_BEACON_CTL, DEFAULT_REGISTRY, DEFAULT_SOCKET, flagBool, formatBytes, formatUptime,
@@ -406,36 +403,31 @@ export async function inbox(ctx: Ctx, args: string[]): Promise<void> {
 }
 
 // ---------- registry (direct) ----------
-/** One request/response on a fresh registry TCP connection (registry.md framing + JSON). */
+/** One request/response on a fresh registry connection; an error reply is returned, not thrown. */
 async function registryRequest(addr: string, msg: J, timeoutMs = 15000): Promise<J> {
-  const hp = parseHostPort(addr);
-  if (!hp || hp.port === 0) throw new CtlError("invalid_argument", `invalid registry address ${JSON.stringify(addr)}`, "use host:port, e.g. 127.0.0.1:9000, or set PILOT_REGISTRY");
-  const host = hp.host || "127.0.0.1";
-  const port = hp.port;
-  // node:net loads lazily: only the direct-registry commands need it, and it costs every start-up.
-  const { createConnection } = await import("node:net");
-  return new Promise((resolve, reject) => {
-    const s = createConnection({ host, port });
-    const dec = new FrameDecoder();
-    const t = setTimeout(() => { s.destroy(); reject(new CtlError("connection_failed", `cannot reach registry at ${addr}`, `check that the registry is running at ${addr}, or set PILOT_REGISTRY`)); }, timeoutMs);
-    let connected = false;
-    s.on("connect", () => { connected = true; s.write(encodeFrame(goJsonBytes(msg))); });
-    s.on("error", (e) => {
-      clearTimeout(t);
-      reject(connected ? new CtlError("connection_failed", `registry: ${e.message}`) : new CtlError("connection_failed", `cannot reach registry at ${addr}`, `check that the registry is running at ${addr}, or set PILOT_REGISTRY`));
-    });
-    s.on("data", (b: Buffer) => {
-      try {
-        const fr = dec.push(new Uint8Array(b));
-        if (fr.length) {
-          clearTimeout(t);
-          s.destroy();
-          resolve(JSON.parse(new TextDecoder().decode(fr[0])));
-        }
-      } catch (e) { clearTimeout(t); s.destroy(); reject(new CtlError("connection_failed", `registry: ${(e as Error).message}`)); }
-    });
-    s.on("close", () => { clearTimeout(t); reject(new CtlError("connection_failed", "registry: connection closed")); });
-  });
+  // Loaded lazily: only the direct-registry commands need the registry client.
+  const { RegistryClient, RegistryError } = await import("../../daemon/registry-client.ts");
+  let c;
+  try {
+    c = new RegistryClient(addr, { dialTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs, reconnectAttempts: 1 });
+  } catch (e) {
+    throw new CtlError("invalid_argument", (e as Error).message, "use host:port, e.g. 127.0.0.1:9000, or set PILOT_REGISTRY");
+  }
+  try {
+    try {
+      await c.connect();
+    } catch {
+      throw new CtlError("connection_failed", `cannot reach registry at ${addr}`, `check that the registry is running at ${addr}, or set PILOT_REGISTRY`);
+    }
+    try {
+      return await c.request(msg);
+    } catch (e) {
+      if (e instanceof RegistryError && e.response) return e.response;
+      throw new CtlError("connection_failed", `registry: ${(e as Error).message}`);
+    }
+  } finally {
+    c.close();
+  }
 }
 
 function regResult(prefix: string, r: J): J {
