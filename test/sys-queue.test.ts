@@ -71,3 +71,19 @@ describe("AsyncQueue", () => {
     expect(disarmed).toBe(2);
   });
 });
+
+describe("withTimeout", () => {
+  test("value in time; error after the deadline; a late value goes to `late`", async () => {
+    const { withTimeout } = await import("../src/sys/queue.ts");
+    expect(await withTimeout(Promise.resolve(3), 1000)).toBe(3);
+    await expect(withTimeout(Promise.reject(new Error("own")), 1000)).rejects.toThrow("own");
+    let release!: (v: string) => void;
+    const slow = new Promise<string>((r) => (release = r));
+    const got: string[] = [];
+    await expect(withTimeout(slow, 5, () => new Error("deadline"), (v) => got.push(v))).rejects.toThrow("deadline");
+    release("conn");
+    await slow;
+    await Promise.resolve();
+    expect(got).toEqual(["conn"]);
+  });
+});

@@ -2,6 +2,7 @@
 // BufferedSocket (exact write backpressure, native read path). Under Node (client side of the
 // SDK): node:net, whose write() return value and 'drain' event give the same backpressure.
 import { BufferedSocket } from "../sys/buffered-socket.ts";
+import { withTimeout } from "../sys/queue.ts";
 
 export interface IpcSocket {
   /** false when (part of) the frame was queued: wait for waitDrain() before writing more. */
@@ -28,16 +29,7 @@ export function connectIpcSocket(path: string, ev: IpcSocketEvents, timeoutMs?: 
   const bun = (globalThis as { Bun?: BunLike }).Bun;
   const p = bun ? connectBun(bun, path, ev) : connectNode(path, ev);
   if (timeoutMs === undefined) return p;
-  let t: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, rej) => {
-      t = setTimeout(() => {
-        p.then((s) => s.destroy(), () => {});
-        rej(new Error("connect timeout"));
-      }, timeoutMs);
-    }),
-  ]).finally(() => clearTimeout(t));
+  return withTimeout(p, timeoutMs, () => new Error("connect timeout"), (s) => s.destroy());
 }
 
 async function connectBun(bun: BunLike, path: string, ev: IpcSocketEvents): Promise<IpcSocket> {

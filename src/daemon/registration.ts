@@ -6,7 +6,8 @@ import { encodePublicKey, encodeSignature, generateIdentity, type Identity, load
 import { formatAddr, parseAddr } from "../proto/addr.ts";
 import type { Addr } from "../proto/types.ts";
 import type { JsonObject } from "../proto/ipc.ts";
-import { DaemonError, isRefusal, regCall, withTimeout } from "./errors.ts";
+import { DaemonError, isRefusal, regCall } from "./errors.ts";
+import { withTimeout } from "../sys/queue.ts";
 import type { Logger } from "../sys/log.ts";
 import { RegistryClient } from "./registry-client.ts";
 import { type Endpoint, type Tunnel, formatEndpoint } from "./tunnel.ts";

@@ -97,3 +97,28 @@ export class AsyncQueue<T> {
     });
   }
 }
+
+/**
+ * `p`, or the error `make` builds if it has not settled within `ms`. A value that arrives after
+ * the deadline goes to `late` (e.g. to close a connection nobody will use).
+ */
+export function withTimeout<T>(p: Promise<T>, ms: number, make: () => Error = () => new Error("timeout"), late?: (v: T) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let expired = false;
+    const t = setTimeout(() => {
+      expired = true;
+      reject(make());
+    }, ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        if (expired) late?.(v);
+        else resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
