@@ -3,6 +3,7 @@ import { FlagError, type FlagDef, parseFlags, usage } from "../sys/flags.ts";
 import { makeLogger } from "../sys/log.ts";
 
 import { DEFAULT_BEACON, DEFAULT_REGISTRY, DEFAULT_SOCKET } from "../sys/constants.ts";
+import { parseHostPort } from "../sys/hostport.ts";
 
 export const DAEMON_FLAGS: FlagDef[] = [
   { name: "config", type: "string", default: "", usage: "JSON config file" },
@@ -54,8 +55,8 @@ export async function run(args: string[]): Promise<number> {
   const log = makeLogger(v["log-level"], v["log-format"]);
   let metricsAt: { ip: string; port: number } | null = null;
   if (v.metrics) {
-    const { parseEndpoint } = await import("./tunnel.ts");
-    metricsAt = parseEndpoint(v.metrics);
+    const hp = parseHostPort(v.metrics);
+    metricsAt = hp && { ip: hp.host, port: hp.port };
     if (!metricsAt) {
       process.stderr.write(`invalid -metrics address ${JSON.stringify(v.metrics)}: want host:port, e.g. 127.0.0.1:9102\n`);
       return 2;
