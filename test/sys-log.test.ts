@@ -47,6 +47,7 @@ describe("sys logger", () => {
     const line = formatRecord("text", "info", at, "m", { a: "", b: "x=y", c: 'q"', d: "\n", e: 10n, f: { g: 1n }, u: undefined });
     expect(line).toMatch(/^time=2025-01-15T12:34:56\.789(Z|[+-]\d\d:\d\d) level=INFO msg=m a="" b="x=y" c="q\\"" d="\\n" e=10 f="{\\"g\\":\\"1\\"}" u=<nil>\n$/);
     expect(() => JSON.parse(formatRecord("json", "info", at, "m", { e: 10n }))).not.toThrow();
+    expect(formatRecord("text", "info", at, "m", { path: "C:\\x" })).toEndWith(" path=C:\\x\n");
   });
 
   test("a sink that throws never reaches the caller", () => {

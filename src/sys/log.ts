@@ -53,7 +53,10 @@ export function localTime(d: Date, nanos: boolean): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${frac}${tz}`;
 }
 
-/** A text value, quoted (Go-style escapes) when empty or holding spaces, '=', '"' or controls. */
+/**
+ * A text value, quoted (Go-style escapes) when empty or holding spaces, '=', '"' or controls. A
+ * backslash alone does not force quoting (as in Go's slog: `path=C:\x` stays bare).
+ */
 function textValue(v: unknown): string {
   let s: string;
   if (v instanceof Error) s = v.message;
@@ -62,7 +65,7 @@ function textValue(v: unknown): string {
   else if (typeof v === "bigint") s = v.toString();
   else if (typeof v === "object" && v !== null) s = safeJson(v);
   else s = String(v);
-  if (s === "" || /[\s="\\\x00-\x1f\x7f]/.test(s)) return JSON.stringify(s);
+  if (s === "" || /[\s="\x00-\x1f\x7f]/.test(s)) return JSON.stringify(s);
   return s;
 }
 
