@@ -12,8 +12,9 @@ describe("AsyncQueue", () => {
     q.push(4);
     expect(await first).toBe(1);
     expect(q.dropped).toBe(1);
-    expect(await q.take()).toBe(3);
+    expect(q.poll()).toBe(3);
     expect(await q.take()).toBe(4);
+    expect(q.poll()).toBeUndefined();
   });
 
   test("end: queued items first, then the end value for every take", async () => {

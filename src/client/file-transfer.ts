@@ -13,6 +13,7 @@ import { type ErrorCode, PilotError } from "./errors.ts";
 import { createHash } from "node:crypto";
 import { open, type FileHandle } from "node:fs/promises";
 import { basename } from "node:path";
+import { AsyncQueue } from "../sys/queue.ts";
 import {
   type Ack, DATA_HEADER, decodeMessage, type DxMessage, encodeDataHeader, encodeFileNameHeader, encodeFrame, encodeFrameHeader, encodeMessage,
   type Frame, FrameReader, frameText, maxLegacyFileBytes, MAX_FRAME_PAYLOAD, MESSAGE_TYPES, parseAck, TYPE_FILE, TYPE_TEXT, XFER_VERSION,
@@ -95,9 +96,7 @@ const mayNotHaveArrived = "the receiver did not acknowledge it, so the data may 
 
 /** Replies from the receiver, read concurrently with our writes. */
 class Replies {
-  private frames: Frame[] = [];
-  private waiter: ((ok: boolean) => void) | null = null;
-  private error: FileTransferError | null = null;
+  private frames = new AsyncQueue<Frame>();
   private readonly reader: FrameReader;
 
   constructor(private readonly conn: ByteDuplex, private readonly signal?: AbortSignal) {
@@ -114,7 +113,6 @@ class Replies {
         const c = await this.conn.read();
         if (c === null) return this.fail(new FileTransferError("connection_failed", "connection closed by the receiver"));
         this.reader.push(c);
-        this.wake(true);
       }
     } catch (e) {
       this.fail(new FileTransferError("connection_failed", `receive: ${(e as Error).message}`));
@@ -122,43 +120,30 @@ class Replies {
   }
 
   private fail(e: FileTransferError): void {
-    if (!this.error) this.error = e;
-    this.wake(false);
-  }
-  private wake(ok: boolean): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.(ok);
+    this.frames.fail(e);
   }
 
   /** A frame already received, if any (never waits). */
   poll(): Frame | undefined {
-    return this.frames.shift();
+    return this.frames.poll();
   }
 
   /** Next frame; fails with `timeout` after `timeoutMs` of silence or when the stream ends. */
-  async next(timeoutMs: number, what: string): Promise<Frame> {
-    for (;;) {
-      const f = this.frames.shift();
-      if (f) return f;
-      if (this.error) throw this.error;
-      checkAbort(this.signal);
-      let t: ReturnType<typeof setTimeout> | undefined;
-      let onAbort: (() => void) | undefined;
-      const ok = await new Promise<boolean | "timeout">((resolve) => {
-        this.waiter = resolve;
-        t = setTimeout(() => resolve("timeout"), timeoutMs);
-        onAbort = () => resolve(false);
-        this.signal?.addEventListener("abort", onAbort, { once: true });
-      });
-      clearTimeout(t);
-      if (onAbort) this.signal?.removeEventListener("abort", onAbort);
-      checkAbort(this.signal);
-      if (ok === "timeout") {
-        this.waiter = null;
-        throw new FileTransferError("timeout", `no ${what} from the receiver within ${Math.round(timeoutMs / 1000)} s`);
+  next(timeoutMs: number, what: string): Promise<Frame> {
+    const signal = this.signal;
+    return this.frames.take((cancel) => {
+      if (signal?.aborted) {
+        cancel(abortedError(signal));
+        return () => {};
       }
-    }
+      const t = setTimeout(() => cancel(new FileTransferError("timeout", `no ${what} from the receiver within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+      const onAbort = () => cancel(abortedError(signal!));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      return () => {
+        clearTimeout(t);
+        signal?.removeEventListener("abort", onAbort);
+      };
+    });
   }
 }
 

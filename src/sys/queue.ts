@@ -68,6 +68,11 @@ export class AsyncQueue<T> {
     for (const w of this.waiters.splice(0)) w.reject(e);
   }
 
+  /** The next queued item without waiting (undefined when none is queued). */
+  poll(): T | undefined {
+    return this.items.shift();
+  }
+
   /** Next item, in order. `arm` may cancel the wait (the item then stays for the next take). */
   take(arm?: Arm): Promise<T> {
     if (this.items.length) return Promise.resolve(this.items.shift() as T);
