@@ -3,6 +3,11 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync }
 import type { Identity } from "../../crypto/identity.ts";
 import { join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
+import { FrameDecoder, encodeFrame } from "../../proto/framing.ts";
+import { goJsonBytes } from "../../proto/gojson.ts";
+import { parseHostPort } from "../../sys/hostport.ts";
+import { withTimeout } from "../../sys/queue.ts";
+import { dialTcp } from "../../sys/tcp-dial.ts";
 import { catalog } from "../commands.ts";
 import {
   type Ctx, CtlError, cfgStr, configPath, DEFAULT_BEACON_CTL, DEFAULT_REGISTRY, DEFAULT_SOCKET, flagBool, formatBytes, formatUptime,
@@ -403,30 +408,44 @@ export async function inbox(ctx: Ctx, args: string[]): Promise<void> {
 }
 
 // ---------- registry (direct) ----------
-/** One request/response on a fresh registry connection; an error reply is returned, not thrown. */
+/** One request/response on a fresh registry connection (u32 length + JSON frames). */
 async function registryRequest(addr: string, msg: J, timeoutMs = 15000): Promise<J> {
-  // Loaded lazily: only the direct-registry commands need the registry client.
-  const { RegistryClient, RegistryError } = await import("../../daemon/registry-client.ts");
-  let c;
+  const hp = parseHostPort(addr);
+  if (!hp || hp.port === 0) throw new CtlError("invalid_argument", `invalid registry address ${JSON.stringify(addr)}`, "use host:port, e.g. 127.0.0.1:9000, or set PILOT_REGISTRY");
+  const unreachable = () => new CtlError("connection_failed", `cannot reach registry at ${addr}`, `check that the registry is running at ${addr}, or set PILOT_REGISTRY`);
+  const deadline = Date.now() + timeoutMs;
+  let reply!: (r: J) => void;
+  let failed!: (e: Error) => void;
+  const answer = new Promise<J>((res, rej) => ((reply = res), (failed = rej)));
+  const dec = new FrameDecoder();
+  let s;
   try {
-    c = new RegistryClient(addr, { dialTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs, reconnectAttempts: 1 });
-  } catch (e) {
-    throw new CtlError("invalid_argument", (e as Error).message, "use host:port, e.g. 127.0.0.1:9000, or set PILOT_REGISTRY");
+    s = await dialTcp<undefined>({
+      host: hp.host || "127.0.0.1",
+      port: hp.port,
+      timeoutMs,
+      ready: () => {},
+      on: {
+        data(_s, chunk) {
+          try {
+            const fr = dec.push(chunk);
+            if (fr.length) reply(JSON.parse(new TextDecoder().decode(fr[0])));
+          } catch (e) {
+            failed(new CtlError("connection_failed", `registry: ${(e as Error).message}`));
+          }
+        },
+        close() { failed(new CtlError("connection_failed", "registry: connection closed")); },
+        error(_s, e) { failed(new CtlError("connection_failed", `registry: ${e.message}`)); },
+      },
+    });
+  } catch {
+    throw unreachable();
   }
   try {
-    try {
-      await c.connect();
-    } catch {
-      throw new CtlError("connection_failed", `cannot reach registry at ${addr}`, `check that the registry is running at ${addr}, or set PILOT_REGISTRY`);
-    }
-    try {
-      return await c.request(msg);
-    } catch (e) {
-      if (e instanceof RegistryError && e.response) return e.response;
-      throw new CtlError("connection_failed", `registry: ${(e as Error).message}`);
-    }
+    s.write(encodeFrame(goJsonBytes(msg)));
+    return await withTimeout(answer, Math.max(1, deadline - Date.now()), unreachable);
   } finally {
-    c.close();
+    s.terminate();
   }
 }
 
