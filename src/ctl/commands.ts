@@ -18,6 +18,7 @@ export interface CommandDef {
 }
 
 const core = () => import("./cmds/core.ts");
+const status = () => import("./cmds/status.ts");
 const comm = () => import("./cmds/comm.ts");
 const daemon = () => import("./cmds/daemon.ts");
 const task = () => import("./cmds/task.ts");
@@ -37,7 +38,7 @@ export const COMMANDS: CommandDef[] = [
   D("clear-webhook", [], "Clear the webhook URL (applies immediately if daemon is running)", "webhook, applied", h(core, "clearWebhook")),
   D("config", ["[--set key=value]"], "Show or set configuration values", "current configuration as JSON", h(core, "config")),
   D("connect", ["<address|hostname>", "[port]", "[--message <msg>]", "[--timeout <dur>]"], "Open a stream connection. Use --message to send a single message and get a response", "target, port, sent, response (with --message), or interactive stdio session", h(comm, "connect")),
-  D("connections", [], "List active connections", "connections [{id, local_port, remote_addr, remote_port, state, ...}], total", h(core, "connections")),
+  D("connections", [], "List active connections", "connections [{id, local_port, remote_addr, remote_port, state, ...}], total", h(status, "connections")),
   D("daemon start", ["[--config <path>]", "[--registry <addr>]", "[--beacon <addr>]", "[--listen <addr>]", "[--identity <path>]", "[--owner <owner>]", "[--hostname <name>]", "[--log-level <level>]", "[--log-format <fmt>]", "[--public]", "[--foreground]", "[--no-encrypt]", "[--socket <path>]", "[--webhook <url>]"], "Start the daemon as a background process. Blocks until registered, then prints status and exits", "node_id, address, pid, socket, hostname, log_file", h(daemon, "start")),
   D("daemon status", ["[--check]"], "Check if daemon is running and responsive. --check: silent, exits 0 if responsive, 1 otherwise", "running (bool), responsive (bool), pid, pid_file, socket, node_id, address, hostname, uptime_secs, peers, connections", h(daemon, "status")),
   D("daemon stop", [], "Stop the running daemon", "pid, forced (bool)", h(daemon, "stop")),
@@ -53,11 +54,11 @@ export const COMMANDS: CommandDef[] = [
   D("gateway unmap", ["<local-ip>"], "Remove a mapping and clean up loopback alias", "unmapped", h(gw, "unmap")),
   D("handshake", ["<node_id|hostname>", "[justification]"], "Send a trust handshake request to a remote node", "status, node_id", h(core, "handshake")),
   D("inbox", ["[--clear]"], "List messages received via data exchange (port 1001). Messages saved to ~/.pilot/inbox/. Use --clear to delete all", "messages [{type, from, data, received_at}], total, dir", h(core, "inbox")),
-  D("info", [], "Show daemon status: node_id, address, hostname, uptime, peers, connections, encryption, identity", "node_id, address, hostname, uptime_secs, connections, ports, peers, encrypt, bytes_sent, bytes_recv, conn_list, peer_list", h(core, "info")),
+  D("info", [], "Show daemon status: node_id, address, hostname, uptime, peers, connections, encryption, identity", "node_id, address, hostname, uptime_secs, connections, ports, peers, encrypt, bytes_sent, bytes_recv, conn_list, peer_list", h(status, "info")),
   D("init", ["--registry <addr>", "--beacon <addr>", "--hostname <name>", "[--socket <path>]"], "Initialize pilot configuration (writes ~/.pilot/config.json)", "config_path, registry, beacon, socket, hostname", h(core, "init")),
   D("listen", ["<port>", "[--count <n>]", "[--timeout <dur>]"], "Listen for incoming datagrams. Default: infinite (NDJSON streaming). Use --count/--timeout to bound", "messages [{src_addr, src_port, data, bytes}], timeout (bool). Unbounded: NDJSON per line", h(comm, "listen")),
   D("lookup", ["<node_id>"], "Look up a node by ID", "node_id, address, real_addr, public, hostname", h(core, "lookup")),
-  D("peers", ["[--search <query>]"], "List connected peers with optional search filter", "peers [{node_id, endpoint, encrypted, authenticated}], total", h(core, "peers")),
+  D("peers", ["[--search <query>]"], "List connected peers with optional search filter", "peers [{node_id, endpoint, encrypted, authenticated}], total", h(status, "peers")),
   D("pending", [], "List pending handshake requests", "pending [{node_id, justification, received_at}]", h(core, "pending")),
   D("ping", ["<address|hostname>", "[--count <n>]", "[--timeout <dur>]"], "Ping a node via echo port. Default 4 pings", "target, results [{seq, bytes, rtt_ms, error}], timeout (bool)", h(comm, "ping")),
   D("publish", ["<address|hostname>", "<topic>", "--data <message>"], "Publish an event to a topic on the target's event stream broker (port 1002)", "target, topic, bytes", h(comm, "publish")),
@@ -79,7 +80,7 @@ export const COMMANDS: CommandDef[] = [
   D("trust", [], "List trusted peers", "trusted [{node_id, mutual, network, approved_at}]", h(core, "trust")),
   D("untrust", ["<node_id>"], "Revoke trust for a peer", "node_id", h(core, "untrust")),
   // Extensions: not in the reference catalog's 49 entries (cli.md §11.5-2: added as extra keys).
-  D("version", [], "Print the pilotctl version and build runtime (extension; cli.md §11.5)", "version, runtime, platform", h(core, "version"), { reference: false }),
+  D("version", [], "Print the pilotctl version and build runtime (extension; cli.md §11.5)", "version, runtime, platform", h(status, "version"), { reference: false }),
   D("context", [], "Print this machine-readable catalog of commands, flags, return fields and error codes", "commands, error_codes, global_flags, environment, config_file, version", h(core, "context"), { reference: false }),
   D("task submit", ["<address|hostname>", "--task <description>"], "Submit a task to a node (port 1003)", "task_id, target, task, status (int 200|400), accepted (bool), message", h(task, "submit"), { reference: false }),
   D("task accept", ["--id <task_id>"], "Accept a received task (within 1 minute of creation)", "task_id, status, message", h(task, "accept"), { reference: false }),
