@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
-import { COMMANDS, catalog } from "../src/ctl/commands.ts";
+import { catalog, commands } from "../src/ctl/commands.ts";
 import { parserCommandNames } from "../src/ctl/main.ts";
 import { parseFlags, goDuration, parseGoDuration, prettyJson, formatBytes } from "../src/ctl/util.ts";
 import { type FakeDaemon, startFakeDaemon } from "./ipc-fake-daemon.ts";
@@ -22,7 +22,7 @@ describe("catalog and parser agree", () => {
   test("every context command exists in the parser and vice versa", async () => {
     const c = catalog() as { commands: Record<string, unknown>; extension_commands: Record<string, unknown> };
     const listed = [...Object.keys(c.commands), ...Object.keys(c.extension_commands)].sort();
-    const parsed = parserCommandNames().filter((n) => !COMMANDS.find((d) => d.name === n)?.hidden).sort();
+    const parsed = parserCommandNames().filter((n) => !commands().find((d) => d.name === n)?.hidden).sort();
     expect(listed).toEqual(parsed);
     expect(Object.keys(c.commands).length).toBe(49);
     const r = await ctl(["--json", "context"]);

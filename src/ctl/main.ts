@@ -3,7 +3,7 @@
 // the handler gets the arguments after the name and parses its flags with the reference's rules
 // (parseFlags in util.ts). No CLI framework: see docs/protocol.md §13.7 for why citty was removed.
 // Only the invoked command's module is loaded (commands.ts holds lazy loaders).
-import { COMMANDS, type CommandDef, GROUPS } from "./commands.ts";
+import { type CommandDef, commands, findCommand, GROUPS } from "./commands.ts";
 import { writeErr } from "./io.ts";
 import { CtlError, CtlExit, makeCtx, writeError } from "./util.ts";
 
@@ -98,19 +98,17 @@ Environment:
 Config file: ~/.pilot/config.json
 `;
 
-const BY_NAME = new Map<string, CommandDef>(COMMANDS.map((c) => [c.name, c]));
-
 /** The command an argument list names and the arguments after that name, or null. */
 export function route(args: string[]): { def: CommandDef; rest: string[] } | null {
-  const one = BY_NAME.get(args[0] ?? "");
+  const one = findCommand(args[0] ?? "");
   if (one) return { def: one, rest: args.slice(1) };
-  const two = args.length >= 2 ? BY_NAME.get(`${args[0]} ${args[1]}`) : undefined;
+  const two = args.length >= 2 ? findCommand(`${args[0]} ${args[1]}`) : undefined;
   return two ? { def: two, rest: args.slice(2) } : null;
 }
 
 /** Names the router accepts (for tests: must equal the catalog). */
 export function parserCommandNames(): string[] {
-  return [...BY_NAME.keys()];
+  return commands().map((c) => c.name);
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -126,7 +124,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const cmd = args[0];
   const isGroup = Object.hasOwn(GROUPS, cmd);
-  const known = isGroup || BY_NAME.has(cmd);
+  const known = isGroup || findCommand(cmd) !== undefined;
   try {
     if (!known) {
       if (!json) {
@@ -138,7 +136,7 @@ export async function run(argv: string[]): Promise<number> {
     if (isGroup) {
       const g = GROUPS[cmd];
       if (args.length < 2) throw new CtlError("invalid_argument", "missing subcommand", g.missingHint);
-      if (!BY_NAME.has(`${cmd} ${args[1]}`)) {
+      if (!findCommand(`${cmd} ${args[1]}`)) {
         throw new CtlError("invalid_argument", `unknown ${cmd} subcommand: ${args[1]}`, g.unknownHint);
       }
     }

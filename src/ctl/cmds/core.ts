@@ -7,8 +7,8 @@ import { FrameDecoder, encodeFrame } from "../../proto/framing.ts";
 import { goJsonBytes } from "../../proto/gojson.ts";
 import { catalog } from "../commands.ts";
 import {
-  type Ctx, CtlError, cfgStr, configPath, DEFAULT_BEACON_CTL, DEFAULT_REGISTRY, DEFAULT_SOCKET, flagBool, formatBytes, formatUptime,
-  getRegistry, getSocket, goQ, loadConfig, localStamp, logFile, pad, parseFlags, parseNodeId, pidFile, pilotDir, prettyJson, rfc3339Local, saveConfig,
+  type Ctx, CtlError, cfgStr, configPath, DEFAULT_BEACON_CTL, DEFAULT_REGISTRY, DEFAULT_SOCKET, flagBool, formatBytes,
+  getRegistry, getSocket, goQ, loadConfig, localStamp, logFile, pad, parseFlags, parseNodeId, pidFile, pilotDir, rfc3339Local, saveConfig,
 } from "../util.ts";
 import { connectDaemon, daemonCall, daemonErr, usage } from "./shared.ts";
 

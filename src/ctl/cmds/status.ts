@@ -1,6 +1,6 @@
-// The daemon-status commands (info, peers, connections) and version. Kept apart from the other
-// command groups because they are the ones scripts and agents run most, so their module loads
-// nothing but the IPC driver (no node:fs, no crypto).
+// The daemon-status commands (info, peers, connections). Kept apart from the other command groups
+// because scripts and agents run them most, so their module loads nothing but the IPC driver
+// (no node:fs, no crypto).
 import { type Ctx, formatBytes, formatUptime, goQ, pad, parseFlags } from "../util.ts";
 import { daemonCall } from "./shared.ts";
 
@@ -72,11 +72,4 @@ export async function connections(ctx: Ctx): Promise<void> {
     if (cl.length > 50) s += `\n... and ${cl.length - 50} more connections (showing first 50)\n`;
     return s;
   });
-}
-
-// ---------- version (an extension: the reference has no such command; install.sh shows it on upgrade) ----------
-export async function version(ctx: Ctx): Promise<void> {
-  const { default: pkg } = await import("../../../package.json");
-  const v = { platform: `${process.platform}-${process.arch}`, runtime: `bun ${Bun.version}`, version: String(pkg.version) };
-  ctx.ok(v, () => `pilotctl ${v.version} (${v.runtime}, ${v.platform})\n`);
 }
