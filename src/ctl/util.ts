@@ -274,10 +274,11 @@ function cfgStr(cfg: Record<string, unknown>, k: string): string {
   const v = cfg[k];
   return typeof v === "string" ? v : "";
 }
-export function getSocket(cfg = loadConfig()): string {
-  return process.env.PILOT_SOCKET || cfgStr(cfg, "socket") || DEFAULT_SOCKET;
+// The environment wins, so the config file is read only when the variable is unset.
+export function getSocket(cfg?: Record<string, unknown>): string {
+  return process.env.PILOT_SOCKET || cfgStr(cfg ?? loadConfig(), "socket") || DEFAULT_SOCKET;
 }
-export function getRegistry(cfg = loadConfig()): string {
-  return process.env.PILOT_REGISTRY || cfgStr(cfg, "registry") || DEFAULT_REGISTRY;
+export function getRegistry(cfg?: Record<string, unknown>): string {
+  return process.env.PILOT_REGISTRY || cfgStr(cfg ?? loadConfig(), "registry") || DEFAULT_REGISTRY;
 }
 export { cfgStr };
