@@ -139,7 +139,7 @@ export const errorCodes = (): Record<string, string> => pick(["already_exists", 
 /** Codes the reference uses without listing them, plus the SDK's `aborted`; exposed under a separate key. */
 export const extraErrorCodes = (): Record<string, string> => pick(["unavailable", "invalid_state", "expired", "internal_error", "unsupported", "refused", "aborted"]);
 
-/** The `context` catalog, generated from COMMANDS (cli.md §5 + additive extension keys). */
+/** The `context` catalog, generated from the table: the reference's keys plus additive extension keys. */
 export function catalog(): Record<string, unknown> {
   const ref: Record<string, unknown> = {};
   const ext: Record<string, unknown> = {};

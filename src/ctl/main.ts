@@ -1,4 +1,4 @@
-// pilotctl entry point. Routing is a lookup in the single COMMANDS table (commands.ts): the first
+// pilotctl entry point. Routing is a lookup in the single command table (commands.ts): the first
 // argument names the command, or a group (daemon, gateway, task) whose subcommand is the second;
 // the handler gets the arguments after the name and parses its flags with the reference's rules
 // (parseFlags in util.ts). No CLI framework: see docs/protocol.md §13.7 for why citty was removed.

@@ -225,7 +225,7 @@ export async function sendResults(ctx: Ctx, args: string[]): Promise<void> {
     // connection (the receiver ignores a second one).
     t.status = "SUCCEEDED";
     t.status_justification = "Results sent successfully";
-    try { saveTask("received", t); } catch (e) { process.stderr.write(`warning: ${(e as Error).message}\n`); }
+    try { saveTask("received", t); } catch (e) { ctx.err(`warning: ${(e as Error).message}\n`); }
     const out: J = { sent_to: t.from, sent_type: file ? "file" : "text", status: "SUCCEEDED", task_id: id };
     if (file) Object.assign(out, { file_size: fileData!.length, filename: basename(file) });
     ctx.ok(out);
