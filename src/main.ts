@@ -2,7 +2,11 @@
 // Single entry point. One compiled binary serves as pilot-daemon, pilotctl, pilot-gateway and
 // rendezvous: it dispatches on the name it was invoked under (argv[0] basename, links or copies).
 // `bun src/main.ts <tool> ...` (or PILOT_TOOL=<tool>) selects a tool when run from source.
-import { basename } from "node:path";
+// Nothing is imported statically: this module runs on every start of every tool, and even
+// node:path costs measurable start-up time in a compiled executable.
+
+/** Last path component (either separator, so `C:\\bin\\pilotctl.exe` works too). */
+const basename = (p: string): string => p.slice(Math.max(p.lastIndexOf("/"), p.lastIndexOf("\\")) + 1);
 
 export const TOOLS = ["pilot-daemon", "pilotctl", "pilot-gateway", "rendezvous"] as const;
 export type Tool = (typeof TOOLS)[number];

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
-import { COMMANDS, catalog } from "../src/ctl/commands.ts";
-import { parserCommandNames } from "../src/ctl/main.ts";
+import { catalog, commands } from "../src/ctl/commands.ts";
+import { parserCommandNames, route } from "../src/ctl/main.ts";
 import { parseFlags, goDuration, parseGoDuration, prettyJson, formatBytes } from "../src/ctl/util.ts";
 import { type FakeDaemon, startFakeDaemon } from "./ipc-fake-daemon.ts";
 import { runPilotctl, tempHome } from "./ctl-helpers.ts";
@@ -22,7 +22,7 @@ describe("catalog and parser agree", () => {
   test("every context command exists in the parser and vice versa", async () => {
     const c = catalog() as { commands: Record<string, unknown>; extension_commands: Record<string, unknown> };
     const listed = [...Object.keys(c.commands), ...Object.keys(c.extension_commands)].sort();
-    const parsed = parserCommandNames().filter((n) => !COMMANDS.find((d) => d.name === n)?.hidden).sort();
+    const parsed = parserCommandNames().filter((n) => !commands().find((d) => d.name === n)?.hidden).sort();
     expect(listed).toEqual(parsed);
     expect(Object.keys(c.commands).length).toBe(49);
     const r = await ctl(["--json", "context"]);
@@ -55,6 +55,14 @@ describe("global behaviour", () => {
     const h = await runPilotctl(["peers"], { socket: missing });
     expect(h.code).toBe(1);
     expect(h.stderr).toBe("error: daemon is not running\nhint:  start the daemon with: pilotctl daemon start\n");
+  });
+  test("a name from Object.prototype is an unknown command, not a group", async () => {
+    const h = await ctl(["toString"]);
+    expect(h.code).toBe(2);
+    expect(h.stderr.startsWith("unknown command: toString\n\n")).toBe(true);
+    const j = await ctl(["--json", "constructor", "x"]);
+    expect(j.code).toBe(1);
+    expect(j.json).toMatchObject({ code: "invalid_argument", message: "unknown command: constructor" });
   });
   test("unknown subcommand", async () => {
     const r = await ctl(["--json", "task", "zap"]);
@@ -180,6 +188,30 @@ describe("util", () => {
     expect(p.flags.get("clear")).toBe("foo");
     expect(p.flags.get("k")).toBe("v=w");
     expect(p.flags.get("b")).toBe("true");
+  });
+  test("router: the command name, then the handler's own arguments (flags untouched)", () => {
+    expect(route(["info"])?.def.name).toBe("info");
+    const r = route(["daemon", "start", "--registry", "1.2.3.4:9000", "--public"])!;
+    expect(r.def.name).toBe("daemon start");
+    expect(r.rest).toEqual(["--registry", "1.2.3.4:9000", "--public"]);
+    // flags before a subcommand name are not skipped (the reference does not skip them either)
+    expect(route(["daemon", "--config", "x", "start"])).toBeNull();
+    expect(route(["send", "0:0000.0000.0001", "7", "--data", "--timeout", "1s"])!.rest).toEqual(["0:0000.0000.0001", "7", "--data", "--timeout", "1s"]);
+    expect(route(["toString"])).toBeNull();
+    expect(route([])).toBeNull();
+  });
+  test("output writers: order kept across the fast and the fallback path, nothing lost into a slow pipe", async () => {
+    const big = "x".repeat(1 << 20);
+    const script = `import { writeOut, writeErr } from ${JSON.stringify(join(import.meta.dir, "..", "src/ctl/io.ts"))};
+      writeOut("a\\n"); writeErr("e1\\n"); writeOut("%s %d\\n"); writeOut("");
+      for (let i = 0; i < 4; i++) writeOut("${"x".repeat(16)}".repeat(65536) + "\\n");
+      writeOut("b"); writeErr("e2"); writeOut("c\\n"); writeErr("e3\\n");`;
+    // 4 MiB is far more than a pipe holds: the writer must wait for the reader, not drop or reorder.
+    const p = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    expect(code).toBe(0);
+    expect(out).toBe(`a\n%s %d\n${(big + "\n").repeat(4)}bc\n`);
+    expect(err).toBe("e1\ne2e3\n");
   });
   test("durations and formatting", () => {
     expect(parseGoDuration("1h30m")).toBe(5400000);

@@ -1,7 +1,10 @@
-// pilotctl entry point (cli.md §2). Argument routing goes through a citty command tree generated
-// from the single COMMANDS table (commands.ts); flags inside a command follow the reference's
-// parseFlags rules (util.ts), which citty's own parser does not reproduce, so leaves receive rawArgs.
-import { COMMANDS, type CommandDef, GROUPS } from "./commands.ts";
+// pilotctl entry point. Routing is a lookup in the single command table (commands.ts): the first
+// argument names the command, or a group (daemon, gateway, task) whose subcommand is the second;
+// the handler gets the arguments after the name and parses its flags with the reference's rules
+// (parseFlags in util.ts). No CLI framework: see docs/protocol.md §13.7 for why citty was removed.
+// Only the invoked command's module is loaded (commands.ts holds lazy loaders).
+import { type CommandDef, commands, findCommand, GROUPS } from "./commands.ts";
+import { writeErr } from "./io.ts";
 import { CtlError, CtlExit, makeCtx, writeError } from "./util.ts";
 import { DEFAULT_REGISTRY, DEFAULT_SOCKET } from "../sys/constants.ts";
 
@@ -96,36 +99,17 @@ Environment:
 Config file: ~/.pilot/config.json
 `;
 
-// deno-lint-ignore no-explicit-any
-type CittyCmd = any;
-
-/** Build the citty command tree from COMMANDS. Each leaf calls `invoke(def, rawArgs)`. */
-export function buildCittyTree(invoke: (def: CommandDef, rawArgs: string[]) => Promise<void>): CittyCmd {
-  const sub: Record<string, CittyCmd> = {};
-  for (const def of COMMANDS) {
-    const parts = def.name.split(" ");
-    const leaf = {
-      meta: { name: parts[parts.length - 1], description: def.description, hidden: def.hidden },
-      run: (c: { rawArgs: string[] }) => invoke(def, c.rawArgs),
-    };
-    if (parts.length === 1) sub[parts[0]] = leaf;
-    else {
-      sub[parts[0]] ??= { meta: { name: parts[0] }, subCommands: {} };
-      sub[parts[0]].subCommands[parts[1]] = leaf;
-    }
-  }
-  return { meta: { name: "pilotctl", description: "Pilot Protocol CLI" }, subCommands: sub };
+/** The command an argument list names and the arguments after that name, or null. */
+export function route(args: string[]): { def: CommandDef; rest: string[] } | null {
+  const one = findCommand(args[0] ?? "");
+  if (one) return { def: one, rest: args.slice(1) };
+  const two = args.length >= 2 ? findCommand(`${args[0]} ${args[1]}`) : undefined;
+  return two ? { def: two, rest: args.slice(2) } : null;
 }
 
-/** Names the parser accepts (for tests: must equal the catalog). */
+/** Names the router accepts (for tests: must equal the catalog). */
 export function parserCommandNames(): string[] {
-  const tree = buildCittyTree(async () => {});
-  const out: string[] = [];
-  for (const [k, v] of Object.entries(tree.subCommands as Record<string, CittyCmd>)) {
-    if (v.subCommands) for (const s of Object.keys(v.subCommands)) out.push(`${k} ${s}`);
-    else out.push(k);
-  }
-  return out;
+  return commands().map((c) => c.name);
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -136,16 +120,16 @@ export async function run(argv: string[]): Promise<number> {
     else args.push(a);
   }
   if (args.length === 0) {
-    process.stderr.write(USAGE);
+    writeErr(USAGE);
     return 2;
   }
   const cmd = args[0];
-  const isGroup = cmd in GROUPS;
-  const known = isGroup || COMMANDS.some((c) => c.name === cmd);
+  const isGroup = Object.hasOwn(GROUPS, cmd);
+  const known = isGroup || findCommand(cmd) !== undefined;
   try {
     if (!known) {
       if (!json) {
-        process.stderr.write(`unknown command: ${cmd}\n\n${USAGE}`);
+        writeErr(`unknown command: ${cmd}\n\n${USAGE}`);
         return 2;
       }
       throw new CtlError("invalid_argument", `unknown command: ${cmd}`, "run 'pilotctl context' for the full command list");
@@ -153,17 +137,13 @@ export async function run(argv: string[]): Promise<number> {
     if (isGroup) {
       const g = GROUPS[cmd];
       if (args.length < 2) throw new CtlError("invalid_argument", "missing subcommand", g.missingHint);
-      if (!COMMANDS.some((c) => c.name === `${cmd} ${args[1]}`)) {
+      if (!findCommand(`${cmd} ${args[1]}`)) {
         throw new CtlError("invalid_argument", `unknown ${cmd} subcommand: ${args[1]}`, g.unknownHint);
       }
     }
-    const ctx = makeCtx(json);
-    const { runCommand } = await import("citty");
-    const tree = buildCittyTree(async (def, rawArgs) => {
-      const handler = await def.load();
-      await handler(ctx, rawArgs);
-    });
-    await runCommand(tree, { rawArgs: args });
+    const r = route(args)!;
+    const handler = await r.def.load();
+    await handler(makeCtx(json), r.rest);
     return 0;
   } catch (e) {
     if (e instanceof CtlExit) return e.status;

@@ -1,13 +1,12 @@
 // pilotctl shared helpers: errors, output envelopes, the reference's parseFlags rules (cli.md §2.1),
 // Go-style number/duration/byte formatting, config.json and socket/registry resolution (§2.2, §7.2).
-import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
+// Start-up matters here (every command loads this file): no node:fs / node:os / node:path and no
+// process.stdout at import or on the common paths; see io.ts and readTextSync below.
 import { goJson } from "../proto/gojson.ts";
 import { type ErrorCode, PilotError } from "../client/errors.ts";
+import { writeErr, writeOut } from "./io.ts";
 
 import { DEFAULT_REGISTRY, DEFAULT_SOCKET } from "../sys/constants.ts";
-import { atomicWriteFile } from "../sys/atomic-write.ts";
 export { DEFAULT_BEACON_CTL, DEFAULT_REGISTRY, DEFAULT_SOCKET } from "../sys/constants.ts";
 
 /**
@@ -43,21 +42,17 @@ export function makeCtx(json: boolean): Ctx {
   return {
     json,
     ok(data, human) {
-      if (json) return void process.stdout.write(goJson({ data, status: "ok" }) + "\n");
+      if (json) return writeOut(goJson({ data, status: "ok" }) + "\n");
       if (human) {
         const s = human();
-        if (typeof s === "string") process.stdout.write(s);
-      } else process.stdout.write(prettyJson(data) + "\n");
+        if (typeof s === "string") writeOut(s);
+      } else writeOut(prettyJson(data) + "\n");
     },
     info(s) {
-      if (!json) process.stderr.write(s);
+      if (!json) writeErr(s);
     },
-    out(s) {
-      process.stdout.write(s);
-    },
-    err(s) {
-      process.stderr.write(s);
-    },
+    out: writeOut,
+    err: writeErr,
   };
 }
 
@@ -65,9 +60,9 @@ export function writeError(json: boolean, e: { code: string; message: string; hi
   if (json) {
     const o: Record<string, string> = { code: e.code, message: e.message, status: "error" };
     if (e.hint) o.hint = e.hint;
-    process.stderr.write(goJson(o) + "\n");
+    writeErr(goJson(o) + "\n");
   } else {
-    process.stderr.write(`error: ${e.message}\n` + (e.hint ? `hint:  ${e.hint}\n` : ""));
+    writeErr(`error: ${e.message}\n` + (e.hint ? `hint:  ${e.hint}\n` : ""));
   }
 }
 
@@ -233,23 +228,38 @@ export function tryUint32(s: string): number | null {
 }
 
 // ---------- config (cli.md §2.2, §7.2) ----------
+/** ~/.pilot; HOME is what the reference's os.UserHomeDir reads on Linux and macOS. */
 export function pilotDir(): string {
-  return join(process.env.HOME || homedir(), ".pilot");
+  return `${process.env.HOME || (import.meta.require("node:os") as typeof import("node:os")).homedir()}/.pilot`;
 }
-export const configPath = () => join(pilotDir(), "config.json");
-export const pidFile = () => join(pilotDir(), "pilot.pid");
-export const logFile = () => join(pilotDir(), "pilot.log");
+export const configPath = () => `${pilotDir()}/config.json`;
+export const pidFile = () => `${pilotDir()}/pilot.pid`;
+export const logFile = () => `${pilotDir()}/pilot.log`;
+
+/**
+ * Whole file as text, or null when it is missing, empty or unreadable. Bun.mmap instead of
+ * node:fs because loading node:fs costs more than the rest of `pilotctl info`; the mapping is
+ * copied out at once, and config.json is only ever replaced by rename, never truncated in place.
+ */
+export function readTextSync(path: string): string | null {
+  try {
+    return new TextDecoder().decode(Bun.mmap(path, { shared: false }));
+  } catch {
+    return null;
+  }
+}
 
 export function loadConfig(): Record<string, unknown> {
   try {
-    const v = JSON.parse(readFileSync(configPath(), "utf8"));
+    const v = JSON.parse(readTextSync(configPath()) ?? "");
     return v && typeof v === "object" && !Array.isArray(v) ? v : {};
   } catch {
     return {};
   }
 }
 /** Atomic, mode 0600 (fix of cli.md §11.3-15); same content format as the reference. */
-export function saveConfig(cfg: Record<string, unknown>): void {
+export async function saveConfig(cfg: Record<string, unknown>): Promise<void> {
+  const { atomicWriteFile } = await import("../sys/atomic-write.ts");
   try {
     atomicWriteFile(configPath(), prettyJson(cfg) + "\n", 0o600);
   } catch (e) {
@@ -260,10 +270,11 @@ function cfgStr(cfg: Record<string, unknown>, k: string): string {
   const v = cfg[k];
   return typeof v === "string" ? v : "";
 }
-export function getSocket(cfg = loadConfig()): string {
-  return process.env.PILOT_SOCKET || cfgStr(cfg, "socket") || DEFAULT_SOCKET;
+// The environment wins, so the config file is read only when the variable is unset.
+export function getSocket(cfg?: Record<string, unknown>): string {
+  return process.env.PILOT_SOCKET || cfgStr(cfg ?? loadConfig(), "socket") || DEFAULT_SOCKET;
 }
-export function getRegistry(cfg = loadConfig()): string {
-  return process.env.PILOT_REGISTRY || cfgStr(cfg, "registry") || DEFAULT_REGISTRY;
+export function getRegistry(cfg?: Record<string, unknown>): string {
+  return process.env.PILOT_REGISTRY || cfgStr(cfg ?? loadConfig(), "registry") || DEFAULT_REGISTRY;
 }
 export { cfgStr };

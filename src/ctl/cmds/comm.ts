@@ -132,7 +132,7 @@ function progressPrinter(ctx: Ctx): ((p: FileProgress) => void) | undefined {
     if (now - last < 250 && p.done < p.total) return;
     last = now;
     const pct = p.total > 0 ? Math.floor((p.done / p.total) * 100) : 100;
-    process.stderr.write(`\r  ${p.phase} ${pct}% (${formatBytes(p.done)} of ${formatBytes(p.total)})\x1b[K${p.phase === "finishing" ? "\n" : ""}`);
+    ctx.err(`\r  ${p.phase} ${pct}% (${formatBytes(p.done)} of ${formatBytes(p.total)})\x1b[K${p.phase === "finishing" ? "\n" : ""}`);
   };
 }
 

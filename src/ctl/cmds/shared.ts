@@ -13,6 +13,18 @@ export async function connectDaemon(opts: { timeoutMs?: number } = {}): Promise<
   }
 }
 
+/** One request on a fresh daemon connection; a failure becomes `<prefix>: <err>` (connection_failed). */
+export async function daemonCall<T>(prefix: string, fn: (d: Driver) => Promise<T>): Promise<T> {
+  const d = await connectDaemon();
+  try {
+    return await fn(d);
+  } catch (e) {
+    throw daemonErr(prefix, e);
+  } finally {
+    d.close();
+  }
+}
+
 /** Wrap a daemon request error as `⟨prefix⟩: ⟨err⟩`, code connection_failed. */
 export function daemonErr(prefix: string, e: unknown): CtlError {
   if (e instanceof CtlError) return e;
