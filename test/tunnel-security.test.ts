@@ -153,14 +153,51 @@ describe("registry decides before re-keying", () => {
 });
 
 describe("peers without encryption", () => {
-  test("first packet to a non-encrypting peer leaves when the fallback wait ends, without another send", async () => {
+  const isPilt = (d: Uint8Array) => magic(d) === "PILT";
+
+  test("a non-encrypting peer answers our key exchange with the plaintext notice: the first packet leaves before the fallback wait ends", async () => {
     const w = await world();
     const A = await w.node(1, "public");
     const B = await w.node(2, "public", false);
     A.dial(2);
     A.send(2, "first");
-    const ms = await w.clock.until(() => B.texts(1).includes("first"), "plaintext fallback", 5000);
-    expect(ms).toBeLessThan(1500 + 100);
+    await w.clock.until(() => B.texts(1).includes("first"), "the first packet reaches B", 5000);
+    expect(A.events.filter(([e]) => e === "tunnel.plaintext")).toEqual([["tunnel.plaintext", { cause: "peer_plaintext", peer_node_id: 2 }]]);
+    await w.clock.advance(3000); // past the fallback wait: it was cancelled, nothing is sent twice
+    expect(A.events.some(([e, d]) => e === "tunnel.plaintext" && d.cause === "no_answer")).toBe(false);
+    expect(B.texts(1)).toEqual(["first"]);
+    // the notice is consumed by A's tunnel, never handed up as a packet
+    expect(A.got).toEqual([]);
+    expect(w.clock.errors).toEqual([]);
+  });
+
+  test("a peer that ignores key exchanges silently (the reference) gets the first packet when the fallback wait ends", async () => {
+    const w = await world();
+    const A = await w.node(1, "public");
+    const B = await w.node(2, "public", false);
+    w.net.dropIf = (d, from) => isPilt(d) && from.port === B.endpoint!.port && from.ip === B.endpoint!.ip; // B sends no notice
+    A.dial(2);
+    A.send(2, "first");
+    await w.clock.until(() => B.texts(1).includes("first"), "plaintext fallback", 5000);
+    expect(A.events.filter(([e]) => e === "tunnel.plaintext")).toEqual([["tunnel.plaintext", { cause: "no_answer", peer_node_id: 2 }]]);
+    expect(B.texts(1)).toEqual(["first"]);
+  });
+
+  test("the notice is sent at most once per source per second and is smaller than the key exchange it answers", async () => {
+    const w = await world();
+    const B = await w.node(2, "public", false);
+    const X = await attacker(w);
+    const pilk = buildKeyExchange(7, generateX25519().pub);
+    for (let i = 0; i < 5; i++) X.conn.send(pilk, B.endpoint!);
+    await w.clock.advance(100);
+    const notices = X.got.filter((g) => isPilt(g.data));
+    expect(notices).toHaveLength(1);
+    expect(notices[0].data.length).toBeLessThan(pilk.length); // no amplification
+    await w.clock.advance(1000);
+    X.conn.send(pilk, B.endpoint!);
+    await w.clock.advance(100);
+    expect(X.got.filter((g) => isPilt(g.data))).toHaveLength(2);
+    expect(B.got).toEqual([]);
   });
 
   test("a peer that already spoke plaintext to us gets our packets at once", async () => {
@@ -172,7 +209,7 @@ describe("peers without encryption", () => {
     await w.clock.until(() => A.texts(2).includes("plain hello"), "B's PILT reaches A");
     A.dial(2);
     A.send(2, "quick");
-    const ms = await w.clock.until(() => B.texts(1).includes("quick"), "A answers in plaintext", 5000);
-    expect(ms).toBeLessThan(200);
+    await w.clock.until(() => B.texts(1).includes("quick"), "A answers in plaintext", 5000);
+    expect(A.events.some(([e, d]) => e === "tunnel.plaintext" && d.cause === "no_answer")).toBe(false);
   });
 });

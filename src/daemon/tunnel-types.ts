@@ -64,7 +64,7 @@ export interface TunnelOptions {
   lookupPublicKey(nodeId: number, refresh?: boolean): Promise<Uint8Array | null>;
   /** Plaintext fallback for peers that never answer the key exchange (encryption disabled there). */
   plaintextFallbackMs?: number;
-  /** Webhook events: tunnel.peer_added, tunnel.established, tunnel.relay_activated. */
+  /** Webhook events: tunnel.peer_added, tunnel.established, tunnel.relay_activated, tunnel.plaintext. */
   onEvent?(event: string, data: Record<string, unknown>): void;
   /** A frame was dropped, with a short reason (metrics). */
   onDrop?(reason: string): void;

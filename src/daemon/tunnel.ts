@@ -13,6 +13,7 @@ import { RateGate } from "./net/rate-gate.ts";
 import { type Endpoint, encodeRelay } from "../proto/beacon.ts";
 import { BeaconLink } from "./tunnel-beacon.ts";
 import { PeerTable } from "./tunnel-peers.ts";
+import { PlainNotices, isPlainNotice } from "./tunnel-plain.ts";
 import { type Peer, type PeerPath, type TunnelOptions, type TunnelStats, formatEndpoint, sameBytes, sameEndpoint } from "./tunnel-types.ts";
 
 export * from "./tunnel-types.ts";
@@ -29,7 +30,6 @@ const MAGIC_PILK = 0x50494c4b;
 const MAGIC_PILA = 0x50494c41;
 const MAGIC_PILP = 0x50494c50;
 
-
 export class Tunnel {
   private conn: PacketConn | null = null;
   private readonly table: PeerTable;
@@ -43,6 +43,7 @@ export class Tunnel {
   private readonly clock: Clock;
   private txBuf = new Uint8Array(65536 + 64);
   private readonly pilkGate = new RateGate(PILK_ANSWER_INTERVAL_MS);
+  private readonly notices = new PlainNotices();
   private sweepTimer: unknown = null;
 
   constructor(private readonly opts: TunnelOptions) {
@@ -57,22 +58,12 @@ export class Tunnel {
   }
 
   /** Every peer entry by node ID (read-only for callers). */
-  get peers(): ReadonlyMap<number, Peer> {
-    return this.table.map;
-  }
+  get peers(): ReadonlyMap<number, Peer> { return this.table.map; }
 
-  get port(): number {
-    return this.conn?.local.port ?? 0;
-  }
-  get address(): string {
-    return this.conn?.local.ip ?? "";
-  }
-  get encrypt(): boolean {
-    return this.opts.encrypt;
-  }
-  get x25519Public(): Uint8Array {
-    return this.kx.publicKey;
-  }
+  get port(): number { return this.conn?.local.port ?? 0; }
+  get address(): string { return this.conn?.local.ip ?? ""; }
+  get encrypt(): boolean { return this.opts.encrypt; }
+  get x25519Public(): Uint8Array { return this.kx.publicKey; }
 
   setIdentity(nodeId: number, identity: import("../crypto/identity.ts").Identity): void {
     this.localNodeId = nodeId;
@@ -96,13 +87,9 @@ export class Tunnel {
 
   // ---------------------------------------------------------------- peers
 
-  hasPeer(nodeId: number): boolean {
-    return this.table.map.has(nodeId);
-  }
+  hasPeer(nodeId: number): boolean { return this.table.map.has(nodeId); }
 
-  getPeer(nodeId: number): Peer | undefined {
-    return this.table.map.get(nodeId);
-  }
+  getPeer(nodeId: number): Peer | undefined { return this.table.map.get(nodeId); }
 
   /**
    * Create (or keep) the tunnel entry for nodeId at `endpoint` (the caller resolved it through the
@@ -188,9 +175,7 @@ export class Tunnel {
   }
 
   /** How many peer entries nobody vouched for (bounded by MAX_UNVERIFIED_PEERS). */
-  get unverifiedCount(): number {
-    return this.table.unverifiedCount;
-  }
+  get unverifiedCount(): number { return this.table.unverifiedCount; }
 
   /** Forget unverified peers silent for UNVERIFIED_IDLE_MS. */
   sweep(): void {
@@ -258,6 +243,7 @@ export class Tunnel {
   private plainFallback(p: Peer): void {
     p.fallbackTimer = undefined;
     if (this.table.map.get(p.nodeId) !== p || p.crypto.session || p.kxFirstUnansweredAt === 0) return;
+    this.opts.onEvent?.("tunnel.plaintext", { cause: "no_answer", peer_node_id: p.nodeId });
     // The copies stay queued: if a session appears after all they are sent again as PILS
     // (the peer's transport tolerates the duplicates, as with the reference).
     for (const bytes of p.pending) this.writeFrame(p, this.pilt(bytes));
@@ -362,7 +348,7 @@ export class Tunnel {
         return;
       case MAGIC_PILA:
       case MAGIC_PILK: {
-        if (!this.opts.encrypt) return;
+        if (!this.opts.encrypt) return this.sendPlainNotice(buf, from, viaRelay, relaySrc);
         void this.onKeyExchange(buf, magic === MAGIC_PILA, from, viaRelay, relaySrc);
         return;
       }
@@ -412,16 +398,27 @@ export class Tunnel {
     }
     if (this.opts.encrypt && !p?.kxSeen) this.table.rememberPlain(src);
     if (p && this.opts.encrypt && !p.crypto.session && !p.kxSeen && (viaRelay || (p.endpoint && sameEndpoint(p.endpoint, from)))) {
-      // The peer speaks plaintext without ever sending a key exchange: its encryption is off.
-      // Send what waits for it at once instead of after the fallback wait.
+      // The peer speaks plaintext without ever sending a key exchange (or answered ours with the
+      // plaintext notice): its encryption is off. Send what waits for it now, not after the wait.
       if (!p.plain) {
         p.plain = true;
+        if (p.fallbackTimer) this.clock.clearTimeout(p.fallbackTimer);
+        p.fallbackTimer = undefined;
+        this.opts.onEvent?.("tunnel.plaintext", { cause: "peer_plaintext", peer_node_id: src });
         for (const bytes of p.pending) this.writeFrame(p, this.pilt(bytes));
       }
     }
     if (p) p.lastRecvAt = this.clock.now();
     else if (!this.learn(src, from, viaRelay)) return;
-    this.opts.onPacket(pkt, from, viaRelay);
+    if (!isPlainNotice(pkt)) this.opts.onPacket(pkt, from, viaRelay);
+  }
+
+  /** Encryption off: answer a key exchange with the plaintext notice (see tunnel-plain.ts). */
+  private sendPlainNotice(kx: Uint8Array, from: Endpoint, viaRelay: boolean, relaySrc: number): void {
+    const n = this.notices.answer(kx, viaRelay ? `relay:${relaySrc}` : formatEndpoint(from), this.localNodeId, this.clock.now());
+    const p = n && viaRelay && n.nodeId === relaySrc ? this.table.map.get(relaySrc) : undefined;
+    if (p) this.writeFrame(p, n!.frame);
+    else if (n && !viaRelay) this.sendRaw(n.frame, from);
   }
 
   private onSealed(buf: Uint8Array, from: Endpoint, viaRelay: boolean, relaySrc: number): void {

@@ -99,6 +99,8 @@ export class SimNet {
   readonly counts = { delivered: 0, filtered: 0, lost: 0, unroutable: 0 };
   /** every datagram put on the wire (after NAT translation), for assertions */
   readonly trace: { from: Endpoint; to: Endpoint; data: Uint8Array }[] = [];
+  /** when set and true for a datagram, the datagram is lost (counted as lost) */
+  dropIf: ((data: Uint8Array, from: Endpoint, to: Endpoint) => boolean) | null = null;
 
   constructor(
     readonly clock: VirtualClock,
@@ -150,7 +152,7 @@ export class SimNet {
 
   private route(src: Endpoint, to: Endpoint, data: Uint8Array): void {
     this.trace.push({ from: src, to, data });
-    if (this.opts.loss && this.rand() < this.opts.loss) {
+    if ((this.opts.loss && this.rand() < this.opts.loss) || this.dropIf?.(data, src, to)) {
       this.counts.lost++;
       return;
     }
