@@ -5,12 +5,13 @@
 import { until } from "./helpers/until.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { Cluster, type DaemonHandle, BUN, REPO } from "./helpers/cluster.ts";
+import { Cluster, type DaemonHandle, type Proc, BUN, REPO, spawnWatched } from "./helpers/cluster.ts";
 import { Driver } from "../src/client/driver.ts";
 
 const cl = new Cluster("pilot-ctlgw-");
 let A: DaemonHandle, B: DaemonHandle, C: DaemonHandle;
-let server: ReturnType<typeof Bun.spawn> | null = null;
+let server: Proc | null = null;
+let cserver: Proc | null = null;
 const PORT = 3000;
 const SUBNET = "127.77.0.0/16";
 
@@ -31,19 +32,18 @@ beforeAll(async () => {
     dp.close();
   }
   for (const peer of [B, C]) {
-    const s = Bun.spawn([BUN, join(REPO, "examples/http-server.ts"), "-socket", peer.socket, String(PORT)], { stdout: "pipe", stderr: "pipe" });
+    const s = spawnWatched([BUN, join(REPO, "examples/http-server.ts"), "-socket", peer.socket, String(PORT)], `http-${peer.name}`);
     if (peer === B) server = s;
     else cserver = s;
   }
-  await Bun.sleep(500);
+  await Promise.all([server!, cserver!].map((s) => s.waitFor(/listening on pilot port/)));
 }, 60000);
 
-let cserver: ReturnType<typeof Bun.spawn> | null = null;
 
 afterAll(async () => {
   await cl.ctl(A, ["gateway", "stop"]).catch(() => {});
-  server?.kill();
-  cserver?.kill();
+  await server?.kill();
+  await cserver?.kill();
   await cl.stop();
 });
 
