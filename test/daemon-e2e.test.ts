@@ -172,7 +172,12 @@ describe("daemon end to end", () => {
     await sub.write(encodeEvent("news"));
     const pub = await da.dial(parseAddr(B.address), 1002, { timeoutMs: 20000 });
     await pub.write(encodeEvent("news")); // the publisher subscribes to the same topic...
-    await Bun.sleep(300);
+    // both subscriptions have reached the broker (the publication follows on pub's own stream)
+    const db = await drv(B);
+    await until(async () => {
+      const list = (await db.info()).conn_list as any[];
+      return list.filter((c) => c.local_port === 1002 && c.remote_addr === A.address && c.state === "ESTABLISHED" && c.bytes_recv > 0).length >= 2;
+    }, "both subscriptions at B");
     await pub.write(encodeEvent("news", enc.encode("breaking")));
     const got: string[] = [];
     const reader = new EventReader((e) => got.push(new TextDecoder().decode(e.payload)));
@@ -183,7 +188,7 @@ describe("daemon end to end", () => {
     }
     expect(got).toEqual(["breaking"]);
     // ...but never receives its own publication back.
-    await expect(pub.read({ timeoutMs: 700 })).rejects.toThrow();
+    await expect(pub.read({ timeoutMs: 700 })).rejects.toThrow(); // a window in which nothing may arrive
     sub.close();
     pub.close();
   }, 30000);
@@ -250,7 +255,7 @@ describe("start-up failures", () => {
     const p = spawnTool("pilot-daemon", ["-registry", "127.0.0.1:1", "-beacon", "", "-listen", "127.0.0.1:0", "-socket", join(cl.dir, "dead.sock")]);
     const code = await p.proc.exited;
     expect(code).toBe(1);
-    await Bun.sleep(50);
+    await p.drained;
     expect(p.log.join("\n")).toContain("daemon start: registry dial:");
   }, 20000);
 
@@ -258,7 +263,7 @@ describe("start-up failures", () => {
     const { spawnTool } = await import("./helpers/cluster.ts");
     const p = spawnTool("pilot-daemon", ["-registry", cl.registry, "-registry-tls", "-beacon", "", "-listen", "127.0.0.1:0", "-socket", join(cl.dir, "tls.sock")]);
     expect(await p.proc.exited).toBe(1);
-    await Bun.sleep(50);
+    await p.drained;
     expect(p.log.join("\n")).toContain("registry TLS requires RegistryFingerprint for certificate pinning");
   }, 20000);
 });

@@ -13,6 +13,8 @@ export const MAIN = join(REPO, "src/main.ts");
 export interface Proc {
   proc: Subprocess<"ignore", "pipe", "pipe">;
   log: string[];
+  /** Resolves when stdout and stderr have ended and every line is in `log` (after the exit). */
+  drained: Promise<void>;
   waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   kill(sig?: NodeJS.Signals | number): Promise<number>;
 }
@@ -52,11 +54,14 @@ export function spawnWatched(argv: string[], label: string, env: Record<string, 
       }
     }
   };
-  void pump(proc.stderr);
-  void pump(proc.stdout);
+  const drained = Promise.all([pump(proc.stderr), pump(proc.stdout)]).then(
+    () => {},
+    () => {},
+  );
   return {
     proc,
     log,
+    drained,
     waitFor(re, timeoutMs = 20000) {
       for (const l of log) {
         const m = l.match(re);
