@@ -118,9 +118,9 @@ describe("pilotctl mcp", () => {
     expect(sent).toEqual({ target: B.address, type: "text", bytes: 14, ack: "ACK TEXT 14 bytes" });
     const inbox = await call(cb, "inbox");
     expect(inbox.messages.map((m: Out) => [m.from, m.type, m.data])).toEqual([[A.address, "text", "hello over mcp"]]);
-    // wait_for_message returns only a message that arrives after the call
+    // wait_for_message returns the oldest message this session has not seen (the inbox call above
+    // saw the first one), whether it arrives before or while the call waits
     const waiting = call(cb, "wait_for_message", { timeout_ms: 20_000 });
-    await Bun.sleep(300);
     await call(ca, "send_message", { target: B.address, data: '{"n":1}', type: "json" });
     const w = await waiting;
     expect([w.timeout, w.message.data, w.message.type, w.message.from]).toEqual([false, '{"n":1}', "json", A.address]);
@@ -162,8 +162,8 @@ describe("pilotctl mcp", () => {
     let ev: Out | null = null;
     void sub.then((x) => (ev = x));
     await until(async () => {
+      // until the subscription is in place: until() polls again (and publishes again) meanwhile
       await call(cb, "publish", { target: B.address, topic: "alerts", data: "disk full" });
-      await Bun.sleep(100);
       return ev;
     }, "event delivered", 15_000);
     expect(ev!.events[0]).toEqual({ topic: "alerts", data: "disk full", bytes: 9 });

@@ -34,7 +34,7 @@ function verdicts(t: TrustService): Verdict[] {
 async function sendRaw(from: TestNode, toNode: number, m: HandshakeMsg | string) {
   const c = await from.ctx.dial({ network: 0, node: toNode }, 444);
   c.write(new TextEncoder().encode(typeof m === "string" ? m : encodeHandshakeMsg(m)));
-  setTimeout(() => c.end(), 50);
+  c.end(); // delivers the queued bytes first
 }
 
 function msg(from: TestNode, to: number, type: string, over: Partial<HandshakeMsg> = {}): HandshakeMsg {
