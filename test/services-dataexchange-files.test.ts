@@ -12,7 +12,7 @@ import {
 } from "../src/proto/dataexchange.ts";
 import type { Addr } from "../src/proto/types.ts";
 import type { StreamConn } from "../src/transport/api.ts";
-import { FakeRegistry, makeNode, rmDir, tempDir } from "./helpers/services-ctx.ts";
+import { FakeRegistry, makeNode, rmDir, tempDir, until } from "./helpers/services-ctx.ts";
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach(rmDir));
@@ -115,11 +115,11 @@ describe("resumable file transfer between pilot-ts peers", () => {
     expect(err.message).toContain("may not have arrived");
     // The receiver keeps what arrived in order.
     let part = 0;
-    for (let i = 0; i < 200 && part === 0; i++) {
-      await new Promise((r) => setTimeout(r, 10));
+    await until(() => {
       const ps = partials(s.srv.dir);
       if (ps.length === 1) part = statSync(join(s.srv.dir, "partial", ps[0]!)).size;
-    }
+      return part > 0;
+    }, 2000, "the partial file");
     expect(part).toBeGreaterThan(0);
     expect(part).toBeLessThan(size);
     expect(existsSync(join(s.srv.dir, "received"))).toBe(false);
@@ -160,10 +160,12 @@ describe("resumable file transfer between pilot-ts peers", () => {
     expect(c.written).toBeLessThan(200); // the offer only
     c.close();
     for (let i = 0; i < 4; i++) {
+      const before = new Set(partials(s.srv.dir));
       const g = fileOf(600 * 1024, 10 + i);
       const ci = await s.dial({ abortAfterBytes: 300 * 1024 });
       await sendFile(ci, g.path, { name: `p${i}.bin` }).catch(() => {});
-      await new Promise((r) => setTimeout(r, 20));
+      // this transfer's partial file exists (older idle ones were evicted to make room)
+      await until(() => partials(s.srv.dir).some((n) => !before.has(n)), 5000, `partial file of p${i}.bin`);
       expect(partials(s.srv.dir).length).toBeLessThanOrEqual(2);
     }
   });
@@ -176,7 +178,7 @@ describe("hostile or broken senders get typed refusals", () => {
     const rd = new FrameReader((f) => frames.push(f));
     void (async () => { for (let x = await c.read(); x; x = await c.read()) rd.push(x); })();
     const next = async () => {
-      for (let i = 0; i < 500 && frames.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      await until(() => frames.length > 0, 2500, "a frame from the receiver");
       return decodeMessage(frames.shift()!);
     };
     return { c, next, frames };
