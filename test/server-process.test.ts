@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RegistryClient } from "../src/daemon/registry-client.ts";
+import { until } from "./helpers/until.ts";
 import { decodeBeacon, encodeDiscover, encodePunchRequest, encodeRelay } from "../src/proto/beacon.ts";
 
 const BUN = join(import.meta.dir, "../node_modules/.bin/bun");
@@ -75,7 +76,7 @@ describe("rendezvous process", () => {
           }
         } catch { /* killed */ } finally { rec.c.close(); }
       });
-      while (ops < 200) await Bun.sleep(2);
+      await until(async () => ops >= 200, "200 acknowledged writes before the kill", 60_000, 2);
       p.kill("SIGKILL");
       await p.exited;
       await Promise.all(workers);
@@ -144,7 +145,7 @@ describe("beacon over UDP (in-process)", () => {
       const mk = (k: string) => Bun.udpSocket({ hostname: "127.0.0.1", socket: { data(_s, buf) { got[k].push(new Uint8Array(buf)); } } });
       const [ua, ub, ux] = await Promise.all([mk("a"), mk("b"), mk("x")]);
       const bp = rv.beaconPort;
-      const wait = async (k: string, n: number) => { for (let i = 0; i < 200 && got[k].length < n; i++) await Bun.sleep(5); };
+      const wait = (k: string, n: number) => until(async () => got[k].length >= n, `${n} datagram(s) at ${k}`, 5000, 5);
       // registry nodes
       const A = identity(), B = identity();
       const ca = new RegistryClient(`127.0.0.1:${rv.registryPort}`, { sign: A.sign });
@@ -164,7 +165,7 @@ describe("beacon over UDP (in-process)", () => {
       ux.send(encodePunchRequest(ida, idb), bp, "127.0.0.1");
       // punch from A without trust (B private): denied by the registry authorizer
       ua.send(encodePunchRequest(ida, idb), bp, "127.0.0.1");
-      await Bun.sleep(100);
+      await Bun.sleep(100); // a window in which no PunchCommand may arrive (the refusal has no answer to wait for)
       expect(got.a.length).toBe(1);
       expect(got.b.length).toBe(1);
       await cb.reportTrust(idb, ida); // B lets A resolve it
@@ -176,7 +177,7 @@ describe("beacon over UDP (in-process)", () => {
       ux.send(encodeRelay(ida, idb, new TextEncoder().encode("spoof")), bp, "127.0.0.1");
       ua.send(encodeRelay(ida, idb, new TextEncoder().encode("PILThello")), bp, "127.0.0.1");
       await wait("b", 3);
-      await Bun.sleep(50);
+      await Bun.sleep(50); // a window in which the spoofed relay must not arrive as a 4th datagram
       expect(got.b.length).toBe(3);
       const d = decodeBeacon(got.b[2]);
       expect(d.type).toBe(6);
@@ -199,7 +200,7 @@ describe("beacon over UDP (in-process)", () => {
     const got: Uint8Array[] = [];
     const u = await Bun.udpSocket({ hostname: "::1", socket: { data(_s, buf) { got.push(new Uint8Array(buf)); } } });
     u.send(encodeDiscover(9), bound.port, "::1");
-    for (let i = 0; i < 200 && !got.length; i++) await Bun.sleep(5);
+    await until(async () => got.length > 0, "DiscoverReply over IPv6", 5000, 5);
     expect(Buffer.from(got[0]).toString("hex")).toBe("0210" + "00000000000000000000000000000001" + u.port.toString(16).padStart(4, "0"));
     u.close(); b.stop();
   });
