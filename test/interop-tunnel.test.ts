@@ -4,6 +4,7 @@
 // beacon is a fake UDP beacon written here, so Discover / PunchCommand / Relay can be observed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Cluster, type DaemonHandle } from "./helpers/cluster.ts";
+import { until } from "./helpers/until.ts";
 import { RawReg, RawUdp, b64, registerNode, signB64, type Node } from "./interop-helpers.ts";
 import { Driver } from "../src/client/driver.ts";
 import { parseAddr } from "../src/proto/addr.ts";
@@ -179,7 +180,7 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
     // follow with a real ping so we know the pong would have arrived before it
     F.sendRaw(F.pils({ protocol: PROTO_CONTROL, flags: 0, srcPort: 6000, dstPort: 0, seq: 77 }));
     await F.waitPacket((p) => p.protocol === PROTO_CONTROL && p.seq === 77, since);
-    await Bun.sleep(100);
+    await Bun.sleep(100); // absence window: a pong answer (if any) has had every chance to arrive
     expect(F.packets(since).filter((p) => p.protocol === PROTO_CONTROL && p.seq === 9)).toHaveLength(0);
   });
 
@@ -199,11 +200,11 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
     F.sendRaw(forged);
     F.sendRaw(F.pils({ protocol: PROTO_CONTROL, srcPort: 6001, dstPort: 0, seq: 700 }));
     await F.waitPacket((p) => p.protocol === PROTO_CONTROL && p.seq === 700, since);
-    await Bun.sleep(150);
+    await Bun.sleep(150); // absence window: no second pong for the replays, none for the forgery
     const pongs = F.packets(since).filter((p) => p.protocol === PROTO_CONTROL);
     expect(pongs.filter((p) => p.seq === 500)).toHaveLength(1);
     expect(pongs.filter((p) => p.seq === 600)).toHaveLength(0);
-    for (let i = 0; i < 50 && !events.some((e) => e.event === "security.nonce_replay"); i++) await Bun.sleep(50);
+    await until(async () => events.filter((e) => e.event === "security.nonce_replay").length >= 2, "two nonce_replay webhooks", 5000, 50);
     const ev = events.filter((e) => e.event === "security.nonce_replay");
     expect(ev.length).toBe(2); // the two replays of the same frame; the forged tag is an auth failure, not a replay
     expect(ev[0].data.peer_node_id).toBe(F.node.nodeId);
@@ -221,7 +222,7 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
     expect(p1).toBeTruthy();
     // replay the key exchange several times
     for (let i = 0; i < 3; i++) F.sendRaw(pila);
-    await Bun.sleep(200);
+    await Bun.sleep(200); // the replays have no answer to wait for: give D time to process (and ignore) them
     // our existing session (same keys, our nonce prefix, continuing counters) is still accepted,
     // and D's answers still open under the session we hold
     const since = F.udp.got.length;
@@ -242,7 +243,7 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
     await X.bind();
     X.send(F.pila(), dPort);
     X.send(buildAuthKeyExchange(F.node.id, F.node.nodeId, generateX25519().pub), dPort); // a key F no longer holds
-    await Bun.sleep(200);
+    await Bun.sleep(200); // the replays have no answer to wait for: give D time to process them
     const since = F.udp.got.length;
     F.sendRaw(F.pils({ protocol: PROTO_CONTROL, srcPort: 6003, dstPort: 0, seq: 900 }));
     const pong = await F.waitPacket((p) => p.protocol === PROTO_CONTROL && p.seq === 900, since);
@@ -303,7 +304,7 @@ describe("transport.md §18 against the echo service (port 7) over the encrypted
     F.sendRaw(F.pils({ protocol: PROTO_STREAM, flags: FLAG_FIN | FLAG_ACK, srcPort: sport, dstPort: 7, seq: 1011, ack: 11 }));
     F.sendRaw(F.pils({ protocol: PROTO_CONTROL, srcPort: 6003, dstPort: 0, seq: 900 })); // marker
     await F.waitPacket((p) => p.protocol === PROTO_CONTROL && p.seq === 900, s5);
-    await Bun.sleep(150);
+    await Bun.sleep(150); // absence window: no FIN answers the FIN+ACK
     expect(F.packets(s5).filter((p) => p.dstPort === sport && (p.flags & FLAG_FIN))).toHaveLength(0);
   });
 
@@ -316,7 +317,7 @@ describe("transport.md §18 against the echo service (port 7) over the encrypted
     await F.waitPacket((p) => p.dstPort === sport && p.flags === (FLAG_SYN | FLAG_ACK), since);
     F.sendRaw(F.pils({ protocol: PROTO_STREAM, flags: FLAG_ACK, srcPort: sport, dstPort: 7, seq: 5001, ack: 1, window: 64, payload: new TextEncoder().encode("x") }));
     await F.waitPacket((p) => p.dstPort === sport && p.payload.length === 1, since);
-    await Bun.sleep(100);
+    await Bun.sleep(100); // absence window: no second connection echoes the byte
     const sas = F.packets(since).filter((p) => p.dstPort === sport && p.flags === (FLAG_SYN | FLAG_ACK));
     for (const p of sas) expect([p.seq, p.ack]).toEqual([0, 5001]);
     expect(F.packets(since).filter((p) => p.dstPort === sport && p.payload.length === 1)).toHaveLength(1);
@@ -378,7 +379,7 @@ describe("wire.md §4.8: the reference dialer's exact sequence", () => {
     Q.sendRaw(Q.pils(syn)); // flushed queue
     const sa = await Q.waitPacket((p) => p.dstPort === 51000 && p.flags === (FLAG_SYN | FLAG_ACK), since);
     expect([sa.seq, sa.ack]).toEqual([0, 1]);
-    await Bun.sleep(400);
+    await Bun.sleep(400); // absence window: PILA#4 is answered once, not again
     expect(Q.udp.got.slice(since).filter((d) => isMagic(d.buf, "PILA"))).toHaveLength(1);
     Q.udp.close();
   });
@@ -390,10 +391,11 @@ describe("wire.md §4.7/§4.9: PILK, bad PILA, rekey", () => {
     const kx = generateX25519();
     const since = P.udp.got.length;
     P.sendRaw(buildKeyExchange(P.node.nodeId, kx.pub));
-    // The daemon has no tunnel entry for P yet. Spec: answer with PILA "to P's stored endpoint";
-    // with no entry there is no stored endpoint. Send a PILA first from P so an entry exists.
+    // The daemon has no tunnel entry for P yet: the refused PILK is answered with a PILA "to P's
+    // stored endpoint", and with no entry there is none, so nothing is sent (the window is the
+    // subject: a refusal has no answer to wait for). A PILA from P then creates the entry.
     await Bun.sleep(300);
-    const noEntryAnswer = P.udp.got.slice(since).some((d) => isMagic(d.buf, "PILA"));
+    expect(P.udp.got.slice(since).filter((d) => isMagic(d.buf, "PILA"))).toHaveLength(0);
     await P.handshake();
     const s2 = P.udp.got.length;
     // a PILK with a new key now: must be answered with PILA and must NOT replace the session
@@ -408,9 +410,8 @@ describe("wire.md §4.7/§4.9: PILK, bad PILA, rekey", () => {
     // the authenticated session still works
     P.sendRaw(P.pils({ protocol: PROTO_CONTROL, srcPort: 7001, dstPort: 0, seq: 2 }));
     await P.waitPacket((p) => p.protocol === PROTO_CONTROL && p.seq === 2, s3);
-    await Bun.sleep(100);
+    await Bun.sleep(100); // absence window: no pong under the PILK key
     expect(P.packets(s3).filter((p) => p.seq === 1)).toHaveLength(0);
-    void noEntryAnswer;
     P.udp.close();
   });
 
@@ -424,7 +425,7 @@ describe("wire.md §4.7/§4.9: PILK, bad PILA, rekey", () => {
     P.sendRaw(buildAuthKeyExchange(other, P.node.nodeId, P.kx.pub)); // valid sig, but not the registered key
     P.sendRaw(buildAuthKeyExchange(other, 3999999, P.kx.pub)); // unregistered node id
     P.sendRaw(new Uint8Array(P.pila().subarray(0, 135))); // short PILA
-    await Bun.sleep(700);
+    await Bun.sleep(700); // absence window: none of them is answered (registry lookups included)
     expect(P.udp.got.slice(since).filter((d) => isMagic(d.buf, "PILA"))).toHaveLength(0);
     await P.handshake(); // a good one still works afterwards
     P.udp.close();
@@ -447,7 +448,7 @@ describe("wire.md §4.7/§4.9: PILK, bad PILA, rekey", () => {
     P.sendRaw(old.seal(P.pkt({ protocol: PROTO_CONTROL, srcPort: 7100, dstPort: 0, seq: 3 }), P.node.nodeId));
     P.sendRaw(P.pils({ protocol: PROTO_CONTROL, srcPort: 7100, dstPort: 0, seq: 4 }));
     await P.waitPacket((p) => p.seq === 4 && p.protocol === PROTO_CONTROL, s1);
-    await Bun.sleep(100);
+    await Bun.sleep(100); // absence window: no pong under the old session
     expect(P.packets(s1).filter((p) => p.seq === 3)).toHaveLength(0);
     P.udp.close();
   });
@@ -482,7 +483,7 @@ describe("wire.md §3.2/§4.6: a reference peer with encryption DISABLED (ignore
       P.sendRaw(badPing.subarray(0, 37)); // < 38 bytes
       P.sendRaw(ping);
       await P.waitPacket((p) => p.protocol === PROTO_CONTROL && p.seq === 10, s1);
-      await Bun.sleep(100);
+      await Bun.sleep(100); // absence window: the corrupted pings get no pong
       expect(P.packets(s1).filter((p) => p.protocol === PROTO_CONTROL)).toHaveLength(1);
       conn.close?.();
     } finally {
@@ -513,7 +514,8 @@ describe("beacon.md §10 (daemon side) against a fake beacon", () => {
     await P.bind();
     beacon.send(new Uint8Array([0x04, 4, 127, 0, 0, 1, P.port >> 8, P.port & 0xff]), dPort);
     await P.waitFor((d) => (isMagic(d.buf, "PILP") ? true : null));
-    await Bun.sleep(200);
+    await until(async () => P.got.filter((d) => isMagic(d.buf, "PILP")).length >= 3, "three PILPs", 5000, 10);
+    await Bun.sleep(200); // absence window: no fourth
     const pilps = P.got.filter((d) => isMagic(d.buf, "PILP"));
     expect(pilps).toHaveLength(3);
     for (const d of pilps) expect(d.buf.length).toBe(4);
