@@ -57,7 +57,7 @@ describe("reply ordering under concurrency", () => {
     await until(() => api.ports.has(3000), "port bound");
     const peer = api.incoming(3000);
     peer.write(te.encode("early"));
-    await Bun.sleep(20);
+    await Bun.sleep(20); // absence window: nothing reaches the client before its BindOK
     expect(c.frames.length).toBe(0);
     gate.resolve();
     expect((await c.next())[0]).toBe(0x04);

@@ -115,7 +115,12 @@ async function pubsub(a: LabDaemon, b: LabDaemon): Promise<void> {
   await sub.write(encodeEvent(topic));
   const pub = await da.dial(parseAddr(b.address), 1002, { timeoutMs: 45000 });
   await pub.write(encodeEvent(topic));
-  await Bun.sleep(300);
+  // both subscriptions have reached b's broker (the publication follows on pub's own stream)
+  const db = await drv(b);
+  await until(async () => {
+    const list = (await db.info()).conn_list as any[];
+    return list.filter((c) => c.local_port === 1002 && c.remote_addr === a.address && c.state === "ESTABLISHED" && c.bytes_recv > 0).length >= 2;
+  }, `both subscriptions at ${b.name}`, 60000);
   await pub.write(encodeEvent(topic, new TextEncoder().encode("event-" + a.name)));
   const got: string[] = [];
   const reader = new EventReader((e) => got.push(new TextDecoder().decode(e.payload)));
