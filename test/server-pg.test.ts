@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { RegistryClient } from "../src/daemon/registry-client.ts";
 import { startRendezvous, type Rendezvous } from "../src/server/main.ts";
 import { getPg, releasePg } from "./helpers/pg.ts";
+import { until } from "./helpers/until.ts";
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
 function identity() {
@@ -55,7 +56,7 @@ describe.skipIf(typeof pg === "string")("postgres store", () => {
       cb.onPush((m) => pushes.push(m));
       await cb.subscribe(idb);
       await ca.requestHandshake(ida, idb, "hello via process 1");
-      for (let i = 0; i < 200 && !pushes.length; i++) await Bun.sleep(10);
+      await until(async () => pushes.length > 0, "push through the other process", 5000, 10);
       expect(pushes[0]).toMatchObject({ type: "push", event: "handshake_request", node_id: idb, from_node_id: ida, justification: "hello via process 1" });
       const poll = await cb.pollHandshakes(idb);
       expect(poll.requests).toMatchObject([{ from_node_id: ida, justification: "hello via process 1" }]);

@@ -110,7 +110,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
         const send = async (body: string, n: number) => {
           const before = Buffer.concat(got).length;
           s.write(encodeFrame(new TextEncoder().encode(body)));
-          for (let i = 0; i < 200 && Buffer.concat(got).length < before + n; i++) await Bun.sleep(5);
+          await until(async () => Buffer.concat(got).length >= before + n, `${n} bytes of answer`, 5000, 5);
           return Buffer.concat(got).subarray(before);
         };
         const reg = await send(`{"type":"register","listen_addr":"203.0.113.7:4000","public_key":"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=","owner":"alice@example.com"}`, 4 + 131);
@@ -256,7 +256,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(sub.type).toBe("subscribe_ok");
       expect(await a.c.requestHandshake(a.id, b.id, "please")).toEqual({ type: "request_handshake_ok", status: "delivered" });
       await expectErr(a.c.requestHandshake(a.id, b.id, "again"), "already_pending");
-      for (let i = 0; i < 100 && pushes.length === 0; i++) await Bun.sleep(10);
+      await until(async () => pushes.length > 0, "handshake push", 5000, 10);
       expect(pushes[0]).toMatchObject({ type: "push", event: "handshake_request", node_id: b.id, from_node_id: a.id, justification: "please" });
       // the requester consented: b may now resolve a
       expect((await b.c.resolve(a.id, b.id)).type).toBe("resolve_ok");
