@@ -188,13 +188,19 @@ test("fuzz: random and mutated bytes only ever raise ProtoError", () => {
       for (let k = 0; k < m; k++) b[randInt(r, b.length)] = randInt(r, 256);
       if (r() < 0.3) b = b.subarray(0, randInt(r, b.length + 1));
     }
+    const off = randInt(r, 3);
+    let d: Packet;
     try {
-      decodePacket(b, randInt(r, 3));
-      ok++;
+      d = decodePacket(b, off);
     } catch (e) {
       if (!(e instanceof ProtoError)) throw e;
       expect(["packet_too_short", "packet_truncated", "checksum_mismatch"]).toContain(e.code);
+      continue;
     }
+    // an accepted input is a well-formed packet: it re-encodes to the very bytes it came from
+    const again = encodePacket(d);
+    expect(hex(again)).toBe(hex(b.subarray(off, off + again.length)));
+    ok++;
   }
-  expect(ok).toBeGreaterThanOrEqual(0);
+  expect(ok).toBeGreaterThan(0); // this seed exercises the accepting path too
 });

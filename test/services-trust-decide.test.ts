@@ -159,7 +159,7 @@ describe("bounded trust caches", () => {
     await Promise.allSettled([c.get(1, 0), c.get(1, 0)]);
     expect(calls).toBe(1);
     fail = false;
-    await Bun.sleep(0);
+    await Bun.sleep(0); // one turn: the failed lookup leaves the cache in its rejection handler
     expect((await c.get(1, 1)).node_id).toBe(1);
     expect(calls).toBe(2);
     await c.get(1, 2);
