@@ -220,7 +220,7 @@ describe("a client that pauses its reading (flow control)", () => {
       for (let i = 0; i < 4; i++) s.write(send);
       s.write(INFO_REQ);
       await until(async () => uploaded === 4 * UP && infoCalls === 1, "upload delivered and Info handled while the client is not reading");
-      // Many stall periods pass: unread stream data is not a stuck client.
+      // Many stall periods pass: unread stream data is not a stuck client (the wait is the subject).
       await Bun.sleep(500);
       expect(srv.stats().stalledDropped).toBe(0);
       expect(srv.stats().clients).toBe(1);
@@ -258,7 +258,7 @@ describe("replies still being computed", () => {
       for (let i = 0; i < 20; i++) s.write(dial);
       s.write(INFO_REQ);
       await until(async () => waiting.length === 10 && srv.stats().pausedClients === 1, "ten dials in flight, reading stopped");
-      // Several stall periods pass with nothing to send: not a stuck client.
+      // Several stall periods pass with nothing to send: not a stuck client (the wait is the subject).
       await Bun.sleep(500);
       expect(srv.stats().stalledDropped).toBe(0);
       expect(waiting.length).toBe(10);

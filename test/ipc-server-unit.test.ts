@@ -196,7 +196,7 @@ describe("malformed requests → Error texts of ipc.md §5", () => {
     const f = frame([0x01, 0x10, 0x00]);
     for (const b of f) {
       c.send(Uint8Array.of(b));
-      await Bun.sleep(1);
+      await Bun.sleep(1); // pacing: each byte arrives in its own read
     }
     expect(await c.nextHex()).toBe("021000");
     c.send(cat(frame([0x0d]), frame([0x01, 0x10, 0x01]), frame([0x08, 0, 0, 0, 5])));
