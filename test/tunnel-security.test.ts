@@ -183,6 +183,16 @@ describe("peers without encryption", () => {
     expect(B.texts(1)).toEqual(["first"]);
   });
 
+  test("through the beacon relay the notice goes back through the relay", async () => {
+    const w = await world();
+    const A = await w.node(1, "symmetric");
+    const B = await w.node(2, "symmetric", false);
+    await w.deliver(A, B, "relayed");
+    expect(A.tunnel.pathOf(2)).toBe("relayed");
+    await w.clock.until(() => A.events.some(([e, d]) => e === "tunnel.plaintext" && d.cause === "peer_plaintext"), "the relayed notice reaches A", 5000);
+    expect(A.got).toEqual([]);
+  });
+
   test("the notice is sent at most once per source per second and is smaller than the key exchange it answers", async () => {
     const w = await world();
     const B = await w.node(2, "public", false);

@@ -409,8 +409,9 @@ export class Tunnel {
       }
     }
     if (p) p.lastRecvAt = this.clock.now();
-    else if (!this.learn(src, from, viaRelay)) return;
-    if (!isPlainNotice(pkt)) this.opts.onPacket(pkt, from, viaRelay);
+    if (isPlainNotice(pkt)) return; // it only says "this peer speaks plaintext": consumed here
+    if (!p && !this.learn(src, from, viaRelay)) return;
+    this.opts.onPacket(pkt, from, viaRelay);
   }
 
   /** Encryption off: answer a key exchange with the plaintext notice (see tunnel-plain.ts). */
