@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Cluster, type DaemonHandle } from "./helpers/cluster.ts";
 import { until } from "./helpers/until.ts";
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 import { parseAddr } from "../src/proto/addr.ts";
 
 const cl = new Cluster("pilot-plain-");

@@ -8,7 +8,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Cluster, type DaemonHandle } from "./helpers/cluster.ts";
 import { until } from "./helpers/until.ts";
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 import { parseProm, sampleValue } from "./metrics-parse.ts";
 
 const cl = new Cluster("pilot-metrics-");
