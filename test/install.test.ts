@@ -9,6 +9,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build, CHECKSUM_FILE, hostTarget, assetName } from "../scripts/build-binaries.ts";
+import { type Proc, spawnWatched } from "./helpers/cluster.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const INSTALL_SH = join(ROOT, "install.sh");
@@ -276,7 +277,7 @@ WantedBy=multi-user.target
     const run = join(work, "run-installed");
     mkdirSync(run, { recursive: true });
     const rv = Bun.spawn([join(bin, "rendezvous"), "-registry-addr", "127.0.0.1:0", "-beacon-addr", "127.0.0.1:0", "-store", join(run, "reg.db")], { stdout: "pipe", stderr: "pipe" });
-    let daemon: ReturnType<typeof Bun.spawn> | null = null;
+    let daemon: Proc | null = null;
     try {
       const reader = rv.stdout.getReader();
       let text = "";
@@ -288,8 +289,8 @@ WantedBy=multi-user.target
       const reg = /registry listening on (\S+)/.exec(text)![1];
       const bea = /beacon listening on (\S+)/.exec(text)![1];
       const sock = join(run, "d.sock");
-      daemon = Bun.spawn([join(bin, "pilot-daemon"), "-registry", reg, "-beacon", bea, "-listen", "127.0.0.1:0", "-socket", sock, "-identity", join(run, "identity.json"), "-data-dir", run], { stdout: "pipe", stderr: "pipe" });
-      for (let i = 0; i < 100 && !existsSync(sock); i++) await Bun.sleep(100);
+      daemon = spawnWatched([join(bin, "pilot-daemon"), "-registry", reg, "-beacon", bea, "-listen", "127.0.0.1:0", "-socket", sock, "-identity", join(run, "identity.json"), "-data-dir", run], "installed-daemon");
+      await daemon.waitFor(/daemon running/);
       const info = Bun.spawn([join(bin, "pilotctl"), "--json", "info"], { env: { ...process.env, PILOT_SOCKET: sock, HOME: b.home }, stdout: "pipe", stderr: "pipe" });
       const out = await new Response(info.stdout).text();
       expect(await info.exited).toBe(0);
@@ -298,9 +299,8 @@ WantedBy=multi-user.target
       expect(j.data.node_id).toBe(1);
       expect(j.data.address).toBe("0:0000.0000.0001");
     } finally {
-      daemon?.kill();
+      await daemon?.kill();
       rv.kill();
-      await daemon?.exited;
       await rv.exited;
     }
   }, 60_000);
