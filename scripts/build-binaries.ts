@@ -37,7 +37,7 @@ export const ROOT = resolve(import.meta.dir, "..");
 export interface Target {
   /** our target name, e.g. linux-x64 */
   name: string;
-  /** uname-style names used in the asset (cli.md §10): linux|darwin, amd64|arm64 */
+  /** uname-style names used in the asset (docs/protocol.md §13.6): linux|darwin, amd64|arm64 */
   os: "linux" | "darwin";
   arch: "amd64" | "arm64";
   /** bun --target value */

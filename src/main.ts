@@ -18,7 +18,7 @@ export type Tool = (typeof TOOLS)[number];
 // the copy/hard link's own path but the *target* for a symlink. So argv0 decides; execPath catches
 // copies/hard links started with an odd argv0 (some supervisors); the embedded /$bunfs name is
 // last, because scripts/build-binaries.ts compiles to the neutral name "pilot" (not a tool).
-// The reference's release archives name two binaries `daemon` and `gateway` (cli.md §10), so
+// The reference's release archives name two binaries `daemon` and `gateway` (docs/protocol.md §13.6), so
 // those executable names are accepted as aliases. Aliases apply only to executable names, never
 // to the first argument (`bun src/main.ts daemon` would be ambiguous with `pilotctl daemon …`).
 // PILOT_DEBUG_DISPATCH=1 prints the decision on stderr (used by the distribution tests).

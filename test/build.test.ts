@@ -207,7 +207,7 @@ describe("build-binaries", () => {
 
   test("pilotctl with an unknown command exits non-zero with usage", () => {
     const r = run([join(x, "pilotctl"), "no-such-command-xyz"]);
-    // cli.md §2.1/§2.6: human mode prints `unknown command: <cmd>`, a blank line, the usage text; exit 2.
+    // docs/protocol.md §13.1: human mode prints `unknown command: <cmd>`, a blank line, the usage text; exit 2.
     expect(r.code).toBe(2);
     expect(r.err).toStartWith("unknown command: no-such-command-xyz\n\n");
     expect(r.err).toContain("Pilot Protocol CLI");

@@ -220,7 +220,7 @@ describe("TunnelSession", () => {
     expect(b.open(f.subarray(0, f.length - 1))).toBeNull();
     // wrong key
     expect(new TunnelSession(new Uint8Array(32)).open(f)).toBeNull();
-    // node ID field is cleartext and not in the AAD (wire.md §4.3): changing it does not break GCM
+    // node ID field is cleartext and not in the AAD (docs/protocol.md §4.3): changing it does not break GCM
     const t = f.slice();
     t[7] = 9;
     expect(toHex(b.open(t)!)).toBe(toHex(SYN));

@@ -121,7 +121,7 @@ describe("daemon-backed commands (fake daemon)", () => {
     expect(nf.json.code).toBe("not_found");
     const long = await ctl(["--json", "set-hostname", "a".repeat(64)]);
     expect(long.code).toBe(1);
-    // Validated locally now (cli.md §11.5-6): invalid_argument, the daemon is not asked.
+    // Validated locally now (docs/differences.md): invalid_argument, the daemon is not asked.
     expect(long.json.code).toBe("invalid_argument");
     expect(long.json.message).toStartWith(`invalid hostname "${"a".repeat(64)}": longer than 63 characters`);
     const t4 = await ctl(["--json", "set-tags", "a", "b", "c", "d"]);

@@ -1,5 +1,5 @@
 // pilotctl daemon lifecycle (start/stop/status [--check]) as a real background process, plus
-// init/config/context and the gateway subcommands' clean failures (cli.md §3.1, §3.2, §3.11).
+// init/config/context and the gateway subcommands' clean failures (docs/protocol.md §13).
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";

@@ -1,4 +1,4 @@
-// Black-box pilotctl against a real rendezvous + three real daemons on loopback (cli.md §2-§4).
+// Black-box pilotctl against a real rendezvous + three real daemons on loopback (docs/protocol.md §13.1-§4).
 // Every command is run as a real `pilotctl` process, in human and --json mode, and its stdout,
 // stderr and exit code are checked.
 import { until as untilShared } from "./helpers/until.ts";

@@ -167,7 +167,7 @@ describe("daemon end to end", () => {
     const da = await drv(A);
     const { encodeEvent, EventReader } = await import("../src/daemon/services/eventstream.ts");
     const enc = new TextEncoder();
-    // B hosts the broker on 1002. First event on a connection = its subscription (services.md §5.2).
+    // B hosts the broker on 1002. First event on a connection = its subscription (docs/protocol.md §10.4).
     const sub = await da.dial(parseAddr(B.address), 1002, { timeoutMs: 20000 });
     await sub.write(encodeEvent("news"));
     const pub = await da.dial(parseAddr(B.address), 1002, { timeoutMs: 20000 });
@@ -268,7 +268,7 @@ describe("start-up failures", () => {
   }, 20000);
 });
 
-describe("webhook events from the daemon core (services.md §11.3)", () => {
+describe("webhook events from the daemon core (docs/protocol.md §10.6)", () => {
   test("node.registered, tunnel.*, conn.*, data.datagram reach the webhook with text addresses", async () => {
     const events: any[] = [];
     const srv = Bun.serve({

@@ -1,4 +1,4 @@
-// Daemon command line, -config files (cli.md §7.1) and slog-shaped logging (cli.md §7.3).
+// Daemon command line, -config files (docs/protocol.md §13.4) and slog-shaped logging (docs/protocol.md §13.4).
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

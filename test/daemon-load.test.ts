@@ -62,7 +62,7 @@ describe("load", () => {
         const data = randomBytes(SIZE);
         let c: DriverConn | null = null;
         for (let attempt = 0; attempt < 5 && !c; attempt++) {
-          // The per-source SYN limit (10/s, transport.md §0) silently drops excess SYNs; the
+          // The per-source SYN limit (10/s, docs/protocol.md §6.1) silently drops excess SYNs; the
           // dial's own SYN retransmission (1 s) carries them through.
           c = await d.dial(parseAddr(B.address), 3300, { timeoutMs: 60000 }).catch(() => null);
         }

@@ -179,7 +179,7 @@ describe.skipIf(why !== null)("gateway end to end (rendezvous + two daemons + ht
     const ia = await info(a.sock, a.p);
     const ib = await info(b.sock, b.p);
     addrB = ib.address;
-    // Trust: A requests, B approves (ipc.md §4.11).
+    // Trust: A requests, B approves (docs/protocol.md §9.2).
     const da = await Driver.connect(a.sock);
     const db = await Driver.connect(b.sock);
     try {

@@ -183,7 +183,7 @@ describe("install.sh on Linux as root (system unit)", () => {
       expect(r.err).toContain(`pilot: dispatch tool=${n} via=argv0`);
     }
     const unknown = sh([join(bin(), "pilotctl"), "no-such-command-xyz"], { PATH: SYS_PATH, HOME: b.home });
-    // cli.md §2.1/§2.6: human mode prints `unknown command: <cmd>`, a blank line, the usage text; exit 2.
+    // docs/protocol.md §13.1: human mode prints `unknown command: <cmd>`, a blank line, the usage text; exit 2.
     expect(unknown.code).toBe(2);
     expect(unknown.err).toStartWith("unknown command: no-such-command-xyz\n\n");
     expect(unknown.err).toContain("Pilot Protocol CLI");

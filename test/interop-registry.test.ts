@@ -1,4 +1,4 @@
-// Interop audit, registry (registry.md §13 and §11): (A) our real rendezvous against a raw-JSON
+// Interop audit, registry (docs/protocol.md §8): (A) our real rendezvous against a raw-JSON
 // client acting as a reference client/daemon; (B) our real daemon against a FAKE registry written
 // here, asserting every message it sends (fields, types, exact signature challenges).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -12,10 +12,10 @@ import { parseAddr } from "../src/proto/addr.ts";
 
 const ADDR_RE = /^0:0000\.[0-9A-F]{4}\.[0-9A-F]{4}$/;
 
-describe("registry.md §13: our registry against a raw-JSON reference client", () => {
+describe("docs/protocol.md §8: our registry against a raw-JSON reference client", () => {
   const cl = new Cluster("pilot-interop-reg-");
   let r: RawReg;
-  // The registry rate-limits registrations to 10 per minute per IP (registry.md §6), so the
+  // The registry rate-limits registrations to 10 per minute per IP (docs/protocol.md §8), so the
   // tests share a small pool of nodes; ports in listen_addr are what the tests check.
   const pool: Node[] = [];
   const P = (i: number) => pool[i];
@@ -179,7 +179,7 @@ describe("registry.md §13: our registry against a raw-JSON reference client", (
   });
 });
 
-describe("registry.md §11: our daemon's registry traffic, captured by a fake registry", () => {
+describe("docs/protocol.md §8: our daemon's registry traffic, captured by a fake registry", () => {
   let fake: FakeRegistry;
   let daemon: Proc;
   let daemonPub = "";

@@ -1,4 +1,4 @@
-// Interop audit, tunnel + transport + beacon (wire.md §3-§7, transport.md §14/§18, beacon.md §10):
+// Interop audit, tunnel + transport + beacon (docs/protocol.md §3-§7, docs/protocol.md §6.13, §6, §7):
 // fake "reference daemons" register with our real registry using their own Ed25519 keys, open a
 // UDP socket and speak raw PILA/PILK/PILS/PILT frames to ONE real pilot-ts daemon. The daemon's
 // beacon is a fake UDP beacon written here, so Discover / PunchCommand / Relay can be observed.
@@ -139,7 +139,7 @@ afterAll(async () => {
   await cl.stop();
 });
 
-describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
+describe("docs/protocol.md §4.7 key exchange with a reference-style peer", () => {
   test("PILA → our daemon answers with its own PILA (136 bytes, registered Ed25519 key, 'auth'‖id‖x25519 signature)", async () => {
     const ans = await F.handshake();
     expect(ans.length).toBe(136);
@@ -185,7 +185,7 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
   });
 
   test("§6: a replayed PILS frame is dropped (one pong), a forged tag is dropped and does not tear the session down", async () => {
-    // the daemon reports replays to its webhook (services.md §11.3 security.nonce_replay)
+    // the daemon reports replays to its webhook (docs/protocol.md §10.6 security.nonce_replay)
     const events: any[] = [];
     const hook = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: async (r) => { events.push(await r.json()); return new Response("ok"); } });
     const dd = await Driver.connect(D.socket, { timeoutMs: 5000 });
@@ -230,7 +230,7 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
     const p2 = await F.waitPacket((p) => p.protocol === PROTO_CONTROL && p.seq === 801, since);
     expect(p2.ack).toBe(802);
     // D did not recreate its session: same nonce prefix, counter still increasing (a recreated
-    // session would restart at counter 1 with a fresh random prefix, wire.md §4.3).
+    // session would restart at counter 1 with a fresh random prefix, docs/protocol.md §4.3).
     const frameOf = (seq: number) => F.udp.got.map((d) => d.buf).find((b) => isMagic(b, "PILS") && F.decode(b)?.seq === seq)!;
     const f1 = frameOf(800), f2 = frameOf(801);
     expect(Buffer.from(f2.subarray(8, 12)).equals(Buffer.from(f1.subarray(8, 12)))).toBe(true);
@@ -266,7 +266,7 @@ describe("wire.md §4.7/§4.8 key exchange with a reference-style peer", () => {
   });
 });
 
-describe("transport.md §18 against the echo service (port 7) over the encrypted tunnel", () => {
+describe("docs/protocol.md §6 against the echo service (port 7) over the encrypted tunnel", () => {
   test("§18.1/7: SYN → SYN-ACK with ISN 0, ack ISN+1; duplicate SYN → SYN-ACK with the original ISN; data carries ACK and is echoed", async () => {
     const since = F.udp.got.length;
     const sport = 50001;
@@ -365,7 +365,7 @@ describe("transport.md §18 against the echo service (port 7) over the encrypted
   }, 30000);
 });
 
-describe("wire.md §4.8: the reference dialer's exact sequence", () => {
+describe("docs/protocol.md §4.7: the reference dialer's exact sequence", () => {
   test("PILA#1, PILA#2, PILT SYN burst → one PILA answer; after our PILA#4 + flushed PILS SYN → SYN-ACK (ISN 0) as PILS; no key-exchange loop", async () => {
     const Q = await RefPeer.create();
     const since = Q.udp.got.length;
@@ -385,7 +385,7 @@ describe("wire.md §4.8: the reference dialer's exact sequence", () => {
   });
 });
 
-describe("wire.md §4.7/§4.9: PILK, bad PILA, rekey", () => {
+describe("docs/protocol.md §4.7, §4.9: PILK, bad PILA, rekey", () => {
   test("PILK from a registered node → rejected: answered with our PILA, no session is created", async () => {
     const P = await RefPeer.create();
     const kx = generateX25519();
@@ -454,7 +454,7 @@ describe("wire.md §4.7/§4.9: PILK, bad PILA, rekey", () => {
   });
 });
 
-describe("wire.md §3.2/§4.6: a reference peer with encryption DISABLED (ignores PILA, speaks PILT only)", () => {
+describe("docs/protocol.md §3, §4.5: a reference peer with encryption DISABLED (ignores PILA, speaks PILT only)", () => {
   test("our daemon dials it: PILA first, then PILT copies; PILT SYN-ACK accepted while no session exists; PILT ping answered; bad-CRC / short PILT dropped", async () => {
     const P = await RefPeer.create(true); // public so D can resolve it
     P.udp.onMessage((d) => {
@@ -493,7 +493,7 @@ describe("wire.md §3.2/§4.6: a reference peer with encryption DISABLED (ignore
   }, 30000);
 });
 
-describe("beacon.md §10 (daemon side) against a fake beacon", () => {
+describe("docs/protocol.md §7 (daemon side) against a fake beacon", () => {
   test("Discover with node ID 0 at start-up (sent from the tunnel socket itself, see daemon.ts), then Discover with the real node ID", async () => {
     const ds = beacon.got.filter((d) => d.buf[0] === 0x01);
     expect(ds[0].buf).toEqual(new Uint8Array([1, 0, 0, 0, 0]));

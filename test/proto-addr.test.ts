@@ -5,7 +5,7 @@ import {
 } from "../src/proto/addr.ts";
 import { expectProtoError, hex, prng, randInt } from "./proto-helpers.ts";
 
-// wire.md §1.2 table.
+// docs/protocol.md §1 table.
 const TABLE: [number, number, string, string][] = [
   [0, 0, "0:0000.0000.0000", "000000000000"],
   [0, 1, "0:0000.0000.0001", "000000000001"],

@@ -45,7 +45,7 @@ describe("crc32 §2.4", () => {
   });
 });
 
-// wire.md §8.1-8.3 vectors: [description, packet, hex, crc]
+// the test vectors in test/.3 vectors: [description, packet, hex, crc]
 const VECTORS: [string, Packet, string, number][] = [
   ["8.1 SYN", makePacket({ flags: FLAG_SYN, protocol: 1, src: A1, dst: A2, srcPort: 49152, dstPort: 1000, window: 512 }),
     "110100000000000000010000000000 02c00003e800000000000000000200145ed874", 0x145ed874],

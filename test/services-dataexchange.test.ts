@@ -15,7 +15,7 @@ const dirs: string[] = [];
 afterAll(() => dirs.forEach(rmDir));
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
-describe("data-exchange codec (services.md §4.1)", () => {
+describe("data-exchange codec (docs/protocol.md §10.3)", () => {
   test("spec examples", () => {
     expect(hex(encodeFrame(TYPE_TEXT, new TextEncoder().encode("hello")))).toBe("0000000100000005" + "68656c6c6f");
     expect(hex(encodeFrame(TYPE_FILE, encodeFilePayload("a.txt", new TextEncoder().encode("hi"))))).toBe("00000004000000090005612e7478746869");

@@ -9,7 +9,7 @@ afterAll(() => dirs.forEach(rmDir));
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const txt = (b: Uint8Array) => new TextDecoder().decode(b);
 
-describe("event codec (services.md §5.1)", () => {
+describe("event codec (docs/protocol.md §10.4)", () => {
   test("spec examples", () => {
     expect(hex(encodeEvent("status"))).toBe("0006" + hex(new TextEncoder().encode("status")) + "00000000");
     expect(hex(encodeEvent("status", new TextEncoder().encode("online")))).toBe("0006737461747573" + "00000006" + "6f6e6c696e65");
@@ -53,7 +53,7 @@ describe("event codec (services.md §5.1)", () => {
   });
 });
 
-describe("broker (services.md §5.2-5.3)", () => {
+describe("broker (docs/protocol.md §10.4)", () => {
   const net = new MemNet();
   const reg = new FakeRegistry();
   const srv = makeNode(net, reg, 7);

@@ -35,7 +35,7 @@ describe("memconn (test double for StreamConn)", () => {
   });
 });
 
-describe("webhooks (services.md §11)", () => {
+describe("webhooks (docs/protocol.md §10.6)", () => {
   test("body format", () => {
     expect(rfc3339NanoUtc(Date.UTC(2026, 0, 15, 12, 34, 56, 120))).toBe("2026-01-15T12:34:56.12Z");
     expect(rfc3339NanoUtc(Date.UTC(2026, 0, 15, 12, 34, 56, 0))).toBe("2026-01-15T12:34:56Z");

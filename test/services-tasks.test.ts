@@ -11,7 +11,7 @@ const dirs: string[] = [];
 afterAll(() => dirs.forEach(rmDir));
 const enc = (o: unknown) => new TextEncoder().encode(JSON.stringify(o));
 
-describe("task submit (services.md §10)", () => {
+describe("task submit (docs/protocol.md §10.5)", () => {
   test("task file format and helpers", () => {
     expect(newTaskId()).toMatch(TASK_ID_RE);
     expect(encodeTaskFile({ task_id: "i", task_description: "d", created_at: "2025-01-01T12:00:00Z", status: "NEW", status_justification: "j", from: "f", to: "t", time_cpu_ms: 5 }))

@@ -44,7 +44,7 @@ function msg(from: TestNode, to: number, type: string, over: Partial<HandshakeMs
   };
 }
 
-describe("handshake message codec (services.md §3.2)", () => {
+describe("handshake message codec (docs/protocol.md §10.2)", () => {
   test("struct-order JSON, Go escaping, lenient decode", () => {
     const m: HandshakeMsg = { type: "handshake_request", node_id: 5, public_key: "k", justification: "a<b", signature: "s", reason: "", timestamp: 1736944496 };
     expect(encodeHandshakeMsg(m)).toBe('{"type":"handshake_request","node_id":5,"public_key":"k","justification":"a\\u003cb","signature":"s","reason":"","timestamp":1736944496}');
@@ -227,7 +227,7 @@ describe("trust handshake between two in-memory nodes", () => {
   });
 });
 
-describe("trust.json persistence (services.md §3.9)", () => {
+describe("trust.json persistence (docs/protocol.md §10.2)", () => {
   test("reference format round trip", () => {
     const s = encodeTrustFile([{ nodeId: 7, publicKey: "k", approvedAt: 1736947812000, mutual: true, network: 3 }], [{ nodeId: 9, publicKey: "", justification: "j", receivedAt: null }]);
     expect(s).toMatch(/^\{\n  "trusted": \[\n    \{\n      "node_id": 7,\n      "public_key": "k",\n      "approved_at": "2025-01-15T\d\d:\d\d:12(Z|[+-]\d\d:\d\d)",\n      "mutual": true,\n      "network": 3\n    \}\n  \],\n  "pending": \[\n    \{\n      "node_id": 9,\n      "justification": "j",\n      "received_at": "0001-01-01T00:00:00Z"\n    \}\n  \]\n\}$/);

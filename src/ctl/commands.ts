@@ -93,8 +93,8 @@ const ROWS: readonly Row[] = [
   ["traceroute", ["<address>", "[--timeout <dur>]"], "Trace path to a node (connection setup + RTT samples)", "target, setup_ms, rtt_samples [{rtt_ms, bytes}]", "comm.traceroute"],
   ["trust", [], "List trusted peers", "trusted [{node_id, mutual, network, approved_at}]", "core.trust"],
   ["untrust", ["<node_id>"], "Revoke trust for a peer", "node_id", "core.untrust"],
-  // Extensions: not in the reference catalog's 49 entries (cli.md §11.5-2: added as extra keys).
-  ["version", [], "Print the pilotctl version and build runtime (extension; cli.md §11.5)", "version, runtime, platform", "version", EXT],
+  // Extensions: not in the reference catalog's 49 entries (docs/differences.md: added as extra keys).
+  ["version", [], "Print the pilotctl version and build runtime (extension; docs/differences.md)", "version, runtime, platform", "version", EXT],
   ["context", [], "Print this machine-readable catalog of commands, flags, return fields and error codes", "commands, error_codes, global_flags, environment, config_file, version", "context", EXT],
   ["task submit", ["<address|hostname>", "--task <description>"], "Submit a task to a node (port 1003)", "task_id, target, task, status (int 200|400), accepted (bool), message", "task.submit", EXT],
   ["task accept", ["--id <task_id>"], "Accept a received task (within 1 minute of creation)", "task_id, status, message", "task.accept", EXT],

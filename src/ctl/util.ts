@@ -1,4 +1,4 @@
-// pilotctl shared helpers: errors, output envelopes, the reference's parseFlags rules (cli.md §2.1),
+// pilotctl shared helpers: errors, output envelopes, the reference's parseFlags rules (docs/protocol.md §13.1),
 // Go-style number/duration/byte formatting, config.json and socket/registry resolution (§2.2, §7.2).
 // Start-up matters here (every command loads this file): no node:fs / node:os / node:path and no
 // process.stdout at import or on the common paths; see io.ts and readTextSync below.
@@ -80,7 +80,7 @@ export function prettyJson(v: unknown, ind = ""): string {
   return "{\n" + keys.map((k) => next + goJson(k) + ": " + prettyJson(o[k], next)).join(",\n") + "\n" + ind + "}";
 }
 
-// ---------- parseFlags (cli.md §2.1.6) ----------
+// ---------- parseFlags (docs/protocol.md §13.1) ----------
 export interface Parsed {
   flags: Map<string, string>;
   pos: string[];
@@ -204,7 +204,7 @@ export function rfc3339Local(d: Date): string {
 }
 export const pad = (s: string | number, w: number) => String(s).padEnd(w);
 
-// ---------- numbers (cli.md §2.1.7) ----------
+// ---------- numbers (docs/protocol.md §13.1) ----------
 function parseUint(s: string, max: number): { v: number } | { err: string } {
   if (!/^\d+$/.test(s)) return { err: `strconv.ParseUint: parsing ${goQ(s)}: invalid syntax` };
   const n = Number(s);
@@ -227,7 +227,7 @@ export function tryUint32(s: string): number | null {
   return "v" in r ? r.v : null;
 }
 
-// ---------- config (cli.md §2.2, §7.2) ----------
+// ---------- config (docs/protocol.md §13.1, §13.4) ----------
 /** ~/.pilot; HOME is what the reference's os.UserHomeDir reads on Linux and macOS. */
 export function pilotDir(): string {
   return `${process.env.HOME || (import.meta.require("node:os") as typeof import("node:os")).homedir()}/.pilot`;
@@ -257,7 +257,7 @@ export function loadConfig(): Record<string, unknown> {
     return {};
   }
 }
-/** Atomic, mode 0600 (fix of cli.md §11.3-15); same content format as the reference. */
+/** Atomic, mode 0600 (a fix: docs/differences.md); same content format as the reference. */
 export async function saveConfig(cfg: Record<string, unknown>): Promise<void> {
   const { atomicWriteFile } = await import("../sys/atomic-write.ts");
   try {

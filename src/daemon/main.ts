@@ -1,4 +1,4 @@
-// `pilot-daemon` (cli.md §6.1): flags, -config, logging, foreground run until SIGINT/SIGTERM.
+// `pilot-daemon` (docs/protocol.md §13.4): flags, -config, logging, foreground run until SIGINT/SIGTERM.
 import { FlagError, type FlagDef, parseFlags, usage } from "../sys/flags.ts";
 import { makeLogger } from "../sys/log.ts";
 

@@ -1,4 +1,4 @@
-// Registry client (registry.md §1.7, §11) used by the daemon and pilotctl.
+// Registry client (docs/protocol.md §8.1, §8) used by the daemon and pilotctl.
 //
 // * One TCP (optionally TLS, pinned by SHA-256 of the leaf certificate DER, §1.6) connection.
 // * Requests are pipelined: the server answers strictly in order (§1.1), so responses are matched
@@ -311,7 +311,7 @@ export class RegistryClient {
     if (Array.isArray(ext) && ext.includes(EXT_FRESH_SIGNATURES) && this.opts.freshSignatures !== false) this.freshSignatures = true;
   }
 
-  // ---------------------------------------------------------------- messages (registry.md §5)
+  // ---------------------------------------------------------------- messages (docs/protocol.md §8.3)
 
   async register(publicKey: string, listenAddr: string, owner = "", hostname = ""): Promise<ReplyOf<"register">> {
     const m: OutgoingRequest<"register"> = { type: "register", public_key: publicKey, listen_addr: listenAddr };

@@ -1,4 +1,4 @@
-// Loopback aliases (services.md §12.2): Linux `ip addr add <ip>/32 dev lo` / `ip addr del`, macOS
+// Loopback aliases (docs/gateway-control.md): Linux `ip addr add <ip>/32 dev lo` / `ip addr del`, macOS
 // `ifconfig lo0 alias <ip> 255.255.255.255` / `-alias` (an explicit /32 netmask, fixing §13.9-7).
 // Unlike the reference, failures are reported (typed GatewayError with a hint) instead of only
 // logged, so `gateway start`/`map` fail loudly when not root (§13.9-4).

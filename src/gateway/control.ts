@@ -1,8 +1,8 @@
-// pilotctl's side of the gateway (cli.md §3.11), loaded lazily by src/ctl. Every function returns
+// pilotctl's side of the gateway (docs/protocol.md §13), loaded lazily by src/ctl. Every function returns
 // the JSON payload of the matching `--json` output, or throws GatewayError(code, message, hint)
-// with a pilotctl error code (cli.md §2.5).
+// with a pilotctl error code (docs/protocol.md §13.2).
 //
-// Deliberate differences from the reference (services.md §13.9-1/-4): `gateway start` runs the
+// Deliberate differences from the reference (docs/differences.md/-4): `gateway start` runs the
 // gateway as a background process and returns once its listeners are up; map/unmap/list act on
 // that live gateway through its control socket; `stop` asks it to stop (SIGTERM as fallback) and
 // every alias it added is removed (also those of a crashed gateway, on the next start/stop).
@@ -53,7 +53,7 @@ export interface MappingOut {
 export interface StartResult {
   pid: number;
   subnet: string;
-  /** null when no address was given (cli.md §3.11 step 6). */
+  /** null when no address was given (docs/protocol.md §13 step 6). */
   mappings: MappingOut[] | null;
   /** local_ip → ports actually listening (extension). */
   listening: Record<string, number[]>;
@@ -95,7 +95,7 @@ export async function gatewayStart(o: GatewayStartOptions = {}): Promise<StartRe
   const live = gatewayPid(o);
   if (live) throw new GatewayError("already_exists", `gateway is already running (pid ${live})`, "stop it first with: pilotctl gateway stop");
   const portsText = Array.isArray(o.ports) ? o.ports.join(",") : (o.ports ?? "");
-  parsePorts(portsText); // invalid_argument, cli.md §3.11 step 2
+  parsePorts(portsText); // invalid_argument, docs/protocol.md §13 step 2
   const subnet = o.subnet || "10.4.0.0/16";
   let table: MappingTable;
   try {
@@ -250,7 +250,7 @@ export async function gatewayList(o: GatewayCtlOptions = {}): Promise<{ mappings
   return { mappings: ms, total: ms.length };
 }
 
-/** Human renderings (cli.md §3.11). */
+/** Human renderings (docs/protocol.md §13). */
 export function formatStartHuman(r: StartResult): string {
   return (r.mappings ?? []).map((m) => `mapped ${m.local_ip} → ${m.pilot_addr}\n`).join("") + "gateway running\n";
 }

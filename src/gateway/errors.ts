@@ -1,4 +1,4 @@
-// Typed gateway error. `code` is a pilotctl error code (cli.md §2.5): invalid_argument, not_found,
+// Typed gateway error. `code` is a pilotctl error code (docs/protocol.md §13.2): invalid_argument, not_found,
 // already_exists, not_running, timeout, internal. `hint` is a human remedy (may be absent).
 export class GatewayError extends Error {
   constructor(

@@ -1,4 +1,4 @@
-// The gateway engine (services.md §12): mapping table + loopback aliases + TCP listeners + bridges.
+// The gateway engine (docs/gateway-control.md): mapping table + loopback aliases + TCP listeners + bridges.
 // Runs inside the `pilot-gateway` process; pilotctl reaches it through the control socket
 // (control.ts / ctlsock.ts).
 import { readFileSync, rmSync } from "node:fs";

@@ -1,4 +1,4 @@
-// `pilot-gateway` (cli.md §6.2). Go-style flags before the subcommand:
+// `pilot-gateway` (docs/protocol.md §13.4). Go-style flags before the subcommand:
 //   pilot-gateway [flags] run [<pilot-addr> [<local-ip>]] ...
 //   pilot-gateway [flags] map <pilot-addr> [<local-ip>]
 // Extensions (all optional): -data-dir (default ~/.pilot: gateway.pid, gateway.sock,
@@ -47,7 +47,7 @@ export function gatewayPaths(dataDir: string): { pid: string; control: string; s
   };
 }
 
-/** Parse a -ports/--ports list. Error text as cli.md §3.11 step 2. */
+/** Parse a -ports/--ports list. Error text as docs/protocol.md §13 step 2. */
 export function parsePorts(s: string): number[] {
   if (s.trim() === "") return [...DEFAULT_PORTS];
   const out: number[] = [];

@@ -1,6 +1,6 @@
-// Address mapping table: Pilot Addr ⇄ local IPv4 address inside a private subnet (services.md §12.1).
+// Address mapping table: Pilot Addr ⇄ local IPv4 address inside a private subnet (docs/gateway-control.md).
 //
-// Differences from the reference (services.md §13.9, all [local]):
+// Differences from the reference (docs/differences.md, all [local]):
 // * allocation starts at the subnet's network address + 1 instead of "base with last byte forced
 //   to 1", so subnets whose base does not end in .0 (e.g. 10.4.0.128/25) work (§13.9-2). For the
 //   default 10.4.0.0/16 this is the same first IP, 10.4.0.1.

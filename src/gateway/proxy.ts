@@ -1,12 +1,12 @@
-// TCP ⇄ Pilot stream bridge (services.md §12.3) with backpressure in both directions, client
-// half-close support and no leaks whichever side closes first (fixes services.md §13.9-5).
+// TCP ⇄ Pilot stream bridge (docs/gateway-control.md) with backpressure in both directions, client
+// half-close support and no leaks whichever side closes first (fixes docs/differences.md).
 //
 // TCP → Pilot: every chunk read from the socket is handed to PilotStream.write(); while more than
 //   MAX_PENDING writes are unresolved (the driver's IPC socket is full) the TCP socket is paused.
 // Pilot → TCP: a read loop; when socket.write() returns false the Pilot side is paused (for the
 //   IPC driver: its Unix socket stops being read, the daemon's writes block and it pauses the
 //   stream, whose receive window then closes) until the socket drains.
-// Pilot streams have no half-close (services.md §0.3), so a TCP client's FIN cannot be forwarded.
+// Pilot streams have no half-close (docs/protocol.md §10), so a TCP client's FIN cannot be forwarded.
 // A FIN cannot tell a half-close from a full close. Heuristic: if Pilot data was delivered after
 // the client's last bytes, the exchange looks complete and the FIN closes the bridge at once (the
 // usual "read the response, then close"). Otherwise (request sent, then FIN: a half-closing

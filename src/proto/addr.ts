@@ -1,7 +1,7 @@
-// Virtual addresses, wire.md §1: 6-byte binary form, `N:NNNN.HHHH.LLLL` text form, socket address
+// Virtual addresses, docs/protocol.md §1: 6-byte binary form, `N:NNNN.HHHH.LLLL` text form, socket address
 // text `<addr>:<port>`. Pure: no I/O.
 //
-// Accept/reject decisions follow the reference parser step by step (wire.md §1.3/§1.5); error
+// Accept/reject decisions follow the reference parser step by step (docs/protocol.md §1); error
 // messages reproduce its wording (Go strconv errors and %q quoting) so a CLI echoing them matches.
 import { type Addr, ProtoError } from "./types.ts";
 
@@ -97,7 +97,7 @@ function strconvError(part: string, kind: number): string {
   return `strconv.ParseUint: parsing ${goQuote(part)}: ${kind === RANGE ? "value out of range" : "invalid syntax"}`;
 }
 
-/** Parse `N:NNNN.HHHH.LLLL` (wire.md §1.3). Throws ProtoError("invalid_address"). */
+/** Parse `N:NNNN.HHHH.LLLL` (docs/protocol.md §1). Throws ProtoError("invalid_address"). */
 export function parseAddr(s: string): Addr {
   // Step 1: split at the first colon.
   const colon = s.indexOf(":");
@@ -169,12 +169,12 @@ export function addrFromKey(k: number): Addr {
   return { network: Math.floor(k / 0x100000000), node: k % 0x100000000 };
 }
 
-/** True only when both network and node are 0 (wire.md §1.4). */
+/** True only when both network and node are 0 (docs/protocol.md §1). */
 export function isZero(a: Addr): boolean {
   return a.network === 0 && a.node === 0;
 }
 
-/** True when node == 0xFFFFFFFF, on any network (wire.md §1.4). */
+/** True when node == 0xFFFFFFFF, on any network (docs/protocol.md §1). */
 export function isBroadcast(a: Addr): boolean {
   return a.node === BROADCAST_NODE;
 }
@@ -214,7 +214,7 @@ export function marshalAddr(a: Addr): Uint8Array {
 }
 
 /**
- * Parse `<address>:<port>` (wire.md §1.5): split at the LAST colon; address errors propagate
+ * Parse `<address>:<port>` (docs/protocol.md §1): split at the LAST colon; address errors propagate
  * (code "invalid_address"); no colon → "invalid_socket_address"; bad port → "invalid_port".
  */
 export function parseSocketAddr(s: string): { addr: Addr; port: number } {

@@ -1,4 +1,4 @@
-// Beacon UDP message codecs (beacon.md §1-7). Pure functions, no I/O.
+// Beacon UDP message codecs (docs/protocol.md §7.1). Pure functions, no I/O.
 // All integers big-endian. Decoders throw ProtoError only (never anything else), so a caller can
 // drop malformed datagrams silently as the reference does.
 import { ProtoError } from "./types.ts";
@@ -47,7 +47,7 @@ function parseV4(s: string, out: Uint8Array, off: number): boolean {
 
 /**
  * Parse an IP address text into 4 or 16 bytes. IPv4-mapped IPv6 (`::ffff:a.b.c.d`) yields the
- * 4-byte form (beacon.md §1.2: such addresses are encoded with ip_len 4). Brackets and a zone
+ * 4-byte form (docs/protocol.md §7.1: such addresses are encoded with ip_len 4). Brackets and a zone
  * suffix (`%eth0`) are tolerated and dropped.
  */
 export function parseIp(text: string): Uint8Array {

@@ -1,4 +1,4 @@
-// CRC-32/ISO-HDLC (zlib / PNG / Ethernet CRC), wire.md §2.4.
+// CRC-32/ISO-HDLC (zlib / PNG / Ethernet CRC), docs/protocol.md §2.
 // Reflected polynomial 0xEDB88320, init 0xFFFFFFFF, final XOR 0xFFFFFFFF; check("123456789") = 0xCBF43926.
 //
 // Two implementations live here:

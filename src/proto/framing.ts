@@ -1,5 +1,5 @@
-// Length-prefixed framing shared by the IPC socket (ipc.md §2) and the registry TCP protocol
-// (registry.md §1.2): u32 big-endian body length, then the body. Max body 1 MiB (inclusive).
+// Length-prefixed framing shared by the IPC socket (docs/protocol.md §9.1) and the registry TCP protocol
+// (docs/protocol.md §8.1): u32 big-endian body length, then the body. Max body 1 MiB (inclusive).
 import { ProtoError } from "./types.ts";
 
 export const MAX_FRAME = 1 << 20;
@@ -21,7 +21,7 @@ export function encodeFrame(body: Uint8Array): Uint8Array {
  * Incremental decoder: push() arbitrary chunks, get whole frames back. A length above `max`
  * raises ProtoError("frame_too_large") without buffering the body; the caller must then drop
  * the connection (the reference treats the stream as dead). Zero-length frames are skipped
- * (ipc.md §2: ignored by both sides).
+ * (docs/protocol.md §9.1: ignored by both sides).
  */
 export class FrameDecoder {
   private buf: Uint8Array = new Uint8Array(0);

@@ -1,4 +1,4 @@
-// "Go-sorted JSON" (ipc.md conventions, registry.md §1.5): compact JSON, object keys in ascending
+// "Go-sorted JSON" (docs/protocol.md §9 conventions, docs/protocol.md §8.1): compact JSON, object keys in ascending
 // byte order at every level, and Go's HTML-safe escaping of <, >, & (and U+2028/U+2029).
 // Readers never depend on this; writers use it so our bytes match the reference's.
 

@@ -1,4 +1,4 @@
-// IPC message codecs for the daemon's Unix socket (ipc.md §2-4). Pure: no I/O.
+// IPC message codecs for the daemon's Unix socket (docs/protocol.md §9.1). Pure: no I/O.
 //
 // encodeIpc(msg) produces a frame BODY (cmd byte + payload); wrap it with encodeFrame()
 // (src/proto/framing.ts) or use encodeIpcFrame() which does both in a single allocation.
@@ -6,7 +6,7 @@
 //
 // Error-text contract (used by the daemon's IPC server): when a REQUEST payload is too short or
 // otherwise invalid, the thrown ProtoError's `message` is exactly the Error text the reference
-// daemon replies with (ipc.md §5), e.g. "bind: missing port", "unknown command: 0x2A",
+// daemon replies with (docs/protocol.md §9.2), e.g. "bind: missing port", "unknown command: 0x2A",
 // "handshake: unknown sub-command 0x09", "set_tags: invalid JSON: ...". So a server can do
 // `catch (e) { if (e instanceof ProtoError) reply({cmd:"Error", code:1, message:e.message}) }`.
 //
@@ -16,7 +16,7 @@ import { goJsonBytes } from "./gojson.ts";
 import { MAX_FRAME } from "./framing.ts";
 import { type Addr, ProtoError } from "./types.ts";
 
-// ---- command bytes (ipc.md §3) ----
+// ---- command bytes (docs/protocol.md §9.2) ----
 export const CMD_BIND = 0x01;
 export const CMD_BIND_OK = 0x02;
 export const CMD_DIAL = 0x03;
@@ -48,7 +48,7 @@ export const CMD_SET_WEBHOOK_OK = 0x1c;
 export const CMD_SET_TASK_EXEC = 0x1d;
 export const CMD_SET_TASK_EXEC_OK = 0x1e;
 
-// Handshake sub-commands (ipc.md §4.11)
+// Handshake sub-commands (docs/protocol.md §9.2)
 export const HS_REQUEST = 0x01;
 export const HS_APPROVE = 0x02;
 export const HS_REJECT = 0x03;
@@ -56,7 +56,7 @@ export const HS_PENDING = 0x04;
 export const HS_TRUSTED = 0x05;
 export const HS_REVOKE = 0x06;
 
-/** Error code field value: always 1 ("generic") in the reference (ipc.md §4.7). */
+/** Error code field value: always 1 ("generic") in the reference (docs/protocol.md §9.2). */
 export const IPC_ERROR_GENERIC = 1;
 
 /** Largest data a single Send may carry inside a 1 MiB frame (cmd + conn_id = 5 bytes). */
@@ -147,7 +147,7 @@ export const IPC_CMD_NAME: readonly (IpcCmdName | undefined)[] = (() => {
   return a;
 })();
 
-/** Reply byte expected for a request byte (ipc.md §3); undefined for Send/SendTo/pushes. */
+/** Reply byte expected for a request byte (docs/protocol.md §9.2); undefined for Send/SendTo/pushes. */
 export function replyCmdFor(reqCmd: number): number | undefined {
   switch (reqCmd) {
     case CMD_SEND:

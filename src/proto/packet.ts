@@ -1,4 +1,4 @@
-// Packet codec, wire.md §2: 34-byte big-endian header + payload, CRC-32 over the header with
+// Packet codec, docs/protocol.md §2: 34-byte big-endian header + payload, CRC-32 over the header with
 // bytes [30..34) zeroed followed by the declared payload. Pure: no I/O.
 import { crc32Update, crc32JsUpdate } from "./crc32.ts";
 import { readAddr, writeAddr } from "./addr.ts";
@@ -100,7 +100,7 @@ function computeChecksum(buf: Uint8Array, off: number, L: number): number {
 }
 
 /**
- * Decode one packet from buf[off..end) per wire.md §2.5: too short → "packet_too_short";
+ * Decode one packet from buf[off..end) per docs/protocol.md §2: too short → "packet_too_short";
  * fewer than 34+L bytes → "packet_truncated"; CRC mismatch → "checksum_mismatch". Bytes after
  * 34+L are ignored (W16). The payload is a subarray VIEW of `buf` (no copy): copy it if the
  * buffer is reused. The version nibble is not checked (the reference does not either).

@@ -1,4 +1,4 @@
-// SACK payload option codec (wire.md §2.7, transport.md §8).
+// SACK payload option codec (docs/protocol.md §2, §6.6).
 //
 // Layout: "SACK" (0x53 0x41 0x43 0x4B), count n (1..4), then n × (Left u32-BE, Right u32-BE),
 // Left inclusive, Right exclusive. The decoder predicate MUST match the reference exactly:

@@ -1,4 +1,4 @@
-// UDP tunnel frame codecs, wire.md §3 (PILT, PILS header, PILK, PILA, PILP) and the datagram
+// UDP tunnel frame codecs, docs/protocol.md §3 (PILT, PILS header, PILK, PILA, PILP) and the datagram
 // demultiplexer of §3.1. Pure: no I/O, no crypto (sealing/opening PILS and signing/verifying PILA
 // belong to src/crypto; this file only lays out and parses the bytes).
 import { decodePacket, encodePacketInto } from "./packet.ts";
@@ -45,7 +45,7 @@ function putU32(b: Uint8Array, o: number, v: number): void {
 }
 
 /**
- * Demultiplex one received UDP datagram (wire.md §3.1): empty → "empty"; first byte < 0x10 →
+ * Demultiplex one received UDP datagram (docs/protocol.md §3): empty → "empty"; first byte < 0x10 →
  * "beacon" (§3.7, decoded by beacon.ts); fewer than 4 bytes → "short"; then the magic.
  * Length minimums of each frame are checked by its decoder, not here.
  */

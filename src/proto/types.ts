@@ -1,7 +1,7 @@
-// Shared wire-level types and constants (wire.md §1-2). Pure data, no I/O.
+// Shared wire-level types and constants (docs/protocol.md §1). Pure data, no I/O.
 // Every layer imports these; codecs live beside this file (addr.ts, packet.ts, ...).
 
-/** A 48-bit virtual address: network (u16) + node (u32). wire.md §1.1 */
+/** A 48-bit virtual address: network (u16) + node (u32). docs/protocol.md §1 */
 export interface Addr {
   readonly network: number;
   readonly node: number;
@@ -10,17 +10,17 @@ export interface Addr {
 export const ADDR_SIZE = 6;
 export const HEADER_SIZE = 34;
 export const MAX_PAYLOAD = 65535;
-/** Stream MSS: payload bytes per data segment (transport.md). */
+/** Stream MSS: payload bytes per data segment (docs/protocol.md §6). */
 export const MSS = 4096;
 export const PROTOCOL_VERSION = 1;
 
-// Flags (low nibble of byte 0). wire.md §2.2
+// Flags (low nibble of byte 0). docs/protocol.md §2
 export const FLAG_SYN = 0x1;
 export const FLAG_ACK = 0x2;
 export const FLAG_FIN = 0x4;
 export const FLAG_RST = 0x8;
 
-// Protocol byte. wire.md §2.3
+// Protocol byte. docs/protocol.md §2
 export const PROTO_STREAM = 0x01;
 export const PROTO_DATAGRAM = 0x02;
 export const PROTO_CONTROL = 0x03;
@@ -40,7 +40,7 @@ export interface Packet {
   payload: Uint8Array;
 }
 
-// Well-known ports. wire.md §1.6
+// Well-known ports. docs/protocol.md §1
 export const PORT_PING = 0;
 export const PORT_ECHO = 7;
 export const PORT_NAMESERVER = 53;

@@ -1,6 +1,6 @@
 // Go `flag`-package compatible parsing shared by pilot-daemon, pilot-gateway and rendezvous:
 // `-name value`, `-name=value`, `--name value`, booleans as `-name` / `-name=false`, plus the
-// `-config file.json` rule of cli.md §7.1 (config fills flags not given on the command line;
+// `-config file.json` rule of docs/protocol.md §13.4 (config fills flags not given on the command line;
 // key `name` or `name_with_underscores`; unparseable values are ignored).
 import { readFileSync } from "node:fs";
 

@@ -210,7 +210,7 @@ export class MemNet {
   }
 
   async dial(from: Addr, to: Addr, port: number): Promise<StreamConn> {
-    // Handshake messages are addressed to `0:<node>` (services.md §3.1): match on node only when
+    // Handshake messages are addressed to `0:<node>` (docs/protocol.md §10.2): match on node only when
     // the target network is 0.
     let cb = this.listeners.get(to.network + ":" + to.node + ":" + port);
     if (!cb && to.network === 0) {

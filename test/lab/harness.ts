@@ -249,7 +249,7 @@ export class Lab {
   /**
    * Start a daemon. nat "none" = on the public segment. `extra` is appended to the flags; the
    * tunnel socket is always bound to 0.0.0.0:4000 so STUN's temporary socket and the tunnel
-   * socket share one NAT mapping (beacon.md §8.6: with `:0` they would differ).
+   * socket share one NAT mapping (docs/protocol.md §7: with `:0` they would differ).
    */
   async startDaemon(name: string, nat: NatKind | "none", extra: string[] = []): Promise<LabDaemon> {
     let ns: string, ip: string, publicIp: string;

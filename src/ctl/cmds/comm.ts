@@ -1,5 +1,5 @@
 // Communication and diagnostics over streams/datagrams: connect, send, recv, send-file,
-// send-message, subscribe, publish, ping, traceroute, bench, listen (cli.md §3.5, §3.9).
+// send-message, subscribe, publish, ping, traceroute, bench, listen (docs/protocol.md §13).
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
@@ -54,7 +54,7 @@ export async function connect(ctx: Ctx, args: string[]): Promise<void> {
     let msg = flagStr(p, "message");
     let wpre = "write", rpre = "read";
     if (!msg) {
-      // Fix (cli.md §11.3-6): only a real TTY counts as interactive, /dev/null is empty input.
+      // Fix (docs/differences.md): only a real TTY counts as interactive, /dev/null is empty input.
       if (process.stdin.isTTY) throw new CtlError("invalid_argument", "--message is required (interactive mode not supported)", "use --message to send a single message, or pipe data via stdin");
       let data = "";
       try { data = readFileSync(0, "utf8"); } catch {}
@@ -103,7 +103,7 @@ export async function recv(ctx: Ctx, args: string[]): Promise<void> {
         throw new CtlError("connection_failed", "accept error");
       }
       try {
-        // Fix (cli.md §11.3-5): the read is bounded by the remaining deadline too.
+        // Fix (docs/differences.md): the read is bounded by the remaining deadline too.
         const r = await c.read({ timeoutMs: Math.max(0, deadline - Date.now()) });
         const s = r ? td.decode(r) : "";
         msgs.push({ bytes: r ? r.length : 0, data: s, port, seq });

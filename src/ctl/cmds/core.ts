@@ -19,7 +19,7 @@ type J = Record<string, unknown>;
 export async function disconnect(ctx: Ctx, args: string[]): Promise<void> {
   if (!args.length) throw usage("pilotctl disconnect <conn_id>");
   const id = parseNodeId(args[0], "conn");
-  // Fixed: waits for the CloseOK reply instead of hanging (ipc.md §12.2-1).
+  // Fixed: waits for the CloseOK reply instead of hanging (docs/differences.md).
   await daemonCall("disconnect", (d) => d.disconnect(id, { timeoutMs: 30000 }));
   ctx.ok({ conn_id: id });
 }
@@ -130,7 +130,7 @@ async function setCfgKey(k: string, v: string | null): Promise<void> {
   try { await saveConfig(cfg); } catch {}
 }
 
-// Fix (cli.md §11.3-2, §11.5-6): validate locally with the registry's rules so a bad value is
+// Fix (docs/differences.md): validate locally with the registry's rules so a bad value is
 // invalid_argument ("do not retry") instead of the registry's opaque connection_failed.
 const HOST_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const TAG_RE = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
@@ -395,7 +395,7 @@ async function loadId(create: boolean): Promise<{ path: string; id: Identity }> 
   }
 }
 
-// Fix (cli.md §11.2-2): the reference sends no public key, so registration always fails. We send
+// Fix (docs/differences.md): the reference sends no public key, so registration always fails. We send
 // the local identity's key (generated and saved when missing, like the daemon); the output shape
 // is the registry response, as in the reference.
 export async function register(ctx: Ctx, args: string[]): Promise<void> {
@@ -408,7 +408,7 @@ export async function register(ctx: Ctx, args: string[]): Promise<void> {
   ctx.ok(regResult("register", r));
 }
 
-// Fix (cli.md §11.2-3): a real rotation. A new Ed25519 key is generated, the request is signed
+// Fix (docs/differences.md): a real rotation. A new Ed25519 key is generated, the request is signed
 // with the CURRENT key (challenge `rotate:<id>`; timestamped first, which pilot-ts registries
 // require for subscribed nodes, then plain as the reference registry expects), and on success the
 // new identity replaces the identity file (previous one kept as ⟨file⟩.old). The <owner> argument

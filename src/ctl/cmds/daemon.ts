@@ -1,4 +1,4 @@
-// Daemon lifecycle (cli.md §3.2): start (background, pid + log file, readiness wait), stop, status.
+// Daemon lifecycle (docs/protocol.md §13): start (background, pid + log file, readiness wait), stop, status.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Driver } from "../../client/driver.ts";
@@ -107,7 +107,7 @@ export async function start(ctx: Ctx, args: string[]): Promise<void> {
   while (Date.now() - t0 < 15000) {
     info = await probe(socket, 1000);
     if (info) break;
-    // Fix (cli.md §11.2-11): notice an early child exit instead of waiting 15 s.
+    // Fix (docs/differences.md): notice an early child exit instead of waiting 15 s.
     if (exited !== null) break;
     await sleep(200);
     if (Date.now() - lastDot >= 1000) { ctx.info("."); lastDot = Date.now(); }
@@ -157,7 +157,7 @@ export async function status(ctx: Ctx, args: string[]): Promise<void> {
   const p = parseFlags(args);
   const socket = getSocket();
   if (flagBool(p, "check")) {
-    // Bounded (fix of cli.md §11.3-21): a hung daemon is "not responsive".
+    // Bounded (a fix: docs/differences.md): a hung daemon is "not responsive".
     throw new CtlExit((await probe(socket, 5000)) ? 0 : 1);
   }
   const pid = readPid();

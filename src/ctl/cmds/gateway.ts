@@ -1,5 +1,5 @@
-// `pilotctl gateway start|stop|map|unmap|list` (cli.md §3.11) on top of src/gateway/control.ts.
-// Unlike the reference (services.md §13.9), `start` runs the gateway in the background and returns
+// `pilotctl gateway start|stop|map|unmap|list` (docs/protocol.md §13) on top of src/gateway/control.ts.
+// Unlike the reference (docs/differences.md), `start` runs the gateway in the background and returns
 // once it listens, and map/unmap/list act on that LIVE gateway through its control socket.
 import type { Ctx } from "../util.ts";
 import { CtlError, getSocket, parseFlags, pilotDir } from "../util.ts";

@@ -31,7 +31,7 @@ export function daemonErr(prefix: string, e: unknown): CtlError {
   return new CtlError("connection_failed", `${prefix}: ${(e as Error).message}`);
 }
 
-/** cli.md §2.1.9: full address, bare node ID, or hostname via the daemon. */
+/** docs/protocol.md §13.1: full address, bare node ID, or hostname via the daemon. */
 export async function resolveTarget(ctx: Ctx, d: Driver, s: string, code: ErrorCode = "not_found"): Promise<Addr> {
   try {
     return parseAddr(s);

@@ -1,4 +1,4 @@
-// Task commands (cli.md §3.6, services.md §10). Files live under ~/.pilot/tasks/{received,submitted};
+// Task commands (docs/protocol.md §13, §10.5). Files live under ~/.pilot/tasks/{received,submitted};
 // network messages go to port 1003 of the peer, one frame per connection (u32 type, u32 length,
 // JSON payload). The daemon's task service (src/daemon/services/tasks.ts) is the receiving side.
 import { readdirSync, readFileSync } from "node:fs";
@@ -158,7 +158,7 @@ export async function execute(ctx: Ctx): Promise<void> {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new CtlError("not_found", "no received tasks found");
     throw new CtlError("internal_error", `failed to read tasks directory: ${(e as Error).message}`);
   }
-  // Fix (cli.md §11.2-9): FIFO by acceptance time (then creation time), not random file-name order.
+  // Fix (docs/differences.md): FIFO by acceptance time (then creation time), not random file-name order.
   const accepted: TaskFile[] = [];
   for (const n of names) {
     try { const t = JSON.parse(readFileSync(join(dir, n), "utf8")) as TaskFile; if (t.status === "ACCEPTED") accepted.push(t); } catch {}
@@ -219,7 +219,7 @@ export async function sendResults(ctx: Ctx, args: string[]): Promise<void> {
     try { await c.write(encodeTaskMessage(msg)); } catch (e) {
       throw new CtlError("connection_failed", `failed to send results: ${(e as Error).message}`);
     } finally { c.close(); }
-    // Fix (cli.md §11.2-10): the local copy becomes SUCCEEDED only after delivery; one frame per
+    // Fix (docs/differences.md): the local copy becomes SUCCEEDED only after delivery; one frame per
     // connection (the receiver ignores a second one).
     t.status = "SUCCEEDED";
     t.status_justification = "Results sent successfully";

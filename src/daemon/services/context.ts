@@ -10,7 +10,7 @@ export interface ServiceLogger {
   warn(msg: string, fields?: Record<string, unknown>): void;
 }
 
-/** Registry `lookup` reply fields the trust handshake reads (registry.md §5.5). */
+/** Registry `lookup` reply fields the trust handshake reads (docs/protocol.md §8.3). */
 /** What the trust service reads of a `lookup` reply (the typed schema is src/proto/registry.ts). */
 export type RegistryLookup = Pick<ReplyFields["lookup"], "node_id" | "public_key" | "networks">;
 
@@ -36,7 +36,7 @@ export interface TrustRegistry {
   revokeTrust(peerId: number): Promise<void>;
 }
 
-/** Registry polo-score extension used by the task service (registry.md §5.16). */
+/** Registry polo-score extension used by the task service (docs/protocol.md §8.3). */
 export interface PoloRegistry {
   /** get_polo_score {node_id} → polo_score */
   get(nodeId: number): Promise<number>;
@@ -56,7 +56,7 @@ export interface ServiceContext {
   localAddr(): Addr;
   /** Directory for received/, inbox/, tasks/ (default ~/.pilot; tests pass a temp dir). */
   readonly dataDir: string;
-  /** Path of trust.json (services.md §3.9: next to the identity file); null = in memory only. */
+  /** Path of trust.json (docs/protocol.md §10.2: next to the identity file); null = in memory only. */
   readonly trustPath: string | null;
   listen(port: number, onAccept: (conn: StreamConn) => void): Listener;
   dial(addr: Addr, port: number): Promise<StreamConn>;
@@ -66,9 +66,9 @@ export interface ServiceContext {
   readonly registry: TrustRegistry;
   /** Polo scores for the task service (port 1003); absent ⇒ every submission is accepted. */
   readonly polo?: PoloRegistry;
-  /** Tear down the tunnel to a node (used by untrust, services.md §3.6). Optional. */
+  /** Tear down the tunnel to a node (used by untrust, docs/protocol.md §10.2). Optional. */
   dropTunnel?(nodeId: number): void;
-  /** Emit a webhook event (services.md §11.3); must never block or throw. */
+  /** Emit a webhook event (docs/protocol.md §10.6); must never block or throw. */
   webhook(event: string, data?: Record<string, unknown>): void;
   readonly log: ServiceLogger;
   /** Wall clock in ms (Date.now by default; tests override). */

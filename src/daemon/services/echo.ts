@@ -1,4 +1,4 @@
-// Echo service, port 7 (services.md §2): every received chunk is written back unchanged, in order.
+// Echo service, port 7 (docs/protocol.md §10.1): every received chunk is written back unchanged, in order.
 // It never closes a connection itself; it stops when the peer closes or a write fails. When the
 // peer reads slowly, the connection is paused until the send buffer drains (bounded memory).
 import { PORT_ECHO } from "../../proto/types.ts";

@@ -11,13 +11,13 @@ import { errText, utf8, utf8Lossy } from "./util.ts";
 export * from "../../proto/eventstream.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Broker (services.md §5.2-5.3)
+// Broker (docs/protocol.md §10.4)
 
 export interface BrokerOptions {
   port?: number;
   /**
    * Per-subscriber backlog bound (bytes) once its stream stops accepting data. Fix of
-   * services.md §13.3-2: the reference blocks every publisher on a stalled subscriber; here each
+   * docs/differences.md: the reference blocks every publisher on a stalled subscriber; here each
    * subscriber has its own bounded queue and publishers never wait.
    */
   maxQueuedBytes?: number;
@@ -76,7 +76,7 @@ export function startEventStream(ctx: ServiceContext, opts: BrokerOptions = {}):
   };
 
   // Writes to one connection only ever happen from this function and the drain handler, on the
-  // single JS thread: per-connection writes are serialized (fix of services.md §13.3-3).
+  // single JS thread: per-connection writes are serialized (a fix: docs/differences.md).
   const deliver = (s: Sub, raw: Uint8Array) => {
     if (s.dead) return;
     if (s.congested) {
@@ -167,7 +167,7 @@ export function startEventStream(ctx: ServiceContext, opts: BrokerOptions = {}):
 }
 
 // ---------------------------------------------------------------------------------------------
-// Client helpers (services.md §5.4)
+// Client helpers (docs/protocol.md §10.4)
 
 export class EventClient {
   private queue = new AsyncQueue<StreamEvent>();

@@ -1,8 +1,8 @@
-// Task submit, port 1003 (services.md §10, cli.md §3.6/§8) — extension.
+// Task submit, port 1003 (docs/protocol.md §10.5, §13, §13.5) — extension.
 // One frame per inbound connection (u32 type, u32 length ≤ 2^24, JSON payload); a response frame
 // only for SUBMIT. Files under <dataDir>/tasks/{received,submitted,results}/.
 //
-// Fixes (services.md §13.7): task IDs must match the UUID-like pattern and result file names are
+// Fixes (docs/differences.md): task IDs must match the UUID-like pattern and result file names are
 // base-named (no path traversal); `from` of a received task is the stream's remote address, not
 // the claimed from_addr; STATUS_UPDATE / SEND_RESULTS are only honoured from the node the task
 // was submitted to.
@@ -27,7 +27,7 @@ const QUEUE_EXPIRY_MS = 3_600_000;
 
 const utcIso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 
-/** Polo reward for a completed task (services.md §10). */
+/** Polo reward for a completed task (docs/protocol.md §10.5). */
 export function poloReward(cpuMs: number, idleMs: number, stagedMs: number): number {
   const cpuMin = cpuMs / 60000;
   const idleS = idleMs / 1000;

@@ -25,10 +25,10 @@ export function parseRfc3339(s: unknown): number {
   return Date.parse(s);
 }
 
-/** Unix seconds of Go's zero time, reported for unparsable stored times (ipc.md §4.11). */
+/** Unix seconds of Go's zero time, reported for unparsable stored times (docs/protocol.md §9.2). */
 export const GO_ZERO_UNIX = -62135596800;
 
-/** `YYYYMMDD-HHMMSS.mmm` in local time (services.md §4.3). */
+/** `YYYYMMDD-HHMMSS.mmm` in local time (docs/protocol.md §10.3). */
 export function fileStamp(ms: number): string {
   const d = new Date(ms);
   return (

@@ -1,8 +1,8 @@
-// Webhooks (services.md §11): each event is POSTed as JSON to the configured URL by one background
+// Webhooks (docs/protocol.md §10.6): each event is POSTed as JSON to the configured URL by one background
 // worker, in emission order, 5 s timeout per request, no retries; bounded queue (1024) with drop
 // on overflow and a counter. emit() never blocks and never throws.
 //
-// Fixes (services.md §13.8, §13.3-4): changing the URL does not block the caller while the old
+// Fixes (docs/differences.md): changing the URL does not block the caller while the old
 // queue drains — each queued event remembers the URL it was emitted for; emit after stop() is a
 // no-op (no closed-queue panic); the daemon routes every service's events through this one
 // dispatcher at emit time, so a runtime set-webhook also applies to pub/sub events.
