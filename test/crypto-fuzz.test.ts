@@ -70,7 +70,7 @@ test("random and mutated frames never crash open/verify/parse", withSeed("tunnel
     // open() must never throw at all
     const r = recv.open(f);
     if (r) {
-      // only possible when the mutation touched nothing but the cleartext node ID (no AAD, §4.3)
+      // only possible when the mutation touched nothing but the cleartext node ID (no AAD, docs/protocol.md §4.3)
       accepted++;
       expect(f.length).toBe(validPils.length);
       expect(Buffer.from(f.subarray(8)).equals(Buffer.from(validPils.subarray(8)))).toBe(true);

@@ -39,7 +39,7 @@ function tmp(): string {
   return mkdtempSync(join(tmpdir(), "pilot-crypto-id-"));
 }
 
-describe("§8.6 vectors", () => {
+describe("reference identity vectors", () => {
   test("seed -> public key, 64-byte private form", () => {
     const id = identityFromSeed(SEED);
     expect(toHex(id.publicKey)).toBe(toHex(PUB));
@@ -106,7 +106,7 @@ describe("sign/verify", () => {
   });
 });
 
-describe("encodings §5.2", () => {
+describe("encodings docs/protocol.md §5", () => {
   test("round trip", () => {
     expect(encodePublicKey(PUB)).toBe("11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=");
     expect(toHex(decodePublicKey("11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="))).toBe(toHex(PUB));

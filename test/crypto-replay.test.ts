@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ReplayWindow } from "../src/crypto/replay.ts";
 
 describe("ReplayWindow", () => {
-  test("§8.8 walk-through", () => {
+  test("reference walk-through", () => {
     const w = new ReplayWindow();
     const steps: [number, boolean, number][] = [
       [5, true, 5],

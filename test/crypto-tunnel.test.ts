@@ -62,7 +62,7 @@ const sessionPair = () => {
   return { a: new TunnelSession(key), b: new TunnelSession(key) };
 };
 
-describe("§8.5 key exchange and encryption", () => {
+describe("reference test vectors: key exchange and encryption", () => {
   test("X25519 public keys, shared secret, tunnel key", () => {
     expect(toHex(x25519PublicFromPrivate(A_PRIV))).toBe(toHex(A_PUB));
     expect(toHex(x25519PublicFromPrivate(B_PRIV))).toBe(toHex(B_PUB));
@@ -99,7 +99,7 @@ describe("§8.5 key exchange and encryption", () => {
   });
 });
 
-describe("§8.6 PILA", () => {
+describe("reference test vectors: PILA", () => {
   test("build byte for byte, parse, verify", () => {
     const id = identityFromSeed(ED_SEED);
     const f = buildAuthKeyExchange(id, 1, A_PUB);

@@ -29,7 +29,7 @@ describe("docs/protocol.md §8: our registry against a raw-JSON reference client
     await cl.stop();
   });
 
-  test("§13.1/§13.3 register_ok envelope: exact fields and types; endpoint = TCP source IP + listen port", async () => {
+  test("docs/protocol.md §8/§13.3 register_ok envelope: exact fields and types; endpoint = TCP source IP + listen port", async () => {
     const id = generateIdentity();
     const pub = b64(id.publicKey);
     const resp = await r.req({ type: "register", public_key: pub, listen_addr: "203.0.113.9:4242" });
@@ -41,13 +41,13 @@ describe("docs/protocol.md §8: our registry against a raw-JSON reference client
     expect(resp.public_key).toBe(pub);
     expect("error" in resp).toBe(false);
     expect("hostname" in resp).toBe(false);
-    // §5.1.2: host part of listen_addr ignored, TCP source IP used.
+    // docs/protocol.md §8.3: host part of listen_addr ignored, TCP source IP used.
     await r.req({ type: "set_visibility", node_id: resp.node_id, public: true, signature: signB64(id, `set_visibility:${resp.node_id}`) });
     const lk = await r.req({ type: "lookup", node_id: resp.node_id });
     expect(lk.real_addr).toBe("127.0.0.1:4242");
   });
 
-  test("§13.1 several pipelined requests on one connection are answered in order", async () => {
+  test("docs/protocol.md §8 several pipelined requests on one connection are answered in order", async () => {
     const c = await RawReg.open(cl.registry);
     const n = P(5);
     const batch = Buffer.concat([
@@ -62,9 +62,9 @@ describe("docs/protocol.md §8: our registry against a raw-JSON reference client
     c.close();
   });
 
-  test("§13.2 error envelope is exactly {type:error,error:string}; success never carries error", async () => {
+  test("docs/protocol.md §8 error envelope is exactly {type:error,error:string}; success never carries error", async () => {
     const e = await r.req({ type: "definitely_unknown" });
-    // Deviation (allowed by §1.4 / R30): our server adds a machine-readable `code` next to
+    // Deviation (allowed by docs/protocol.md §8.1 / R30): our server adds a machine-readable `code` next to
     // `error`; reference clients only look at `type`/`error`.
     expect(Object.keys(e).filter((k) => k !== "code").sort()).toEqual(["error", "type"]);
     expect(e.type).toBe("error");
@@ -74,7 +74,7 @@ describe("docs/protocol.md §8: our registry against a raw-JSON reference client
     expect(typeof e2.error).toBe("string");
   });
 
-  test("§1.2 framing: a length > 1 MiB or a non-object body closes the connection without a reply", async () => {
+  test("docs/protocol.md §8.1 framing: a length > 1 MiB or a non-object body closes the connection without a reply", async () => {
     const c = await RawReg.open(cl.registry);
     const big = Buffer.alloc(4);
     big.writeUInt32BE((1 << 20) + 1, 0);
@@ -89,7 +89,7 @@ describe("docs/protocol.md §8: our registry against a raw-JSON reference client
     expect(await c2.next()).toBeNull();
   });
 
-  test("§13.4 exact challenge strings are accepted, near-misses rejected (heartbeat, resolve, poll, set_hostname, report_trust)", async () => {
+  test("docs/protocol.md §8 exact challenge strings are accepted, near-misses rejected (heartbeat, resolve, poll, set_hostname, report_trust)", async () => {
     const a = P(0);
     const bb = P(1);
     const ok = async (m: Record<string, unknown>, t: string) => expect((await r.req(m)).type).toBe(t);
@@ -112,7 +112,7 @@ describe("docs/protocol.md §8: our registry against a raw-JSON reference client
     expect(res).toMatchObject({ type: "resolve_ok", node_id: bb.nodeId, real_addr: "127.0.0.1:11" });
   });
 
-  test("§13.5 register ID stability: same key → same ID (also after deregister); new key → new ID", async () => {
+  test("docs/protocol.md §8 register ID stability: same key → same ID (also after deregister); new key → new ID", async () => {
     const n = P(4);
     const pub = b64(n.id.publicKey);
     const again = await r.req({ type: "register", public_key: pub, listen_addr: "127.0.0.1:14" });
@@ -124,12 +124,12 @@ describe("docs/protocol.md §8: our registry against a raw-JSON reference client
     expect(other.nodeId).toBeGreaterThan(n.nodeId);
   });
 
-  test("§13.6 heartbeat of an unknown node fails", async () => {
+  test("docs/protocol.md §8 heartbeat of an unknown node fails", async () => {
     const id = generateIdentity();
     expect((await r.req({ type: "heartbeat", node_id: 987654, signature: signB64(id, "heartbeat:987654") })).type).toBe("error");
   });
 
-  test("§13.7 lookup returns public_key (padded std base64) and the documented fields; resolve of a public target", async () => {
+  test("docs/protocol.md §8 lookup returns public_key (padded std base64) and the documented fields; resolve of a public target", async () => {
     const n = P(2);
     const lk = await r.req({ type: "lookup", node_id: n.nodeId });
     expect(lk.type).toBe("lookup_ok");
@@ -147,7 +147,7 @@ describe("docs/protocol.md §8: our registry against a raw-JSON reference client
     expect(res).toEqual({ type: "resolve_ok", node_id: n.nodeId, real_addr: "127.0.0.1:12" });
   });
 
-  test("§13.8 handshake relay: request (handshake:<from>:<to>), poll returns+clears, respond (respond:<node>:<peer>) creates trust", async () => {
+  test("docs/protocol.md §8 handshake relay: request (handshake:<from>:<to>), poll returns+clears, respond (respond:<node>:<peer>) creates trust", async () => {
     const a = P(3);
     const bb = P(4);
     const rq = await r.req({ type: "request_handshake", from_node_id: a.nodeId, to_node_id: bb.nodeId, justification: "hi", signature: signB64(a.id, `handshake:${a.nodeId}:${bb.nodeId}`) });
@@ -170,7 +170,7 @@ describe("docs/protocol.md §8: our registry against a raw-JSON reference client
     expect(pa.responses[0]).toMatchObject({ from_node_id: bb.nodeId, accept: true });
   });
 
-  test("§1.3 value conversion: numeric strings / negatives as node IDs count as 0 → error, not a crash", async () => {
+  test("docs/protocol.md §8.1 value conversion: numeric strings / negatives as node IDs count as 0 → error, not a crash", async () => {
     expect((await r.req({ type: "lookup", node_id: "1" })).type).toBe("error");
     expect((await r.req({ type: "lookup", node_id: -5 })).type).toBe("error");
     expect((await r.req({ type: "lookup" })).type).toBe("error");
@@ -233,7 +233,7 @@ describe("docs/protocol.md §8: our daemon's registry traffic, captured by a fak
     await tmp.stop();
   });
 
-  test("§11.1 register: public_key (padded b64 of 32 bytes), listen_addr = local tunnel endpoint, owner, no hostname", async () => {
+  test("docs/protocol.md §8 register: public_key (padded b64 of 32 bytes), listen_addr = local tunnel endpoint, owner, no hostname", async () => {
     const m = await fake.waitFor((x) => x.type === "register");
     expect(Buffer.from(m.public_key, "base64")).toHaveLength(32);
     expect(m.public_key).toHaveLength(44);
@@ -243,7 +243,7 @@ describe("docs/protocol.md §8: our daemon's registry traffic, captured by a fak
     expect("signature" in m).toBe(false);
   });
 
-  test("§11.1 step 7: set_visibility true and set_hostname, signed with the exact challenges", async () => {
+  test("docs/protocol.md §8 step 7: set_visibility true and set_hostname, signed with the exact challenges", async () => {
     const v = await fake.waitFor((x) => x.type === "set_visibility");
     expect(v.node_id).toBe(NODE);
     expect(v.public).toBe(true);
@@ -253,7 +253,7 @@ describe("docs/protocol.md §8: our daemon's registry traffic, captured by a fak
     expect(verifySig(daemonPub, `set_hostname:${NODE}`, h.signature)).toBe(true);
   });
 
-  test("§11.2 heartbeat loop: heartbeat (heartbeat:<id>) then poll_handshakes (poll_handshakes:<id>), signatures exact, no extra fields", async () => {
+  test("docs/protocol.md §8 heartbeat loop: heartbeat (heartbeat:<id>) then poll_handshakes (poll_handshakes:<id>), signatures exact, no extra fields", async () => {
     const hb = await fake.waitFor((x) => x.type === "heartbeat");
     expect(hb.node_id).toBe(NODE);
     expect(verifySig(daemonPub, `heartbeat:${NODE}`, hb.signature)).toBe(true);
@@ -267,7 +267,7 @@ describe("docs/protocol.md §8: our daemon's registry traffic, captured by a fak
     expect(Object.keys(hb).sort()).toEqual(["node_id", "signature", "type"]);
   });
 
-  test("§11.4 first packet to an unknown node → resolve(target, self) signed resolve:<self>:<target>", async () => {
+  test("docs/protocol.md §8 first packet to an unknown node → resolve(target, self) signed resolve:<self>:<target>", async () => {
     const d = await Driver.connect(socket, { timeoutMs: 5000 });
     // the dial cannot complete (endpoint is silent); we only need the registry traffic
     void d.dial(parseAddr(`0:0000.0000.${PEER.toString(16).toUpperCase().padStart(4, "0")}`), 7).catch(() => null);
@@ -278,7 +278,7 @@ describe("docs/protocol.md §8: our daemon's registry traffic, captured by a fak
     d.close(); // the pending dial fails with the connection; nothing else depends on it
   }, 20000);
 
-  test("§11.2-3: heartbeat failures ×3 → re-register with the local tunnel endpoint, then set_visibility + set_hostname again", async () => {
+  test("docs/protocol.md §8: heartbeat failures ×3 → re-register with the local tunnel endpoint, then set_visibility + set_hostname again", async () => {
     const before = fake.msgs.filter((x) => x.type === "register").length;
     const orig = fake.handle;
     fake.handle = (m) => (m.type === "heartbeat" ? { type: "error", error: "request failed" } : orig(m));
@@ -298,7 +298,7 @@ describe("docs/protocol.md §8: our daemon's registry traffic, captured by a fak
     }
   }, 20000);
 
-  test("§11.4 shutdown → deregister signed deregister:<id>", async () => {
+  test("docs/protocol.md §8 shutdown → deregister signed deregister:<id>", async () => {
     await daemon.kill("SIGTERM");
     const m = await fake.waitFor((x) => x.type === "deregister", 5000);
     expect(m.node_id).toBe(NODE);

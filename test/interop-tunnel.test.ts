@@ -184,7 +184,7 @@ describe("docs/protocol.md §4.7 key exchange with a reference-style peer", () =
     expect(F.packets(since).filter((p) => p.protocol === PROTO_CONTROL && p.seq === 9)).toHaveLength(0);
   });
 
-  test("§6: a replayed PILS frame is dropped (one pong), a forged tag is dropped and does not tear the session down", async () => {
+  test("docs/protocol.md §3: a replayed PILS frame is dropped (one pong), a forged tag is dropped and does not tear the session down", async () => {
     // the daemon reports replays to its webhook (docs/protocol.md §10.6 security.nonce_replay)
     const events: any[] = [];
     const hook = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: async (r) => { events.push(await r.json()); return new Response("ok"); } });
@@ -252,7 +252,7 @@ describe("docs/protocol.md §4.7 key exchange with a reference-style peer", () =
     X.close();
   });
 
-  test("§6: PILS shorter than 36 bytes, unknown sender node, unknown magic → ignored, daemon keeps answering", async () => {
+  test("docs/protocol.md §3: PILS shorter than 36 bytes, unknown sender node, unknown magic → ignored, daemon keeps answering", async () => {
     const since = F.udp.got.length;
     F.sendRaw(new Uint8Array([0x50, 0x49, 0x4c, 0x53, 0, 0, 0, 1]));
     const other = F.pils({ protocol: PROTO_CONTROL, srcPort: 6002, dstPort: 0, seq: 800 });
@@ -267,7 +267,7 @@ describe("docs/protocol.md §4.7 key exchange with a reference-style peer", () =
 });
 
 describe("docs/protocol.md §6 against the echo service (port 7) over the encrypted tunnel", () => {
-  test("§18.1/7: SYN → SYN-ACK with ISN 0, ack ISN+1; duplicate SYN → SYN-ACK with the original ISN; data carries ACK and is echoed", async () => {
+  test("docs/protocol.md/7: SYN → SYN-ACK with ISN 0, ack ISN+1; duplicate SYN → SYN-ACK with the original ISN; data carries ACK and is echoed", async () => {
     const since = F.udp.got.length;
     const sport = 50001;
     F.sendRaw(F.pils({ protocol: PROTO_STREAM, flags: FLAG_SYN, srcPort: sport, dstPort: 7, seq: 1000, window: 64 }));
@@ -277,7 +277,7 @@ describe("docs/protocol.md §6 against the echo service (port 7) over the encryp
     expect(sa.srcPort).toBe(7);
     expect(sa.payload.length).toBe(0);
     expect(sa.window).toBeGreaterThan(0);
-    expect(sa.window).toBeLessThan(4096); // segments, not bytes (§18.2)
+    expect(sa.window).toBeLessThan(4096); // segments, not bytes (docs/protocol.md)
     const s2 = F.udp.got.length;
     F.sendRaw(F.pils({ protocol: PROTO_STREAM, flags: FLAG_SYN, srcPort: sport, dstPort: 7, seq: 1000, window: 64 }));
     const sa2 = await F.waitPacket((p) => p.dstPort === sport && p.flags === (FLAG_SYN | FLAG_ACK), s2);
@@ -292,7 +292,7 @@ describe("docs/protocol.md §6 against the echo service (port 7) over the encryp
     expect(echo.seq).toBe(1);
     expect(echo.ack).toBe(1010);
     expect(new TextDecoder().decode(echo.payload)).toBe("hello ref");
-    // FIN → FIN+ACK (seq = SendSeq, ack = FIN seq + 1); our FIN+ACK must not be answered (§18.6)
+    // FIN → FIN+ACK (seq = SendSeq, ack = FIN seq + 1); our FIN+ACK must not be answered (docs/protocol.md)
     F.sendRaw(F.pils({ protocol: PROTO_STREAM, flags: FLAG_ACK, srcPort: sport, dstPort: 7, seq: 1010, ack: 10, window: 64 }));
     const s4 = F.udp.got.length;
     F.sendRaw(F.pils({ protocol: PROTO_STREAM, flags: FLAG_FIN, srcPort: sport, dstPort: 7, seq: 1010 }));
@@ -308,7 +308,7 @@ describe("docs/protocol.md §6 against the echo service (port 7) over the encryp
     expect(F.packets(s5).filter((p) => p.dstPort === sport && (p.flags & FLAG_FIN))).toHaveLength(0);
   });
 
-  test("§18.10: duplicated plaintext + encrypted SYN pair → a single connection, every SYN-ACK has ISN 0", async () => {
+  test("docs/protocol.md: duplicated plaintext + encrypted SYN pair → a single connection, every SYN-ACK has ISN 0", async () => {
     const since = F.udp.got.length;
     const sport = 50002;
     const syn = { protocol: PROTO_STREAM, flags: FLAG_SYN, srcPort: sport, dstPort: 7, seq: 5000, window: 64 };
@@ -323,7 +323,7 @@ describe("docs/protocol.md §6 against the echo service (port 7) over the encryp
     expect(F.packets(since).filter((p) => p.dstPort === sport && p.payload.length === 1)).toHaveLength(1);
   });
 
-  test("§18.3/4: out-of-order data → pure ACK with a SACK option of the exact layout; retransmissions keep segment boundaries; keepalive ACK with window 0 while idle", async () => {
+  test("docs/protocol.md/4: out-of-order data → pure ACK with a SACK option of the exact layout; retransmissions keep segment boundaries; keepalive ACK with window 0 while idle", async () => {
     const since = F.udp.got.length;
     const sport = 50003;
     F.sendRaw(F.pils({ protocol: PROTO_STREAM, flags: FLAG_SYN, srcPort: sport, dstPort: 7, seq: 0, window: 64 }));
@@ -431,7 +431,7 @@ describe("docs/protocol.md §4.7, §4.9: PILK, bad PILA, rekey", () => {
     P.udp.close();
   });
 
-  test("§4.9 peer restart: new X25519 key via PILA → rekey answered with PILA; traffic under the new session works, old session dead", async () => {
+  test("docs/protocol.md §4.9 peer restart: new X25519 key via PILA → rekey answered with PILA; traffic under the new session works, old session dead", async () => {
     const P = await RefPeer.create();
     await P.handshake();
     const old = P.sess!;
@@ -470,7 +470,7 @@ describe("docs/protocol.md §3, §4.5: a reference peer with encryption DISABLED
       const conn = await drv.dial(P.addr, 9000);
       expect(conn).toBeTruthy();
       const kinds = P.udp.got.map((d) => String.fromCharCode(...d.buf.subarray(0, 4)));
-      expect(kinds[0]).toBe("PILA"); // key exchange on tunnel-entry creation (§4.6)
+      expect(kinds[0]).toBe("PILA"); // key exchange on tunnel-entry creation (docs/protocol.md §4.5)
       expect(kinds).toContain("PILT");
       // ping over PILT: answered (as PILT, since there is still no session)
       const s1 = P.udp.got.length;

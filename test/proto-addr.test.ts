@@ -16,7 +16,7 @@ const TABLE: [number, number, string, string][] = [
   [65535, 0xffffffff, "65535:FFFF.FFFF.FFFF", "ffffffffffff"],
 ];
 
-describe("address table §1.2", () => {
+describe("address table docs/protocol.md §1", () => {
   for (const [network, node, text, bin] of TABLE) {
     test(text, () => {
       const a = { network, node };
@@ -37,7 +37,7 @@ describe("parseAddr accepts", () => {
   test("mixed case", () => expect(parseAddr("255:00fF.aBcD.EfEf")).toEqual({ network: 255, node: 0xabcdefef }));
 });
 
-describe("parseAddr must fail (§1.3)", () => {
+describe("parseAddr must fail (docs/protocol.md §1)", () => {
   const cases: [string, string][] = [
     ["", 'invalid address: "" (expected N:XXXX.YYYY.YYYY)'],
     ["0", 'invalid address: "0" (expected N:XXXX.YYYY.YYYY)'],
@@ -79,7 +79,7 @@ describe("parseAddr must fail (§1.3)", () => {
   }
 });
 
-describe("socket addresses §1.5", () => {
+describe("socket addresses docs/protocol.md §1", () => {
   test("accept", () => {
     expect(parseSocketAddr("0:0000.0000.0001:1000")).toEqual({ addr: { network: 0, node: 1 }, port: 1000 });
     expect(parseSocketAddr("1:0001.F291.0004:80")).toEqual({ addr: { network: 1, node: 0xf2910004 }, port: 80 });

@@ -9,7 +9,7 @@ const A1 = { network: 0, node: 1 };
 const A2 = { network: 0, node: 2 };
 const enc = (s: string) => new TextEncoder().encode(s);
 
-describe("crc32 §2.4", () => {
+describe("crc32 docs/protocol.md §2", () => {
   test("check value and empty input", () => {
     expect(crc32(enc("123456789"))).toBe(0xcbf43926);
     expect(crc32Js(enc("123456789"))).toBe(0xcbf43926);
@@ -45,7 +45,7 @@ describe("crc32 §2.4", () => {
   });
 });
 
-// the test vectors in test/.3 vectors: [description, packet, hex, crc]
+// reference packet vectors: [description, packet, hex, crc]
 const VECTORS: [string, Packet, string, number][] = [
   ["8.1 SYN", makePacket({ flags: FLAG_SYN, protocol: 1, src: A1, dst: A2, srcPort: 49152, dstPort: 1000, window: 512 }),
     "110100000000000000010000000000 02c00003e800000000000000000200145ed874", 0x145ed874],
@@ -74,7 +74,7 @@ const VECTORS: [string, Packet, string, number][] = [
     "120300030000000000020000000000010000c00200000007000000080000efeb30e7616263", 0xefeb30e7],
 ];
 
-describe("packet vectors §8.1-8.3", () => {
+describe("reference packet vectors", () => {
   for (const [name, p, h, c] of VECTORS) {
     const want = h.replace(/\s+/g, "");
     test(name, () => {
@@ -96,7 +96,7 @@ describe("packet vectors §8.1-8.3", () => {
   test("8.2 is 39 bytes", () => expect(encodePacket(VECTORS[1][1]).length).toBe(39));
 });
 
-describe("decode rules §2.5", () => {
+describe("decode rules docs/protocol.md §2", () => {
   const syn = unhex("110100000000000000010000000000 02c00003e800000000000000000200145ed874");
   const data = unhex("12010005000000000001000000000002c00003e8000000010000000101f65ee872c868656c6c6f");
   test("too short", () => {

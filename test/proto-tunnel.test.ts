@@ -32,7 +32,7 @@ af 02 1a 68 f7 07 51 1a 88 0a f5 e2 ce 0d 44 fc
 f9 08 55 b7 31 78 c6 65 29 55 38 bd 30 e5 21 f7
 94 c4 94 e7 93 e7 61 0d`.replace(/\s/g, "");
 
-describe("magics §3.1", () => {
+describe("magics docs/protocol.md §3", () => {
   test("constants spell the ASCII names", () => {
     const name = (m: number) => String.fromCharCode(m >>> 24, (m >>> 16) & 255, (m >>> 8) & 255, m & 255);
     expect([MAGIC_PILT, MAGIC_PILS, MAGIC_PILK, MAGIC_PILA, MAGIC_PILP].map(name)).toEqual(["PILT", "PILS", "PILK", "PILA", "PILP"]);
@@ -56,7 +56,7 @@ describe("magics §3.1", () => {
   });
 });
 
-describe("PILT §3.2 / §8.4", () => {
+describe("PILT docs/protocol.md §3 (reference vectors)", () => {
   test("vector", () => {
     expect(hex(encodePacketPILT(SYN))).toBe(PILT_84);
     expect(hex(encodePILT(encodePacket(SYN)))).toBe(PILT_84);
@@ -65,7 +65,7 @@ describe("PILT §3.2 / §8.4", () => {
     expect(hex(out.subarray(3, 41))).toBe(PILT_84);
     expect(decodePILT(unhex(PILT_84))).toEqual({ ...SYN, payload: new Uint8Array(0) });
   });
-  test("§8.7 relay wrappers around the §8.4 frame", () => {
+  test("relay wrappers around the reference PILT frame", () => {
     const f = encodePacketPILT(SYN);
     expect(hex(encodeRelay(1, 2, f))).toBe("050000000100000002" + PILT_84);
     expect(hex(encodeRelayDeliver(1, f))).toBe("0600000001" + PILT_84);
@@ -91,7 +91,7 @@ describe("PILT §3.2 / §8.4", () => {
   });
 });
 
-describe("PILS §3.3 / §8.5 (framing only)", () => {
+describe("PILS docs/protocol.md §3 (reference vectors, framing only)", () => {
   test("parse vectors", () => {
     const a = parsePILS(unhex(PILS_85_A));
     expect(unhex(PILS_85_A).length).toBe(70);
@@ -133,7 +133,7 @@ describe("PILS §3.3 / §8.5 (framing only)", () => {
   });
 });
 
-describe("PILK §3.4 / §8.5", () => {
+describe("PILK docs/protocol.md §3 (reference vectors)", () => {
   test("vector", () => {
     expect(hex(encodePILK(1, X_A))).toBe(PILK_85);
     const d = decodePILK(unhex(PILK_85));
@@ -152,7 +152,7 @@ describe("PILK §3.4 / §8.5", () => {
   });
 });
 
-describe("PILA §3.5 / §8.6", () => {
+describe("PILA docs/protocol.md §3 (reference vectors)", () => {
   test("challenge, signature (noble oracle) and frame", () => {
     const ch = pilaChallenge(1, X_A);
     expect(hex(ch)).toBe(CHALLENGE);
@@ -181,7 +181,7 @@ describe("PILA §3.5 / §8.6", () => {
   });
 });
 
-describe("PILP §3.6", () => {
+describe("PILP docs/protocol.md §3", () => {
   test("encode/decode", () => {
     expect(hex(encodePILP())).toBe("50494c50");
     decodePILP(encodePILP());

@@ -1,5 +1,5 @@
 // pilotctl shared helpers: errors, output envelopes, the reference's parseFlags rules (docs/protocol.md §13.1),
-// Go-style number/duration/byte formatting, config.json and socket/registry resolution (§2.2, §7.2).
+// Go-style number/duration/byte formatting, config.json and socket/registry resolution (docs/protocol.md §13.1, §13.4).
 // Start-up matters here (every command loads this file): no node:fs / node:os / node:path and no
 // process.stdout at import or on the common paths; see io.ts and readTextSync below.
 import { goJson } from "../proto/gojson.ts";

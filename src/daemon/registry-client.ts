@@ -1,7 +1,7 @@
 // Registry client (docs/protocol.md §8.1, §8) used by the daemon and pilotctl.
 //
-// * One TCP (optionally TLS, pinned by SHA-256 of the leaf certificate DER, §1.6) connection.
-// * Requests are pipelined: the server answers strictly in order (§1.1), so responses are matched
+// * One TCP (optionally TLS, pinned by SHA-256 of the leaf certificate DER, docs/protocol.md §8.1) connection.
+// * Requests are pipelined: the server answers strictly in order (docs/protocol.md §8.1), so responses are matched
 //   positionally with a FIFO. Frames with `type: "push"` are unsolicited pushes (extension, only
 //   after subscribe()) and go to onPush handlers instead.
 // * Connection failure: reconnect with backoff (5 attempts, 0.5/1/2/4/8 s) and resend every
@@ -367,7 +367,7 @@ export class RegistryClient {
   setTaskExec(nodeId: number, enabled: boolean) {
     return this.request(this.signed(setTaskExecChallenge(nodeId), { type: "set_task_exec", node_id: nodeId, enabled }));
   }
-  /** `signature` = sign("rotate:<id>") with the CURRENT key (the caller provides it, §3.1). */
+  /** `signature` = sign("rotate:<id>") with the CURRENT key (the caller provides it, docs/protocol.md §5.2). */
   rotateKey(nodeId: number, newPublicKey: string, signature?: string) {
     const sig = signature ?? (this.sign ? this.sign(rotateChallenge(nodeId)) : "");
     return this.request({ type: "rotate_key", node_id: nodeId, new_public_key: newPublicKey, signature: sig });

@@ -1,7 +1,7 @@
 // Loopback aliases (docs/gateway-control.md): Linux `ip addr add <ip>/32 dev lo` / `ip addr del`, macOS
-// `ifconfig lo0 alias <ip> 255.255.255.255` / `-alias` (an explicit /32 netmask, fixing §13.9-7).
+// `ifconfig lo0 alias <ip> 255.255.255.255` / `-alias` (an explicit /32 netmask, see docs/differences.md).
 // Unlike the reference, failures are reported (typed GatewayError with a hint) instead of only
-// logged, so `gateway start`/`map` fail loudly when not root (§13.9-4).
+// logged, so `gateway start`/`map` fail loudly when not root (docs/differences.md).
 import { spawn } from "node:child_process";
 import { GatewayError } from "./errors.ts";
 import { parseIPv4 } from "./mapping.ts";

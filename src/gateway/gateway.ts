@@ -198,7 +198,7 @@ export class Gateway {
       this.log("WARN", "gateway listen failed", { error: m });
     })));
     if (lv.servers.size === 0) {
-      // Nothing would work: undo and say why (the reference reports success, §13.9-4).
+      // Nothing would work: undo and say why (the reference reports success, docs/differences.md).
       await this.teardown(lv);
       this.table.unmap(mapping.localIp);
       const priv = this.ports.some((p) => p < 1024);

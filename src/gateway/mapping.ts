@@ -2,14 +2,14 @@
 //
 // Differences from the reference (docs/differences.md, all [local]):
 // * allocation starts at the subnet's network address + 1 instead of "base with last byte forced
-//   to 1", so subnets whose base does not end in .0 (e.g. 10.4.0.128/25) work (§13.9-2). For the
+//   to 1", so subnets whose base does not end in .0 (e.g. 10.4.0.128/25) work (docs/differences.md). For the
 //   default 10.4.0.0/16 this is the same first IP, 10.4.0.1.
 // * the network and broadcast addresses of the subnet are never handed out (prefix ≤ 30).
 // * the allocation pointer moves forward as in the reference (fresh IPs are preferred, so a stale
 //   client is not silently connected to a different agent), but when it reaches the end of the
 //   subnet it wraps around once and reuses freed IPs; "subnet exhausted" only when every usable IP
-//   is mapped (§13.9-2: the reference never reuses an unmapped IP).
-// * IPv6 subnets are rejected with a clear error instead of being mishandled (§13.9-7).
+//   is mapped (docs/differences.md: the reference never reuses an unmapped IP).
+// * IPv6 subnets are rejected with a clear error instead of being mishandled (docs/differences.md).
 import { formatAddr, parseAddr } from "../proto/addr.ts";
 import type { Addr } from "../proto/types.ts";
 import { GatewayError } from "./errors.ts";

@@ -123,7 +123,7 @@ export function formatHostPort(ep: Endpoint): string {
   return ep.ip.includes(":") ? `[${ep.ip}]:${ep.port}` : `${ep.ip}:${ep.port}`;
 }
 
-// ---------------------------------------------------------------- EP (§1.2)
+// ---------------------------------------------------------------- EP (docs/protocol.md §7.1)
 
 /** Encoded EP size for an IP (4-byte form for IPv4 and IPv4-mapped). */
 export function epSize(ip: Uint8Array): number {
@@ -152,7 +152,7 @@ export function encodeEp(ep: Endpoint): Uint8Array {
   return out;
 }
 
-/** Decode an EP at `off`. Trailing bytes are ignored (§1.2). */
+/** Decode an EP at `off`. Trailing bytes are ignored (docs/protocol.md §7.1). */
 export function decodeEp(buf: Uint8Array, off = 0): Endpoint {
   if (buf.length < off + 1) bad("ep_truncated", "endpoint truncated: missing ip_len", "an EP is ip_len(1) + ip + port(2)");
   const n = buf[off];
@@ -247,7 +247,7 @@ export function encodeSync(beaconId: number, nodeIds: readonly number[]): Uint8A
 }
 
 /**
- * Decode one beacon datagram. Applies the reference's minimum-length rules (§3-7); extra bytes
+ * Decode one beacon datagram. Applies the reference's minimum-length rules (docs/protocol.md §7.2); extra bytes
  * after fixed fields are ignored where the reference ignores them. Throws ProtoError on anything
  * malformed (empty, unknown type, truncated, bad EP).
  */
@@ -272,7 +272,7 @@ export function decodeBeacon(buf: Uint8Array): BeaconMsg {
       need(9, "Relay");
       return { type: BEACON_RELAY, sender: rd32(buf, 1), dest: rd32(buf, 5), payload: buf.subarray(9) };
     case BEACON_RELAY_DELIVER:
-      // Daemons ignore a RelayDeliver without payload byte (§5); we decode >= 5 and let them decide.
+      // Daemons ignore a RelayDeliver without payload byte (docs/protocol.md §7.4); we decode >= 5 and let them decide.
       need(5, "RelayDeliver");
       return { type: BEACON_RELAY_DELIVER, sender: rd32(buf, 1), payload: buf.subarray(5) };
     case BEACON_SYNC: {

@@ -1,5 +1,5 @@
 // UDP tunnel frame codecs, docs/protocol.md §3 (PILT, PILS header, PILK, PILA, PILP) and the datagram
-// demultiplexer of §3.1. Pure: no I/O, no crypto (sealing/opening PILS and signing/verifying PILA
+// demultiplexer of docs/protocol.md §3. Pure: no I/O, no crypto (sealing/opening PILS and signing/verifying PILA
 // belong to src/crypto; this file only lays out and parses the bytes).
 import { decodePacket, encodePacketInto } from "./packet.ts";
 import { HEADER_SIZE, MAX_PAYLOAD, type Packet, ProtoError } from "./types.ts";
@@ -11,14 +11,14 @@ export const MAGIC_PILA = 0x50494c41; // "PILA"
 export const MAGIC_PILP = 0x50494c50; // "PILP"
 
 export const MAGIC_SIZE = 4;
-/** Smallest PILT frame the receiver decodes: magic + packet header (§3.2). */
+/** Smallest PILT frame the receiver decodes: magic + packet header (docs/protocol.md §3). */
 export const PILT_MIN = MAGIC_SIZE + HEADER_SIZE; // 38
 export const PILT_OVERHEAD = MAGIC_SIZE;
 export const NONCE_SIZE = 12;
 export const TAG_SIZE = 16;
-/** PILS header: magic + node ID + nonce; the ciphertext starts here (§3.3). */
+/** PILS header: magic + node ID + nonce; the ciphertext starts here (docs/protocol.md §3). */
 export const PILS_HEADER_SIZE = MAGIC_SIZE + 4 + NONCE_SIZE; // 20
-/** Minimum PILS frame: header + an empty ciphertext's tag (4 + 4 + 12 + 16, §3.3). */
+/** Minimum PILS frame: header + an empty ciphertext's tag (4 + 4 + 12 + 16, docs/protocol.md §3). */
 export const PILS_MIN = PILS_HEADER_SIZE + TAG_SIZE; // 36
 /** Bytes a PILS frame adds on top of the marshaled packet. */
 export const PILS_OVERHEAD = PILS_HEADER_SIZE + TAG_SIZE; // 36
@@ -29,7 +29,7 @@ export const PILA_SIZE = MAGIC_SIZE + 4 + KEY_SIZE + KEY_SIZE + SIG_SIZE; // 136
 export const PILP_SIZE = MAGIC_SIZE;
 /** PILA challenge length: "auth" ‖ node ID ‖ X25519 key. */
 export const PILA_CHALLENGE_SIZE = 4 + 4 + KEY_SIZE; // 40
-/** Reference receive buffer: largest packet + PILT overhead (§2.6). */
+/** Reference receive buffer: largest packet + PILT overhead (docs/protocol.md §2). */
 export const MAX_DATAGRAM = MAX_PAYLOAD + HEADER_SIZE + MAGIC_SIZE;
 
 export type DatagramKind = "empty" | "beacon" | "PILT" | "PILS" | "PILK" | "PILA" | "PILP" | "short" | "unknown";
@@ -46,7 +46,7 @@ function putU32(b: Uint8Array, o: number, v: number): void {
 
 /**
  * Demultiplex one received UDP datagram (docs/protocol.md §3): empty → "empty"; first byte < 0x10 →
- * "beacon" (§3.7, decoded by beacon.ts); fewer than 4 bytes → "short"; then the magic.
+ * "beacon" (docs/protocol.md §7.1, decoded by beacon.ts); fewer than 4 bytes → "short"; then the magic.
  * Length minimums of each frame are checked by its decoder, not here.
  */
 export function classifyDatagram(buf: Uint8Array): DatagramKind {
@@ -83,7 +83,7 @@ function checkKey(k: Uint8Array, size: number, what: string): void {
   }
 }
 
-// ---------------------------------------------------------------- PILT (§3.2)
+// ---------------------------------------------------------------- PILT (docs/protocol.md §3)
 
 /** Frame an already marshaled packet: "PILT" ‖ packet (copies once). */
 export function encodePILT(packetBytes: Uint8Array): Uint8Array {
@@ -116,7 +116,7 @@ export function encodePILTInto(p: Packet, out: Uint8Array, off: number): number 
 
 /**
  * Decode a PILT frame: wrong magic → "wrong_magic"; < 38 bytes → "frame_too_short" (the reference
- * ignores these silently); then the packet rules of §2.5 (packet_truncated, checksum_mismatch).
+ * ignores these silently); then the packet rules of docs/protocol.md §2 (packet_truncated, checksum_mismatch).
  * Payload is a view into `buf`.
  */
 export function decodePILT(buf: Uint8Array): Packet {
@@ -124,7 +124,7 @@ export function decodePILT(buf: Uint8Array): Packet {
   return decodePacket(buf, MAGIC_SIZE, buf.length);
 }
 
-// ---------------------------------------------------------------- PILS (§3.3)
+// ---------------------------------------------------------------- PILS (docs/protocol.md §3)
 
 export interface PILSView {
   /** Sender's node ID (cleartext, selects the session key). */
@@ -199,7 +199,7 @@ export function encodePILS(nodeId: number, nonce: Uint8Array, ciphertextWithTag:
   return out;
 }
 
-// ---------------------------------------------------------------- PILK (§3.4)
+// ---------------------------------------------------------------- PILK (docs/protocol.md §3)
 
 export interface PILKFrame {
   nodeId: number;
@@ -216,13 +216,13 @@ export function encodePILK(nodeId: number, x25519: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Decode a PILK frame: < 40 bytes → "frame_too_short"; extra bytes ignored (§3.4). */
+/** Decode a PILK frame: < 40 bytes → "frame_too_short"; extra bytes ignored (docs/protocol.md §3). */
 export function decodePILK(buf: Uint8Array): PILKFrame {
   checkFrame(buf, MAGIC_PILK, PILK_SIZE);
   return { nodeId: u32(buf, 4), x25519: buf.subarray(8, 40) };
 }
 
-// ---------------------------------------------------------------- PILA (§3.5)
+// ---------------------------------------------------------------- PILA (docs/protocol.md §3)
 
 export interface PILAFrame {
   nodeId: number;
@@ -265,7 +265,7 @@ export function encodePILA(f: PILAFrame): Uint8Array {
   return out;
 }
 
-/** Decode a PILA frame: < 136 bytes → "frame_too_short"; extra bytes ignored (§3.5). Fields are views. */
+/** Decode a PILA frame: < 136 bytes → "frame_too_short"; extra bytes ignored (docs/protocol.md §3). Fields are views. */
 export function decodePILA(buf: Uint8Array): PILAFrame {
   checkFrame(buf, MAGIC_PILA, PILA_SIZE);
   return {
@@ -276,7 +276,7 @@ export function decodePILA(buf: Uint8Array): PILAFrame {
   };
 }
 
-// ---------------------------------------------------------------- PILP (§3.6)
+// ---------------------------------------------------------------- PILP (docs/protocol.md §3)
 
 /** The 4-byte NAT punch frame. */
 export function encodePILP(): Uint8Array {
