@@ -133,7 +133,7 @@ export class Registry implements Core {
   /** Beacon authorization hook: may `requester` learn `target`'s endpoint? */
   async mayResolve(requester: number, target: number): Promise<boolean> {
     if (requester === 0 || target === 0) return false;
-    return this.store.read(async (t) => {
+    return this.store.view(async (t) => {
       const r = await t.getNode(requester);
       const tn = await t.getNode(target);
       return !!r && !!tn && (await canResolve(t, r, tn));

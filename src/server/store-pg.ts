@@ -145,6 +145,10 @@ export class PgStore implements Store {
     return fn(this.t);
   }
 
+  view<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    return fn(this.t);
+  }
+
   async publish(ev: PushEvent): Promise<void> {
     const payload = JSON.stringify(ev);
     if (payload.length > 7900) return; // NOTIFY payload limit (8000 bytes); justification is capped far below

@@ -8,6 +8,7 @@
 // Implementations: SqliteStore (bun:sqlite, default) here, PgStore (Bun.sql) in store-pg.ts.
 import { Database } from "bun:sqlite";
 import { GroupCommit } from "./group-commit.ts";
+import { NodeCache } from "./node-cache.ts";
 
 export interface NodeRec {
   id: number;
@@ -111,6 +112,11 @@ export interface Store {
    * self-contained writes (touchNode) that need no serialisation against other requests.
    */
   read<T>(fn: (t: Tx) => Promise<T>): Promise<T>;
+  /**
+   * Run fn as a pure read of committed state (no writes at all, not even touchNode): lookups,
+   * resolves. May run at once, outside any transaction or commit group.
+   */
+  view<T>(fn: (t: Tx) => Promise<T>): Promise<T>;
   /** Deliver a push event to every process (local emit for SQLite, NOTIFY for PG). */
   publish(ev: PushEvent): Promise<void>;
   onPush(cb: (ev: PushEvent) => void): void;
@@ -194,6 +200,8 @@ export class SqliteStore implements Store {
   private pushCbs: ((ev: PushEvent) => void)[] = [];
   private q: Record<string, any> = {};
   private t: Tx;
+  /** Write-through cache of node rows (this process is the file's only writer). */
+  readonly cache = new NodeCache();
 
   constructor(path: string, opts: { sync?: "normal" | "full" } = {}) {
     this.description = `sqlite:${path}`;
@@ -250,7 +258,7 @@ export class SqliteStore implements Store {
       respAll: p(`SELECT requester, from_id, accept, ts FROM responses ORDER BY n`),
     };
     this.t = this.makeTx();
-    this.group = new GroupCommit(this.db);
+    this.group = new GroupCommit(this.db, this.cache);
   }
 
   private meta(k: string): number {
@@ -261,14 +269,23 @@ export class SqliteStore implements Store {
     const q = this.q;
     const self = this;
     return {
-      async getNode(id) { const r = q.getNode.get(id); return r ? rowToNode(r) : null; },
+      async getNode(id) {
+        const c = self.cache.get(id);
+        if (c) return c;
+        const r = q.getNode.get(id);
+        if (!r) return null;
+        const n = rowToNode(r);
+        self.cache.fill(n);
+        return n;
+      },
       async putNode(n) {
+        self.cache.wrote(n);
         q.putNode.run(n.id, n.owner, n.publicKey, n.realAddr, JSON.stringify(n.networks), n.public ? 1 : 0, n.lastSeen,
           n.hostname === "" ? null : n.hostname, JSON.stringify(n.tags), n.polo, n.taskExec ? 1 : 0, n.seq, n.strict ? 1 : 0);
       },
-      async deleteNode(id) { q.delNode.run(id); },
-      async deleteStaleNode(id, before) { return q.delStale.run(id, before).changes > 0; },
-      async touchNode(id, ls) { return q.touch.run(ls, id).changes > 0; },
+      async deleteNode(id) { self.cache.gone(id); q.delNode.run(id); },
+      async deleteStaleNode(id, before) { self.cache.gone(id); return q.delStale.run(id, before).changes > 0; },
+      async touchNode(id, ls) { self.cache.touched(id, ls); return q.touch.run(ls, id).changes > 0; },
       async nodeByHostname(h) { const r = q.byHost.get(h) as any; return r ? Number(r.id) : null; },
       async allocNodeId() { const v = self.meta("next_node"); q.metaSet.run(v + 1, "next_node"); return v; },
       async bumpNextNode(v) { if (self.meta("next_node") < v) q.metaSet.run(v, "next_node"); },
@@ -313,6 +330,7 @@ export class SqliteStore implements Store {
       async counters() { return { nextNode: self.meta("next_node"), nextNet: self.meta("next_net"), seq: self.meta("seq") }; },
       async setCounters(c) { q.metaSet.run(c.nextNode, "next_node"); q.metaSet.run(c.nextNet, "next_net"); q.metaSet.run(c.seq, "seq"); },
       async wipe() {
+        self.cache.clear();
         for (const tb of ["nodes", "keyidx", "owneridx", "grants", "inbox", "responses"]) self.db.exec(`DELETE FROM ${tb}`);
         self.db.exec(`DELETE FROM networks WHERE id<>0`);
         self.db.exec(`UPDATE meta SET v=1 WHERE k IN ('next_node','next_net','seq')`);
@@ -331,6 +349,15 @@ export class SqliteStore implements Store {
   /** Reads share the group: they see committed-or-grouped state and answer after the COMMIT. */
   read<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
     return this.group.run(() => fn(this.t), false);
+  }
+
+  /**
+   * Pure reads run at once when no group is executing: every earlier group has committed, so
+   * they see committed state only, without waiting for the next group's COMMIT. (SQLite calls are
+   * synchronous, so fn completes before any other request's I/O callback runs.)
+   */
+  view<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    return this.group.idle ? fn(this.t) : this.read(fn);
   }
 
   async publish(ev: PushEvent): Promise<void> {
