@@ -91,7 +91,10 @@ async function benchStore(r: R, kind: "SQLite" | "PostgreSQL", store: string): P
     await rv.registry.store.bulkLoadNodes(makeNodes(N));
     const loadS = (performance.now() - t0) / 1000;
     r.add(`registry ${kind} bulk load`, N / loadS, "nodes/s", `${N} nodes via Store.bulkLoadNodes in ${loadS.toFixed(1)} s (pre-population fast path)`);
+    const g = (rv.registry.store as any).group as { groups: number; entries: number } | undefined;
+    const g0 = { groups: g?.groups ?? 0, entries: g?.entries ?? 0 };
     const res = await runLoad(rv.registryPort, PHASES);
+    if (g) console.log(`registry ${kind}: ${((g.entries - g0.entries) / Math.max(1, g.groups - g0.groups)).toFixed(1)} requests per commit group`);
     for (const [phase, pr] of res) {
       r.add(`registry ${kind} ${phase}`, median(pr.rates), "ops/s",
         `${NOTES[phase]}; ${N} nodes; median of ${pr.rates.length} × ${SECONDS} s (${pr.rates.map((x) => x.toFixed(0)).join(", ")}); ${median(pr.cpuRates).toFixed(0)} ops per server CPU-second`);
@@ -133,7 +136,7 @@ async function benchImport(r: R, dir: string): Promise<void> {
 export default async function registryBench(r: R): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "pilot-bench-"));
   try {
-    await benchImport(r, dir);
+    if (!process.env.PILOT_BENCH_NO_IMPORT) await benchImport(r, dir);
     await benchStore(r, "SQLite", join(dir, "reg.db"));
   } finally {
     rmSync(dir, { recursive: true, force: true });
