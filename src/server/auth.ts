@@ -108,16 +108,17 @@ export class Auth {
     const fresh = this.checkSig(node, challenge, m);
     let dirty = false;
     if (fresh) {
-      // The optimistic read path may already have consumed this request's signature before it
-      // found that a write is needed (e.g. poll_handshakes with a non-empty inbox); the same
-      // request must not then be refused as its own replay.
-      if (!this.consumed.has(m)) this.useFresh(m.signature);
-      this.consumed.delete(m);
+      // Consumed once per request: the optimistic read path may already have consumed this
+      // request's signature before it found that a write is needed (e.g. poll_handshakes with a
+      // non-empty inbox), and a PostgreSQL transaction may be rerun; the same request must not
+      // then be refused as its own replay.
+      if (!this.consumed.has(m)) { this.useFresh(m.signature); this.consumed.add(m); }
       if (!node.strict) { node.strict = true; dirty = true; }
     }
     const pend = ctx.pendingAddr.get(node.id);
     if (pend !== undefined) {
       ctx.pendingAddr.delete(node.id);
+      t.undo(() => { if (!ctx.pendingAddr.has(node.id)) ctx.pendingAddr.set(node.id, pend); });
       node.realAddr = pend;
       node.lastSeen = this.now();
       dirty = true;

@@ -45,6 +45,9 @@ export const nodeHandlers: HandlerTable = {
       if (id !== null && node) {
         // Known key, live node.
         const sameIp = hostOf(node.realAddr) === ctx.ip;
+        const prev = ctx.pendingAddr.get(id);
+        const nid = id;
+        t.undo(() => { if (prev === undefined) ctx.pendingAddr.delete(nid); else ctx.pendingAddr.set(nid, prev); });
         if (sameIp || now - node.lastSeen > STALE_MS) {
           node.realAddr = addr;
           node.lastSeen = now;

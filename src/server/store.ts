@@ -46,6 +46,12 @@ import type { PushEvent } from "../proto/registry.ts";
 
 /** Operations available inside one transaction. All are async so SQLite and PG share handlers. */
 export interface Tx {
+  /**
+   * Revert an in-memory side effect (connection state) if this transaction attempt is rolled
+   * back and rerun (PostgreSQL reruns transactions after serialization failures; SQLite never
+   * reruns, its transactions are serialised).
+   */
+  undo(fn: () => void): void;
   getNode(id: number): Promise<NodeRec | null>;
   putNode(n: NodeRec): Promise<void>;
   deleteNode(id: number): Promise<void>;
@@ -105,7 +111,11 @@ export interface Tx {
 export interface Store {
   readonly kind: "sqlite" | "postgres";
   readonly description: string;
-  /** Run fn atomically (serialised against every other tx, across processes for PG). Commits before resolving. */
+  /**
+   * Run fn atomically, with the outcome of some serial order of all transactions (across
+   * processes for PG, where fn may be rerun from scratch after a serialization failure: its
+   * in-memory side effects must be registered with Tx.undo). Commits before resolving.
+   */
   tx<T>(fn: (t: Tx) => Promise<T>): Promise<T>;
   /**
    * Run fn without the write lock: reads of committed state, plus at most single-row
@@ -288,6 +298,7 @@ export class SqliteStore implements Store {
     const q = this.q;
     const self = this;
     return {
+      undo() {},
       async getNode(id) {
         const c = self.cache.get(id);
         if (c) return c;
