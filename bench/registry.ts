@@ -95,11 +95,39 @@ async function benchStore(r: R, kind: "SQLite" | "PostgreSQL", store: string): P
     const g0 = { groups: g?.groups ?? 0, entries: g?.entries ?? 0 };
     const res = await runLoad(rv.registryPort, PHASES);
     if (g) console.log(`registry ${kind}: ${((g.entries - g0.entries) / Math.max(1, g.groups - g0.groups)).toFixed(1)} requests per commit group`);
+    const retries = (rv.registry.store as any).retries;
+    if (retries !== undefined) console.log(`registry ${kind}: ${retries} transactions rerun after serialization failures`);
     for (const [phase, pr] of res) {
       r.add(`registry ${kind} ${phase}`, median(pr.rates), "ops/s",
         `${NOTES[phase]}; ${N} nodes; median of ${pr.rates.length} × ${SECONDS} s (${pr.rates.map((x) => x.toFixed(0)).join(", ")}); ${median(pr.cpuRates).toFixed(0)} ops per server CPU-second`);
     }
   } finally {
+    await rv.stop();
+  }
+}
+
+/**
+ * Two rendezvous processes on one PostgreSQL database (this one and bench/lib/registry-server.ts),
+ * one load generator each, running the same phases at the same time: combined ops/s per round
+ * (sum of both), median over the rounds.
+ */
+async function benchTwo(r: R, url: string): Promise<void> {
+  const rv = await startRendezvous({ "registry-addr": "127.0.0.1:0", "beacon-addr": "127.0.0.1:0", store: url, quiet: true, noRateLimit: true });
+  const other = new LineProc([process.execPath, resolve(import.meta.dir, "lib/registry-server.ts"), url]);
+  try {
+    await rv.registry.store.bulkLoadNodes(makeNodes(N));
+    const port2 = JSON.parse(await other.line(60_000)).port as number;
+    const phases = ["register", "resolve", "heartbeat"].filter((p) => PHASES.includes(p));
+    const [a, b] = await Promise.all([runLoad(rv.registryPort, phases), runLoad(port2, phases)]);
+    for (const phase of phases) {
+      const ra = a.get(phase)!.rates, rb = b.get(phase)!.rates;
+      const sums = ra.map((x, i) => x + (rb[i] ?? 0));
+      r.add(`registry PostgreSQL 2 processes ${phase}`, median(sums), "ops/s",
+        `two rendezvous processes on one database, one load generator each; ${N} nodes; combined, median of ${sums.length} × ${SECONDS} s (${sums.map((x) => x.toFixed(0)).join(", ")})`);
+    }
+  } finally {
+    other.proc.kill("SIGTERM");
+    await other.proc.exited;
     await rv.stop();
   }
 }
@@ -137,7 +165,7 @@ export default async function registryBench(r: R): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "pilot-bench-"));
   try {
     if (!process.env.PILOT_BENCH_NO_IMPORT) await benchImport(r, dir);
-    await benchStore(r, "SQLite", join(dir, "reg.db"));
+    if (!process.env.PILOT_BENCH_NO_SQLITE) await benchStore(r, "SQLite", join(dir, "reg.db"));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -149,6 +177,7 @@ export default async function registryBench(r: R): Promise<void> {
       return;
     }
     await benchStore(r, "PostgreSQL", await pg.freshDb("pilot_bench"));
+    if (!process.env.PILOT_BENCH_NO_PG2) await benchTwo(r, await pg.freshDb("pilot_bench2"));
   } finally {
     await releasePg();
   }

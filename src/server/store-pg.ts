@@ -28,13 +28,24 @@ const SEQS = { next_node: "pilot_next_node", seq: "pilot_seq", inbox_n: "pilot_i
 /** An in-memory side effect of a transaction attempt, reverted if the attempt is rolled back and rerun. */
 type Undo = () => void;
 
-/** `locked`: inside Store.tx: node reads take the row lock (touchNode). */
-function makeTx(q: any, locked: boolean, undos?: Undo[]): Tx {
+/**
+ * `locked`: inside Store.tx: node reads take the row lock (touchNode). `behind`: inside Store.tx,
+ * statements whose result the handler does not use (row writes) are sent without waiting for
+ * their answer (the connection keeps them in order, later reads see them); Store.tx awaits them
+ * all before COMMIT, so an error in any of them still fails the transaction.
+ */
+function makeTx(q: any, locked: boolean, undos?: Undo[], behind?: Promise<unknown>[]): Tx {
+  const later = (p: Promise<unknown>): Promise<void> | void => {
+    if (!behind) return p.then(() => {});
+    p.catch(() => {}); // reported when Store.tx awaits `behind`
+    behind.push(p);
+  };
   const meta = async (k: string) => Number((await q`SELECT v FROM meta WHERE k=${k}`)[0].v);
   const bumpMeta = async (k: keyof typeof SEQS) => Number((await q`SELECT nextval(${SEQS[k]}) AS v`)[0].v);
   /** The value nextval() will return next. */
   const peekSeq = async (k: keyof typeof SEQS) => Number((await q.unsafe(`SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS v FROM ${SEQS[k]}`))[0].v);
   const setSeq = async (k: keyof typeof SEQS, v: number) => { await q`SELECT setval(${SEQS[k]}, ${v}, false)`; };
+  let spareSeq: number | null = null; // drawn with the last allocNodeId, for the next nextSeq
   return {
     undo(fn) { undos?.push(fn); },
     async getNode(id) {
@@ -43,11 +54,11 @@ function makeTx(q: any, locked: boolean, undos?: Undo[]): Tx {
     },
     async putNode(n: NodeRec) {
       const host = n.hostname === "" ? null : n.hostname;
-      await q`INSERT INTO nodes(id,owner,public_key,real_addr,networks,public,last_seen,hostname,tags,polo,task_exec,seq,strict)
+      return later(q`INSERT INTO nodes(id,owner,public_key,real_addr,networks,public,last_seen,hostname,tags,polo,task_exec,seq,strict)
         VALUES (${n.id},${n.owner},${n.publicKey},${n.realAddr},${JSON.stringify(n.networks)},${n.public ? 1 : 0},${n.lastSeen},${host},${JSON.stringify(n.tags)},${n.polo},${n.taskExec ? 1 : 0},${n.seq},${n.strict ? 1 : 0})
         ON CONFLICT (id) DO UPDATE SET owner=EXCLUDED.owner, public_key=EXCLUDED.public_key, real_addr=EXCLUDED.real_addr,
           networks=EXCLUDED.networks, public=EXCLUDED.public, last_seen=EXCLUDED.last_seen, hostname=EXCLUDED.hostname,
-          tags=EXCLUDED.tags, polo=EXCLUDED.polo, task_exec=EXCLUDED.task_exec, seq=EXCLUDED.seq, strict=EXCLUDED.strict`;
+          tags=EXCLUDED.tags, polo=EXCLUDED.polo, task_exec=EXCLUDED.task_exec, seq=EXCLUDED.seq, strict=EXCLUDED.strict`);
     },
     async deleteNode(id) { await q`DELETE FROM nodes WHERE id=${id}`; },
     // Heartbeats run touchNode WITHOUT the advisory lock (registry.ts heartbeat). Row locks make
@@ -60,14 +71,24 @@ function makeTx(q: any, locked: boolean, undos?: Undo[]): Tx {
     // Lookups by a client-supplied string: PostgreSQL refuses U+0000 in text parameters, and no
     // stored value can contain it, so such a lookup is a plain miss (as on SQLite).
     async nodeByHostname(h) { if (h.includes("\u0000")) return null; const r = await q`SELECT id FROM nodes WHERE hostname=${h}`; return r.length ? Number(r[0].id) : null; },
-    allocNodeId: () => bumpMeta("next_node"),
+    // A new node needs an ID and then a backbone position: both are drawn in one round trip.
+    async allocNodeId() {
+      const r = (await q`SELECT nextval(${SEQS.next_node}) AS id, nextval(${SEQS.seq}) AS seq`)[0];
+      if (locked) spareSeq = Number(r.seq); // the shared read-path Tx keeps no state
+      return Number(r.id);
+    },
     async bumpNextNode(v) { if ((await peekSeq("next_node")) < v) await setSeq("next_node", v); },
-    nextSeq: () => bumpMeta("seq"),
+    nextSeq() {
+      if (spareSeq === null) return bumpMeta("seq");
+      const v = spareSeq;
+      spareSeq = null;
+      return Promise.resolve(v);
+    },
     async keyGet(k) { if (k.includes("\u0000")) return null; const r = await q`SELECT node_id FROM keyidx WHERE k=${k}`; return r.length ? Number(r[0].node_id) : null; },
-    async keySet(k, id) { await q`INSERT INTO keyidx(k,node_id) VALUES (${k},${id}) ON CONFLICT (k) DO UPDATE SET node_id=EXCLUDED.node_id`; },
+    async keySet(k, id) { return later(q`INSERT INTO keyidx(k,node_id) VALUES (${k},${id}) ON CONFLICT (k) DO UPDATE SET node_id=EXCLUDED.node_id`); },
     async keyDelete(k) { await q`DELETE FROM keyidx WHERE k=${k}`; },
     async ownerGet(o) { if (o.includes("\u0000")) return null; const r = await q`SELECT node_id FROM owneridx WHERE owner=${o}`; return r.length ? Number(r[0].node_id) : null; },
-    async ownerSet(o, id) { await q`INSERT INTO owneridx(owner,node_id) VALUES (${o},${id}) ON CONFLICT (owner) DO UPDATE SET node_id=EXCLUDED.node_id`; },
+    async ownerSet(o, id) { return later(q`INSERT INTO owneridx(owner,node_id) VALUES (${o},${id}) ON CONFLICT (owner) DO UPDATE SET node_id=EXCLUDED.node_id`); },
     async grantHas(a, b) { return (await q`SELECT 1 FROM grants WHERE grantor=${a} AND grantee=${b}`).length > 0; },
     async grantAdd(a, b) { await q`INSERT INTO grants(grantor,grantee) VALUES (${a},${b}) ON CONFLICT DO NOTHING`; },
     async pairRemove(a, b) {
@@ -139,7 +160,7 @@ export class PgStore implements Store {
   }
 
   static async open(url: string): Promise<PgStore> {
-    const sql = new SQL(url, { max: 8 } as any);
+    const sql = new SQL(url, { max: Number(process.env.PILOT_PG_POOL ?? 8) } as any);
     // Schema creation is itself serialised by the advisory lock (two processes starting together).
     await sql.begin(async (tx: any) => {
       await tx`SELECT pg_advisory_xact_lock(${LOCK_KEY})`;
@@ -171,7 +192,20 @@ export class PgStore implements Store {
     for (let attempt = 1; ; attempt++) {
       const undos: Undo[] = [];
       try {
-        return (await this.sql.begin("isolation level serializable", (tx: any) => fn(makeTx(tx, true, undos)))) as T;
+        return (await this.sql.begin("isolation level serializable", async (tx: any) => {
+          const behind: Promise<unknown>[] = [];
+          let r: T;
+          try {
+            r = await fn(makeTx(tx, true, undos, behind));
+          } catch (e) {
+            // A failed write sent ahead makes every later statement fail with "transaction is
+            // aborted": report the write's own error (e.g. a serialization failure, rerun).
+            const first = (await Promise.allSettled(behind)).find((x) => x.status === "rejected");
+            throw first ? (first as PromiseRejectedResult).reason : e;
+          }
+          await Promise.all(behind);
+          return r;
+        })) as T;
       } catch (e) {
         if (!RETRYABLE.has(String((e as any)?.errno ?? "")) || attempt >= PG_TX_ATTEMPTS) throw e;
         for (let i = undos.length - 1; i >= 0; i--) undos[i]();
