@@ -160,7 +160,7 @@ export class PgStore implements Store {
   }
 
   static async open(url: string): Promise<PgStore> {
-    const sql = new SQL(url, { max: Number(process.env.PILOT_PG_POOL ?? 8) } as any);
+    const sql = new SQL(url, { max: 8 } as any);
     // Schema creation is itself serialised by the advisory lock (two processes starting together).
     await sql.begin(async (tx: any) => {
       await tx`SELECT pg_advisory_xact_lock(${LOCK_KEY})`;
