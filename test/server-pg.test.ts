@@ -72,6 +72,49 @@ describe.skipIf(typeof pg === "string")("postgres store", () => {
   }, 60000);
 });
 
+describe.skipIf(typeof pg === "string")("postgres store: serializable transactions", () => {
+  test("a transaction overtaken by a concurrent write of its node is rerun; its undo actions run first", async () => {
+    const url = await (pg as Exclude<typeof pg, string>).freshDb("pilot_retry");
+    const { PgStore } = await import("../src/server/store-pg.ts");
+    const { freshNode } = await import("../src/server/core.ts");
+    const s = await PgStore.open(url);
+    try {
+      await s.tx(async (t) => t.putNode(freshNode(1000, 1, identity().pub, "", "127.0.0.1:1", 1)));
+      const pending = new Map<number, string>([[1, "original"]]); // stands for connection state
+      let release!: () => void, snapped!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const snapshotTaken = new Promise<void>((r) => (snapped = r));
+      let attempts = 0, undone = 0;
+      const slow = s.tx(async (t) => {
+        attempts++;
+        await t.nodeCount(); // the transaction's snapshot is taken here
+        pending.delete(1);
+        t.undo(() => { undone++; pending.set(1, "original"); });
+        if (attempts === 1) { snapped(); await gate; }
+        const n = (await t.getNode(1))!; // FOR UPDATE of a row changed after the snapshot: 40001
+        n.tags = ["slow"];
+        await t.putNode(n);
+        return attempts;
+      });
+      await snapshotTaken;
+      await s.tx(async (t) => { const n = (await t.getNode(1))!; n.hostname = "fast"; await t.putNode(n); });
+      release();
+      expect(await slow).toBe(2);
+      expect(undone).toBe(1);
+      expect(s.retries).toBeGreaterThanOrEqual(1);
+      expect(pending.has(1)).toBe(false); // the successful attempt's effect stays
+      expect(await s.view((t) => t.getNode(1))).toMatchObject({ hostname: "fast", tags: ["slow"] });
+      // Counters are sequences: a rerun attempt's values are skipped, never reused.
+      const ids = await Promise.all(Array.from({ length: 10 }, () => s.tx((t) => t.allocNodeId())));
+      expect(new Set(ids).size).toBe(10);
+      const c = await s.view((t) => t.counters());
+      expect(c.nextNode).toBeGreaterThan(Math.max(...ids));
+    } finally {
+      await s.close();
+    }
+  }, 30000);
+});
+
 async function expectErr(p: Promise<unknown>) {
   let ok = false;
   try { await p; ok = true; } catch {}
