@@ -53,6 +53,7 @@ async function runLoad(port: number, phases: string[], seconds = SECONDS, rounds
       if (ev.ev === "start") { cpu0 = cpuS(); continue; }
       const cpu = cpuS() - cpu0;
       if (ev.failures) throw new Error(`${ev.failures} ${ev.phase} requests failed`);
+      if (ev.ops === 0) continue; // pre-generated requests ran out before this round
       const pr = res.get(ev.phase) ?? { rates: [], cpuRates: [] };
       pr.rates.push((ev.ops * 1000) / ev.ms);
       pr.cpuRates.push(ev.ops / cpu);
