@@ -10,14 +10,21 @@
 // state that was not, or will not be, committed. Callers get copies: handlers mutate the record
 // they read before writing it back.
 import type { GroupHooks } from "./group-commit.ts";
-import type { NodeRec } from "./store.ts";
+
+/** The fields of a node record the cache handles itself (the store's NodeRec). */
+export interface CachedNode {
+  id: number;
+  lastSeen: number;
+  networks: number[];
+  tags: string[];
+}
 
 /** Cached records at most (a few hundred bytes each); the oldest eighth is dropped when full. */
 export const NODE_CACHE_MAX = 131_072;
 
-const copy = (n: NodeRec): NodeRec => ({ ...n, networks: n.networks.slice(), tags: n.tags.slice() });
+const copy = <N extends CachedNode>(n: N): N => ({ ...n, networks: n.networks.slice(), tags: n.tags.slice() });
 
-export class NodeCache implements GroupHooks {
+export class NodeCache<NodeRec extends CachedNode> implements GroupHooks {
   private m = new Map<number, NodeRec>();
   private dirty = new Set<number>();
   hits = 0;

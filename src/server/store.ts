@@ -221,7 +221,7 @@ export class SqliteStore implements Store {
   private q: Record<string, any> = {};
   private t: Tx;
   /** Write-through cache of node rows (this process is the file's only writer). */
-  readonly cache = new NodeCache();
+  readonly cache = new NodeCache<NodeRec>();
 
   constructor(path: string, opts: { sync?: "normal" | "full" } = {}) {
     this.description = `sqlite:${path}`;
