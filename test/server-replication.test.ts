@@ -10,7 +10,7 @@ import { startRendezvous, type Rendezvous } from "../src/server/main.ts";
 import { FrameDecoder, encodeFrame } from "../src/proto/framing.ts";
 import { Registry, newCtx } from "../src/server/registry.ts";
 import { SqliteStore } from "../src/server/store.ts";
-import { TokenChecker, applySnapshot, exportSnapshot } from "../src/server/replication.ts";
+import { SNAPSHOT_MAX_NODES, TokenChecker, applySnapshot, exportSnapshot } from "../src/server/replication.ts";
 
 const TOKEN = "s3cret-replication-token";
 const BUN = join(import.meta.dir, "../node_modules/.bin/bun");
@@ -369,6 +369,37 @@ describe("replication: primary restart", () => {
       await p.stop();
       rmSync(dir, { recursive: true, force: true });
       expect(code).toBe(0);
+    }
+  });
+});
+
+describe("replication: registries beyond the 1 MiB snapshot frame", () => {
+  const bigNodes = (n: number, from: number) => Array.from({ length: n }, (_, i) => ({
+    id: from + i, owner: "", publicKey: Buffer.from(Buffer.alloc(32, 7).map((x, j) => (j < 4 ? ((from + i) >>> (8 * j)) & 255 : x))).toString("base64"),
+    realAddr: "127.0.0.1:4000", networks: [0], public: false, lastSeen: Date.now(), hostname: "", tags: [], polo: 0, taskExec: false, seq: from + i, strict: false,
+  }));
+
+  test("subscription refused with the reference error text, without exporting; live streams end when the state outgrows the frame", async () => {
+    const p = await startRendezvous({ ...base, "replication-token": TOKEN });
+    try {
+      // A subscriber attached while the registry is small...
+      const r = await raw(p.registryPort);
+      r.send({ type: "subscribe_replication", token: TOKEN });
+      await waitFor("initial snapshot", async () => r.frames.length >= 1);
+      expect(r.frames[0].type).toBe("replication_snapshot");
+      // ...is disconnected once the state no longer fits (instead of silently going stale).
+      await p.registry.store.bulkLoadNodes(bigNodes(SNAPSHOT_MAX_NODES + 1, 1));
+      p.registry.replication.markDirty();
+      await waitFor("stream ended", async () => r.closed, 15_000);
+      expect(r.frames.every((f) => f.type !== "replication_snapshot" || f === r.frames[0])).toBe(true);
+      // A new subscription is refused with the text reference standbys know.
+      const r2 = await raw(p.registryPort);
+      r2.send({ type: "subscribe_replication", token: TOKEN });
+      await waitFor("refused", async () => r2.closed);
+      expect(r2.bodies).toEqual(['{"error":"failed to generate snapshot","type":"error"}']);
+      expect(p.registry.replication.subscriberCount).toBe(0);
+    } finally {
+      await p.stop();
     }
   });
 });

@@ -45,6 +45,8 @@ export class Auth {
   /** Requests whose fresh signature the optimistic read path already consumed (see verify()). */
   private consumed = new WeakSet<object>();
   private readonly admin: Buffer | null;
+  /** Plain signatures already verified (reference daemons repeat the same bytes every minute). */
+  readonly verified = new VerifiedSigs();
 
   constructor(private now: () => number, adminToken = "") {
     this.admin = adminToken ? digest(adminToken) : null;
@@ -63,22 +65,30 @@ export class Auth {
   checkSig(node: NodeRec, challenge: string, m: SigFields): boolean {
     const sigText = m.signature;
     if (!sigText) fail("signature_required", `signature required for ${challenge.split(":")[0]}`);
-    const sig = b64decode(sigText);
-    if (!sig || sig.length !== 64) fail("bad_signature", "signature is not 64 bytes of standard base64");
-    const pub = b64decode(node.publicKey);
-    if (!pub || pub.length !== 32) fail("bad_signature", "node has no usable public key");
-    let msgText = challenge;
     const fresh = typeof m.ts === "number";
+    const msgText = fresh ? freshChallenge(challenge, m.ts as number) : challenge;
+    // A plain signature that verified before (same key, same text, same bytes) verifies again:
+    // the check is a pure function of the three. Timestamped signatures are single-use and never
+    // cached. A hit skips only the base64 decoding and the Ed25519 arithmetic, never the
+    // freshness, strict-mode or replay rules below.
+    const hit = !fresh && this.verified.has(sigText, node.publicKey, msgText);
+    let sig: Uint8Array | null = null;
+    if (!hit) {
+      sig = b64decode(sigText);
+      if (!sig || sig.length !== 64) fail("bad_signature", "signature is not 64 bytes of standard base64");
+    }
     if (fresh) {
-      const ts = m.ts as number;
       // `ts` = Unix milliseconds (clients keep it strictly increasing so that two identical
       // requests in the same millisecond still get distinct, non-replayable signatures).
-      if (Math.abs(this.now() - ts) > FRESH_WINDOW_S * 1000) fail("stale_signature", "signature timestamp outside ±120 s");
-      msgText = freshChallenge(challenge, ts);
+      if (Math.abs(this.now() - (m.ts as number)) > FRESH_WINDOW_S * 1000) fail("stale_signature", "signature timestamp outside ±120 s");
     } else if (node.strict) {
       fail("fresh_signature_required", "this node uses timestamped signatures; plain signatures are refused (replay protection)");
     }
+    if (hit) return false;
+    const pub = b64decode(node.publicKey);
+    if (!pub || pub.length !== 32) fail("bad_signature", "node has no usable public key");
     if (!edVerify(pub!, enc.encode(msgText), sig!)) fail("bad_signature", "signature verification failed");
+    if (!fresh) this.verified.add(sigText, node.publicKey, msgText);
     return fresh;
   }
 
@@ -98,16 +108,17 @@ export class Auth {
     const fresh = this.checkSig(node, challenge, m);
     let dirty = false;
     if (fresh) {
-      // The optimistic read path may already have consumed this request's signature before it
-      // found that a write is needed (e.g. poll_handshakes with a non-empty inbox); the same
-      // request must not then be refused as its own replay.
-      if (!this.consumed.has(m)) this.useFresh(m.signature);
-      this.consumed.delete(m);
+      // Consumed once per request: the optimistic read path may already have consumed this
+      // request's signature before it found that a write is needed (e.g. poll_handshakes with a
+      // non-empty inbox), and a PostgreSQL transaction may be rerun; the same request must not
+      // then be refused as its own replay.
+      if (!this.consumed.has(m)) { this.useFresh(m.signature); this.consumed.add(m); }
       if (!node.strict) { node.strict = true; dirty = true; }
     }
     const pend = ctx.pendingAddr.get(node.id);
     if (pend !== undefined) {
       ctx.pendingAddr.delete(node.id);
+      t.undo(() => { if (!ctx.pendingAddr.has(node.id)) ctx.pendingAddr.set(node.id, pend); });
       node.realAddr = pend;
       node.lastSeen = this.now();
       dirty = true;
@@ -132,5 +143,33 @@ export class Auth {
       this.consumed.add(m); // a locked retry of this same request must not count it twice
     }
     return true;
+  }
+}
+
+/** Entries of the verified-signature cache (about 250 bytes each: ~32 MB at the bound). */
+export const VERIFIED_MAX = 131_072;
+
+/**
+ * Bounded set of (signature, public key, signed text) triples that passed Ed25519 verification.
+ * Keyed by the signature text; the key and text are compared in full on lookup. When full, the
+ * oldest eighth is dropped (insertion order), so a working set larger than the bound degrades to
+ * plain verification instead of growing memory.
+ */
+export class VerifiedSigs {
+  private m = new Map<string, string>();
+  constructor(private max = VERIFIED_MAX) {}
+  get size(): number {
+    return this.m.size;
+  }
+  has(sig: string, pub: string, msg: string): boolean {
+    const v = this.m.get(sig);
+    return v !== undefined && v.length === pub.length + 1 + msg.length && v === pub + "\n" + msg;
+  }
+  add(sig: string, pub: string, msg: string): void {
+    if (this.m.size >= this.max) {
+      let drop = this.max >> 3;
+      for (const k of this.m.keys()) { this.m.delete(k); if (--drop <= 0) break; }
+    }
+    this.m.set(sig, pub + "\n" + msg);
   }
 }

@@ -74,10 +74,11 @@ export const NEED_WRITE: unique symbol = Symbol("need_write");
  * request is then redone from scratch by `slow` inside Store.tx, which re-reads everything under
  * the lock (no decision made on the unlocked read survives into the write). A read-path answer is
  * one the serialised version could have given at some instant during the request: committed
- * state only.
+ * state only. `pure`: `fast` makes no write at all (not even touchNode), so it may run as
+ * Store.view.
  */
-export async function readOrWrite<T>(store: Store, fast: (t: Tx) => Promise<T | typeof NEED_WRITE>, slow: (t: Tx) => Promise<T>): Promise<T> {
-  const r = await store.read(fast);
+export async function readOrWrite<T>(store: Store, fast: (t: Tx) => Promise<T | typeof NEED_WRITE>, slow: (t: Tx) => Promise<T>, pure = false): Promise<T> {
+  const r = await (pure ? store.view(fast) : store.read(fast));
   return r === NEED_WRITE ? store.tx(slow) : (r as T);
 }
 

@@ -13,6 +13,14 @@ export interface SqlConn {
   exec(sql: string): void;
 }
 
+/** Observers of a store's cache: told when statements of the current group were undone, and when a group ended. */
+export interface GroupHooks {
+  /** A savepoint or the whole transaction was rolled back. */
+  rolledBack(): void;
+  /** The group's transaction ended (committed or rolled back); its callers are about to settle. */
+  ended(): void;
+}
+
 interface Entry {
   fn: () => Promise<unknown>;
   resolve: (v: unknown) => void;
@@ -36,7 +44,12 @@ export class GroupCommit {
   groups = 0;
   entries = 0;
 
-  constructor(private db: SqlConn) {}
+  constructor(private db: SqlConn, private hooks?: GroupHooks) {}
+
+  /** No group is executing: a pure read may run at once against committed state. */
+  get idle(): boolean {
+    return !this.running;
+  }
 
   run<T>(fn: () => Promise<T>, write: boolean): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -76,6 +89,7 @@ export class GroupCommit {
           if (sp) {
             this.db.exec("ROLLBACK TO g");
             this.db.exec("RELEASE g");
+            this.hooks?.rolledBack();
           } else if (alone && group[i].write) {
             throw new RolledBack(e);
           }
@@ -86,7 +100,9 @@ export class GroupCommit {
     } catch (e) {
       commitErr = e instanceof RolledBack ? e.cause : e;
       try { this.db.exec("ROLLBACK"); } catch {}
+      this.hooks?.rolledBack();
     }
+    this.hooks?.ended();
     this.groups++;
     this.entries += group.length;
     this.running = false;

@@ -28,7 +28,7 @@ export const directoryHandlers: HandlerTable = {
       const req = await live(t, rid, "requester");
       await core.auth.verify(t, req, challenge, m, ctx);
       return finish(t, req);
-    });
+    }, true);
   },
 
   async punch(core, m, ctx) {
@@ -44,13 +44,13 @@ export const directoryHandlers: HandlerTable = {
       if (rid !== a && rid !== b) fail("not_participant", "requester must be node_a or node_b");
       await core.auth.verify(t, req, challenge, m, ctx);
       return punchFinish(t, req, rid, a, b);
-    });
+    }, true);
   },
 
   async resolve_hostname(core, m) {
     const h = m.hostname;
     if (!h) fail("hostname_required", "hostname is required");
-    return core.store.read(async (t) => {
+    return core.store.view(async (t) => {
       const id = await t.nodeByHostname(h);
       const node = id === null ? null : await t.getNode(id);
       if (!node) fail("not_found", `hostname ${JSON.stringify(h)} not found`);
@@ -59,7 +59,7 @@ export const directoryHandlers: HandlerTable = {
   },
 
   async list_networks(core) {
-    return core.store.read(async (t) => {
+    return core.store.view(async (t) => {
       const nets = await t.networks();
       const count = await t.nodeCount();
       return {
@@ -72,7 +72,7 @@ export const directoryHandlers: HandlerTable = {
   async list_nodes(core, m) {
     const nid = m.network_id;
     if (nid === 0) fail("forbidden", "listing the backbone is not allowed");
-    return core.store.read(async (t) => {
+    return core.store.view(async (t) => {
       const net = await t.network(nid);
       if (!net) fail("not_found", `network ${nid} not found`);
       const nodes: Reply<"list_nodes">["nodes"] = [];

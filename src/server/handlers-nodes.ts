@@ -45,6 +45,9 @@ export const nodeHandlers: HandlerTable = {
       if (id !== null && node) {
         // Known key, live node.
         const sameIp = hostOf(node.realAddr) === ctx.ip;
+        const prev = ctx.pendingAddr.get(id);
+        const nid = id;
+        t.undo(() => { if (prev === undefined) ctx.pendingAddr.delete(nid); else ctx.pendingAddr.set(nid, prev); });
         if (sameIp || now - node.lastSeen > STALE_MS) {
           node.realAddr = addr;
           node.lastSeen = now;
@@ -158,7 +161,7 @@ export const nodeHandlers: HandlerTable = {
 
   async lookup(core, m) {
     const id = m.node_id;
-    const node = await core.store.read((t) => live(t, id));
+    const node = await core.store.view((t) => live(t, id));
     const out: Reply<"lookup"> = {
       type: "lookup_ok", node_id: id, address: addrText(0, id), networks: node.networks, public_key: node.publicKey,
       public: node.public, polo_score: node.polo,
@@ -249,7 +252,7 @@ export const nodeHandlers: HandlerTable = {
 
   async get_polo_score(core, m) {
     const id = m.node_id;
-    const node = await core.store.read((t) => live(t, id));
+    const node = await core.store.view((t) => live(t, id));
     return { type: "get_polo_score_ok", node_id: id, address: addrText(0, id), polo_score: node.polo };
   },
 };

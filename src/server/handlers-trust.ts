@@ -67,7 +67,7 @@ export const trustHandlers: HandlerTable = {
       const node = await live(t, id);
       await core.auth.verify(t, node, challenge, m, ctx);
       return t.inboxTake(id);
-    });
+    }, true);
     return {
       type: "poll_handshakes_ok",
       requests: r.requests.map((x) => ({ from_node_id: x.from, justification: x.justification, timestamp: Math.floor(x.ts / 1000) })),

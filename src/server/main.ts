@@ -16,7 +16,7 @@ import { BeaconServer } from "./beacon.ts";
 import { Registry, importSnapshot } from "./registry.ts";
 import { RegistryServer, splitHostPort, type TlsFiles } from "./server.ts";
 import { SqliteStore, type Store } from "./store.ts";
-import { StandbyClient } from "./replication.ts";
+import { SNAPSHOT_TOO_LARGE_HINT, StandbyClient } from "./replication.ts";
 import { startHttp } from "./http.ts";
 
 interface Flags {
@@ -76,7 +76,9 @@ const USAGE = `Usage of rendezvous:
   -tls                   TLS for registry connections
   -tls-cert string       certificate PEM file (empty with -tls = auto-generated self-signed)
   -tls-key string        key PEM file
-  -standby string        run as hot standby replicating from the primary host:port (write requests refused)
+  -standby string        run as hot standby replicating from the primary host:port (write requests
+                         refused). Full snapshots in 1 MiB frames: up to about 4,800 nodes; larger
+                         registries share a PostgreSQL store between rendezvous processes instead
   -replication-token string
                          replication token (registry.md §3.3): a primary accepts subscribe_replication
                          with it, a standby presents it. Empty = replication disabled. Prefer the
@@ -256,7 +258,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const log = makeLogger(flags["log-level"], flags["log-format"]).fn;
   log("info", "starting rendezvous server");
-  if (flags.standby) log("info", "running as hot standby", { primary: flags.standby });
+  if (flags.standby) log("info", "running as hot standby", { primary: flags.standby, limit: SNAPSHOT_TOO_LARGE_HINT });
   let rv: Rendezvous;
   try {
     rv = await startRendezvous(flags);

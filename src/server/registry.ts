@@ -15,7 +15,7 @@ import { nodeHandlers } from "./handlers-nodes.ts";
 import { trustHandlers } from "./handlers-trust.ts";
 import { Metrics } from "./metrics.ts";
 import { RateLimiter } from "./ratelimit.ts";
-import { ReplicationHub, TokenChecker } from "./replication.ts";
+import { ReplicationHub, SNAPSHOT_MAX_NODES, SNAPSHOT_TOO_LARGE_HINT, TokenChecker } from "./replication.ts";
 import { exportSnapshot } from "./snapshot.ts";
 import type { Store } from "./store.ts";
 import { BEACON_TTL_MS, RegError, STALE_MS, addrText, fail, normIp } from "./validate.ts";
@@ -115,9 +115,13 @@ export class Registry implements Core {
     const gen = this.replication.gen;
     let snapshot: Record<string, unknown>;
     try {
+      // Far above the frame limit: refuse before exporting (reference standbys retry every 3 s;
+      // exporting a large registry each time would cost seconds of CPU for nothing).
+      if ((await this.store.view((t) => t.nodeCount())) > SNAPSHOT_MAX_NODES) throw new RegError("snapshot_too_large", SNAPSHOT_TOO_LARGE_HINT);
       snapshot = await exportSnapshot(this.store);
-    } catch {
+    } catch (e) {
       ctx.closeAfter = true;
+      this.opts.log?.("error", "replication subscription refused: snapshot cannot be sent", { err: String((e as Error)?.message ?? e), hint: SNAPSHOT_TOO_LARGE_HINT });
       return { type: "error", error: REPL_SNAPSHOT_FAILED };
     }
     ctx.replGen = gen;
@@ -133,7 +137,7 @@ export class Registry implements Core {
   /** Beacon authorization hook: may `requester` learn `target`'s endpoint? */
   async mayResolve(requester: number, target: number): Promise<boolean> {
     if (requester === 0 || target === 0) return false;
-    return this.store.read(async (t) => {
+    return this.store.view(async (t) => {
       const r = await t.getNode(requester);
       const tn = await t.getNode(target);
       return !!r && !!tn && (await canResolve(t, r, tn));

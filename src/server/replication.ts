@@ -32,7 +32,7 @@ import type { Socket } from "bun";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { FrameDecoder, MAX_FRAME, encodeFrame } from "../proto/framing.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
-import { REPLICATION_HEARTBEAT, REPLICATION_SNAPSHOT, type OutgoingRequest } from "../proto/registry.ts";
+import { REPLICATION_HEARTBEAT, REPLICATION_SNAPSHOT, REPL_SNAPSHOT_FAILED, type OutgoingRequest } from "../proto/registry.ts";
 import { applySnapshot, exportSnapshot } from "./snapshot.ts";
 export { applySnapshot, exportSnapshot } from "./snapshot.ts";
 import { RegError } from "./validate.ts";
@@ -48,6 +48,18 @@ export const REPL_TOUCH_PUSH_MS = 30_000; // heartbeat-only changes pushed at mo
 export const STANDBY_READ_DEADLINE_S = 45; // §9.4
 export const STANDBY_DIAL_TIMEOUT_MS = 10_000; // §9.4
 export const STANDBY_FILLER_MS = 20_000; // §9.3 "MAY send filler bytes"
+/**
+ * A lower bound of the bytes one live node adds to a snapshot document (measured: about 217 for
+ * a minimal record with its key-index entry). Above MAX_FRAME / this many nodes the snapshot
+ * certainly exceeds the frame limit, and a subscription is refused without exporting the state.
+ */
+export const SNAPSHOT_MIN_NODE_BYTES = 128;
+export const SNAPSHOT_MAX_NODES = Math.floor(MAX_FRAME / SNAPSHOT_MIN_NODE_BYTES);
+/** Why replication stopped, for logs on both sides: the way out is a shared PostgreSQL store. */
+export const SNAPSHOT_TOO_LARGE_HINT =
+  "hot-standby replication sends the whole registry in one frame of at most 1 MiB (about 4,800 nodes); " +
+  "for larger registries run several rendezvous processes on one PostgreSQL store (-store postgres://...) " +
+  "and use PostgreSQL's own replication for a standby copy";
 
 type Log = LogFn;
 const noLog: Log = noLogger;
@@ -158,7 +170,7 @@ export class ReplicationHub {
     const body = goJsonBytes({ type: REPLICATION_SNAPSHOT, snapshot: doc });
     if (body.length > MAX_FRAME) {
       // R14: a reference standby rejects frames above 1 MiB; do not send what it cannot read.
-      this.log("error", "replication snapshot exceeds the 1 MiB frame limit; not sent", { bytes: body.length });
+      this.log("error", "replication snapshot exceeds the 1 MiB frame limit; not sent", { bytes: body.length, hint: SNAPSHOT_TOO_LARGE_HINT });
       return null;
     }
     return encodeFrame(body);
@@ -180,6 +192,13 @@ export class ReplicationHub {
     try {
       const frame = await this.snapshotFrame();
       if (frame) { this.broadcast(frame); this.pushes++; }
+      else {
+        // The state outgrew the frame: a standby kept on this stream would silently serve an
+        // ever older copy. End the streams instead; resubscribing is refused with the error
+        // reply (Registry.subscribeReplication), which our standby logs with the hint.
+        for (const sub of this.subs) sub.close();
+        this.subs.clear();
+      }
     } catch (e) {
       this.log("error", "replication snapshot failed", { err: String(e) });
     } finally {
@@ -333,9 +352,11 @@ export class StandbyClient {
         continue;
       }
       if (m.type === "error") {
-        // "replication not configured" / "invalid replication token": the primary closes next.
+        // "replication not configured" / "invalid replication token" / "failed to generate
+        // snapshot": the primary closes next.
         this.lastError = String(m.error);
-        this.log("error", "primary refused replication", { primary: this.primary, error: String(m.error) });
+        const hint = m.error === REPL_SNAPSHOT_FAILED ? { hint: SNAPSHOT_TOO_LARGE_HINT } : {};
+        this.log("error", "primary refused replication", { primary: this.primary, error: String(m.error), ...hint });
         continue;
       }
       this.log("warn", "unexpected replication frame ignored", { type: String(m.type) });

@@ -1,33 +1,64 @@
 // PostgreSQL store (Bun.sql). Several rendezvous processes may share one database:
-// * every mutating request runs in one transaction that first takes a transaction-scoped advisory
-//   lock (the reference's global lock, now across processes), so node-ID allocation, hostname
-//   uniqueness and inbox limits are atomic across processes; read-mostly requests (resolve,
-//   punch, empty polls) and plain heartbeats run on Store.read without it (registry.ts
-//   readOrWrite; heartbeat's last_seen write is made safe by row locks, see touchNode);
+// * every mutating request runs in one SERIALIZABLE transaction, retried from scratch (a few
+//   times, with a short random backoff) when PostgreSQL reports a serialization failure,
+//   deadlock or unique-key race; PostgreSQL then guarantees the outcome of some serial order, so
+//   node-ID allocation, key/owner/hostname uniqueness and inbox limits hold across processes
+//   without a global lock, and writes of different nodes run in parallel. Counters (node IDs,
+//   backbone order, inbox order) are PostgreSQL sequences: never a point of conflict, values of
+//   rolled-back attempts are skipped (gaps are harmless, nothing reuses an ID);
+// * read-mostly requests (resolve, punch, empty polls) and plain heartbeats run on Store.read
+//   outside any transaction (registry.ts readOrWrite; heartbeat's last_seen write is made safe
+//   by row locks, see touchNode);
 // * push events are published with NOTIFY on channel `pilot_push` and every process LISTENs, so a
 //   handshake relayed through one process reaches a subscribed node connected to another.
+// All processes on one database must run this version: older ones counted in the `meta` table
+// under an advisory lock.
 import { SQL } from "bun";
 import { SCHEMA, rowToNet, rowToNode, type NodeRec, type PushEvent, type Store, type Tx } from "./store.ts";
 
-const LOCK_KEY = 7300114; // arbitrary, constant for all pilot-ts processes
+const LOCK_KEY = 7300114; // schema creation / migration only (two processes starting together)
 const CHANNEL = "pilot_push";
+/** Attempts of one transaction before its serialization failure is returned as an error. */
+export const PG_TX_ATTEMPTS = 8;
+/** SQLSTATEs after which the whole transaction is rerun: serialization failure, deadlock, unique-key race. */
+const RETRYABLE = new Set(["40001", "40P01", "23505"]);
+/** meta key → sequence holding that counter (the `meta` rows keep only next_net). */
+const SEQS = { next_node: "pilot_next_node", seq: "pilot_seq", inbox_n: "pilot_inbox_n" } as const;
 
-/** `locked`: inside Store.tx (advisory lock held): node reads take the row lock (touchNode). */
-function makeTx(q: any, locked: boolean): Tx {
+/** An in-memory side effect of a transaction attempt, reverted if the attempt is rolled back and rerun. */
+type Undo = () => void;
+
+/**
+ * `locked`: inside Store.tx: node reads take the row lock (touchNode). `behind`: inside Store.tx,
+ * statements whose result the handler does not use (row writes) are sent without waiting for
+ * their answer (the connection keeps them in order, later reads see them); Store.tx awaits them
+ * all before COMMIT, so an error in any of them still fails the transaction.
+ */
+function makeTx(q: any, locked: boolean, undos?: Undo[], behind?: Promise<unknown>[]): Tx {
+  const later = (p: Promise<unknown>): Promise<void> | void => {
+    if (!behind) return p.then(() => {});
+    p.catch(() => {}); // reported when Store.tx awaits `behind`
+    behind.push(p);
+  };
   const meta = async (k: string) => Number((await q`SELECT v FROM meta WHERE k=${k}`)[0].v);
-  const bumpMeta = async (k: string) => Number((await q`UPDATE meta SET v=v+1 WHERE k=${k} RETURNING v-1 AS v`)[0].v);
+  const bumpMeta = async (k: keyof typeof SEQS) => Number((await q`SELECT nextval(${SEQS[k]}) AS v`)[0].v);
+  /** The value nextval() will return next. */
+  const peekSeq = async (k: keyof typeof SEQS) => Number((await q.unsafe(`SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS v FROM ${SEQS[k]}`))[0].v);
+  const setSeq = async (k: keyof typeof SEQS, v: number) => { await q`SELECT setval(${SEQS[k]}, ${v}, false)`; };
+  let spareSeq: number | null = null; // drawn with the last allocNodeId, for the next nextSeq
   return {
+    undo(fn) { undos?.push(fn); },
     async getNode(id) {
       const r = locked ? await q`SELECT * FROM nodes WHERE id=${id} FOR UPDATE` : await q`SELECT * FROM nodes WHERE id=${id}`;
       return r.length ? rowToNode(r[0]) : null;
     },
     async putNode(n: NodeRec) {
       const host = n.hostname === "" ? null : n.hostname;
-      await q`INSERT INTO nodes(id,owner,public_key,real_addr,networks,public,last_seen,hostname,tags,polo,task_exec,seq,strict)
+      return later(q`INSERT INTO nodes(id,owner,public_key,real_addr,networks,public,last_seen,hostname,tags,polo,task_exec,seq,strict)
         VALUES (${n.id},${n.owner},${n.publicKey},${n.realAddr},${JSON.stringify(n.networks)},${n.public ? 1 : 0},${n.lastSeen},${host},${JSON.stringify(n.tags)},${n.polo},${n.taskExec ? 1 : 0},${n.seq},${n.strict ? 1 : 0})
         ON CONFLICT (id) DO UPDATE SET owner=EXCLUDED.owner, public_key=EXCLUDED.public_key, real_addr=EXCLUDED.real_addr,
           networks=EXCLUDED.networks, public=EXCLUDED.public, last_seen=EXCLUDED.last_seen, hostname=EXCLUDED.hostname,
-          tags=EXCLUDED.tags, polo=EXCLUDED.polo, task_exec=EXCLUDED.task_exec, seq=EXCLUDED.seq, strict=EXCLUDED.strict`;
+          tags=EXCLUDED.tags, polo=EXCLUDED.polo, task_exec=EXCLUDED.task_exec, seq=EXCLUDED.seq, strict=EXCLUDED.strict`);
     },
     async deleteNode(id) { await q`DELETE FROM nodes WHERE id=${id}`; },
     // Heartbeats run touchNode WITHOUT the advisory lock (registry.ts heartbeat). Row locks make
@@ -40,14 +71,24 @@ function makeTx(q: any, locked: boolean): Tx {
     // Lookups by a client-supplied string: PostgreSQL refuses U+0000 in text parameters, and no
     // stored value can contain it, so such a lookup is a plain miss (as on SQLite).
     async nodeByHostname(h) { if (h.includes("\u0000")) return null; const r = await q`SELECT id FROM nodes WHERE hostname=${h}`; return r.length ? Number(r[0].id) : null; },
-    allocNodeId: () => bumpMeta("next_node"),
-    async bumpNextNode(v) { await q`UPDATE meta SET v=GREATEST(v, ${v}) WHERE k='next_node'`; },
-    nextSeq: () => bumpMeta("seq"),
+    // A new node needs an ID and then a backbone position: both are drawn in one round trip.
+    async allocNodeId() {
+      const r = (await q`SELECT nextval(${SEQS.next_node}) AS id, nextval(${SEQS.seq}) AS seq`)[0];
+      if (locked) spareSeq = Number(r.seq); // the shared read-path Tx keeps no state
+      return Number(r.id);
+    },
+    async bumpNextNode(v) { if ((await peekSeq("next_node")) < v) await setSeq("next_node", v); },
+    nextSeq() {
+      if (spareSeq === null) return bumpMeta("seq");
+      const v = spareSeq;
+      spareSeq = null;
+      return Promise.resolve(v);
+    },
     async keyGet(k) { if (k.includes("\u0000")) return null; const r = await q`SELECT node_id FROM keyidx WHERE k=${k}`; return r.length ? Number(r[0].node_id) : null; },
-    async keySet(k, id) { await q`INSERT INTO keyidx(k,node_id) VALUES (${k},${id}) ON CONFLICT (k) DO UPDATE SET node_id=EXCLUDED.node_id`; },
+    async keySet(k, id) { return later(q`INSERT INTO keyidx(k,node_id) VALUES (${k},${id}) ON CONFLICT (k) DO UPDATE SET node_id=EXCLUDED.node_id`); },
     async keyDelete(k) { await q`DELETE FROM keyidx WHERE k=${k}`; },
     async ownerGet(o) { if (o.includes("\u0000")) return null; const r = await q`SELECT node_id FROM owneridx WHERE owner=${o}`; return r.length ? Number(r[0].node_id) : null; },
-    async ownerSet(o, id) { await q`INSERT INTO owneridx(owner,node_id) VALUES (${o},${id}) ON CONFLICT (owner) DO UPDATE SET node_id=EXCLUDED.node_id`; },
+    async ownerSet(o, id) { return later(q`INSERT INTO owneridx(owner,node_id) VALUES (${o},${id}) ON CONFLICT (owner) DO UPDATE SET node_id=EXCLUDED.node_id`); },
     async grantHas(a, b) { return (await q`SELECT 1 FROM grants WHERE grantor=${a} AND grantee=${b}`).length > 0; },
     async grantAdd(a, b) { await q`INSERT INTO grants(grantor,grantee) VALUES (${a},${b}) ON CONFLICT DO NOTHING`; },
     async pairRemove(a, b) {
@@ -90,16 +131,18 @@ function makeTx(q: any, locked: boolean): Tx {
     async respAll() {
       return [...(await q`SELECT requester, from_id, accept, ts FROM responses ORDER BY n`)].map((r: any) => ({ requester: Number(r.requester), r: { from: Number(r.from_id), accept: !!Number(r.accept), ts: Number(r.ts) } }));
     },
-    async counters() { return { nextNode: await meta("next_node"), nextNet: await meta("next_net"), seq: await meta("seq") }; },
+    async counters() { return { nextNode: await peekSeq("next_node"), nextNet: await meta("next_net"), seq: await peekSeq("seq") }; },
     async setCounters(c) {
-      await q`UPDATE meta SET v=${c.nextNode} WHERE k='next_node'`;
+      await setSeq("next_node", c.nextNode);
       await q`UPDATE meta SET v=${c.nextNet} WHERE k='next_net'`;
-      await q`UPDATE meta SET v=${c.seq} WHERE k='seq'`;
+      await setSeq("seq", c.seq);
     },
     async wipe() {
       await q`DELETE FROM nodes`; await q`DELETE FROM keyidx`; await q`DELETE FROM owneridx`; await q`DELETE FROM grants`;
       await q`DELETE FROM inbox`; await q`DELETE FROM responses`; await q`DELETE FROM networks WHERE id<>0`;
-      await q`UPDATE meta SET v=1 WHERE k IN ('next_node','next_net','seq')`;
+      await q`UPDATE meta SET v=1 WHERE k='next_net'`;
+      await setSeq("next_node", 1);
+      await setSeq("seq", 1);
     },
   };
 }
@@ -124,6 +167,14 @@ export class PgStore implements Store {
       for (const s of SCHEMA) await tx.unsafe(s);
       await tx`INSERT INTO meta(k,v) VALUES ('next_node',1),('next_net',1),('seq',1),('inbox_n',1) ON CONFLICT DO NOTHING`;
       await tx`INSERT INTO networks(id,name,join_rule,token,members,created) VALUES (0,'backbone','open','','[]',${Date.now()}) ON CONFLICT DO NOTHING`;
+      // Counters move from `meta` rows (updated under the old global lock) to sequences; a
+      // database created by an older version starts its sequences at its meta values.
+      for (const [k, seq] of Object.entries(SEQS)) {
+        if ((await tx`SELECT to_regclass(${seq}) AS r`)[0].r !== null) continue;
+        await tx.unsafe(`CREATE SEQUENCE ${seq} MINVALUE 1`);
+        const v = Number((await tx`SELECT v FROM meta WHERE k=${k}`)[0].v);
+        await tx`SELECT setval(${seq}, ${v}, false)`;
+      }
     });
     const st = new PgStore(sql, url);
     st.sub = await (sql as any).listen(CHANNEL, (payload: string) => {
@@ -134,14 +185,41 @@ export class PgStore implements Store {
     return st;
   }
 
+  /** Transactions rerun after a serialization failure (for tests and benchmarks). */
+  retries = 0;
+
   async tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
-    return (await this.sql.begin(async (tx: any) => {
-      await tx`SELECT pg_advisory_xact_lock(${LOCK_KEY})`;
-      return fn(makeTx(tx, true));
-    })) as T;
+    for (let attempt = 1; ; attempt++) {
+      const undos: Undo[] = [];
+      try {
+        return (await this.sql.begin("isolation level serializable", async (tx: any) => {
+          const behind: Promise<unknown>[] = [];
+          let r: T;
+          try {
+            r = await fn(makeTx(tx, true, undos, behind));
+          } catch (e) {
+            // A failed write sent ahead makes every later statement fail with "transaction is
+            // aborted": report the write's own error (e.g. a serialization failure, rerun).
+            const first = (await Promise.allSettled(behind)).find((x) => x.status === "rejected");
+            throw first ? (first as PromiseRejectedResult).reason : e;
+          }
+          await Promise.all(behind);
+          return r;
+        })) as T;
+      } catch (e) {
+        if (!RETRYABLE.has(String((e as any)?.errno ?? "")) || attempt >= PG_TX_ATTEMPTS) throw e;
+        for (let i = undos.length - 1; i >= 0; i--) undos[i]();
+        this.retries++;
+        await Bun.sleep(Math.random() * 2 * attempt); // spread the rerun of colliding transactions
+      }
+    }
   }
 
   read<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    return fn(this.t);
+  }
+
+  view<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
     return fn(this.t);
   }
 
@@ -156,7 +234,6 @@ export class PgStore implements Store {
   async bulkLoadNodes(nodes: NodeRec[]): Promise<void> {
     // Multi-row INSERTs of 4000 rows (13 parameters each stays under PostgreSQL's 65535 limit).
     await this.sql.begin(async (tx: any) => {
-      await tx`SELECT pg_advisory_xact_lock(${LOCK_KEY})`;
       let maxId = 0, maxSeq = 0;
       for (let i = 0; i < nodes.length; i += 4000) {
         const chunk = nodes.slice(i, i + 4000);
@@ -172,13 +249,15 @@ export class PgStore implements Store {
         await tx`INSERT INTO nodes ${tx(rows)}`;
         await tx`INSERT INTO keyidx ${tx(chunk.map((n) => ({ k: n.publicKey, node_id: n.id })))}`;
       }
-      await tx`UPDATE meta SET v=GREATEST(v, ${maxId + 1}) WHERE k='next_node'`;
-      await tx`UPDATE meta SET v=GREATEST(v, ${maxSeq + 1}) WHERE k='seq'`;
+      const t = makeTx(tx, true);
+      await t.bumpNextNode(maxId + 1);
+      if ((await t.counters()).seq <= maxSeq) await tx`SELECT setval(${SEQS.seq}, ${maxSeq + 1}, false)`;
     });
   }
   async isEmpty(): Promise<boolean> {
-    const r = await this.sql`SELECT (SELECT v FROM meta WHERE k='next_node') AS n, (SELECT COUNT(*) FROM nodes) AS c`;
-    return Number(r[0].n) === 1 && Number(r[0].c) === 0;
+    const n = await makeTx(this.sql, false).counters();
+    const c = await this.sql`SELECT COUNT(*) AS c FROM nodes`;
+    return n.nextNode === 1 && Number(c[0].c) === 0;
   }
   async close(): Promise<void> {
     try { await this.sub?.unlisten(); } catch {}
