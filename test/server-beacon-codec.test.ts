@@ -9,7 +9,7 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const unhex = (s: string) => new Uint8Array(Buffer.from(s.replace(/\s+/g, ""), "hex"));
 const hello = new TextEncoder().encode("hello");
 
-describe("beacon.md §11 test vectors", () => {
+describe("reference beacon test vectors", () => {
   const vectors: [string, Uint8Array, string][] = [
     ["Discover STUN probe", encodeDiscover(0), "01 00000000"],
     ["Discover node 1", encodeDiscover(1), "01 00000001"],

@@ -84,7 +84,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
   }
   const frame = (o: unknown) => encodeFrame(new TextEncoder().encode(JSON.stringify(o)));
 
-  describe("registry.md §14 vectors", () => {
+  describe("reference registry vectors", () => {
     test("signatures of the RFC 8032 key", () => {
       const id = identity(new Uint8Array(RFC_SK));
       expect(id.pub).toBe("11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=");
@@ -126,7 +126,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
         expect(err.toString("hex").slice(0, 8)).toBe("00000029");
         expect(err.subarray(4).toString()).toBe(`{"error":"request failed","type":"error"}`);
         const node = await r2.registry.store.read((t) => t.getNode(1));
-        expect(node!.realAddr).toBe("127.0.0.1:4000"); // TCP source IP + listen port (§5.1.2)
+        expect(node!.realAddr).toBe("127.0.0.1:4000"); // TCP source IP + listen port (docs/protocol.md §8.3)
         s.end();
       } finally { await r2.stop(); }
     });

@@ -1,4 +1,4 @@
-// Hot-standby replication (registry.md §9): real TCP on 127.0.0.1, in-process primaries/standbys
+// Hot-standby replication (docs/protocol.md §8): real TCP on 127.0.0.1, in-process primaries/standbys
 // plus one real `rendezvous -standby` process.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ed25519 } from "@noble/curves/ed25519.js";
@@ -160,7 +160,7 @@ describe("replication: primary → standby", () => {
     bs.close();
   });
 
-  test("chained standby (standby of the standby) follows too (§9.1)", async () => {
+  test("chained standby (standby of the standby) follows too (docs/protocol.md §8)", async () => {
     const s2 = await startRendezvous({ ...base, "replication-token": TOKEN, standby: sAddr, standbyBackoff: [50, 200] });
     try {
       const sc = new RegistryClient(`127.0.0.1:${s2.registryPort}`);
@@ -173,7 +173,7 @@ describe("replication: primary → standby", () => {
     }
   });
 
-  test("raw subscriber: §8.1 document embedded as an object, pushes after each mutation", async () => {
+  test("raw subscriber: docs/protocol.md §8.5 document embedded as an object, pushes after each mutation", async () => {
     const r = await raw(primary.registryPort);
     r.send({ type: "subscribe_replication", token: TOKEN });
     await waitFor("initial snapshot", async () => r.frames.length >= 1);

@@ -1,4 +1,4 @@
-// Beacon UDP server (beacon.md §1-5): Discover/STUN reply, punch coordination, relay.
+// Beacon UDP server (docs/protocol.md §7.1): Discover/STUN reply, punch coordination, relay.
 // Standalone beacon as started by `rendezvous` (ID 0, no peers). IPv4 and IPv6 (dual-stack
 // socket when bound to a wildcard).
 //
@@ -96,7 +96,7 @@ export class BeaconServer {
       msg = decodeBeacon(buf);
     } catch {
       this.stats.malformed++;
-      return; // malformed or unknown: dropped silently (§1)
+      return; // malformed or unknown: dropped silently (docs/protocol.md §7.1)
     }
     const now = this.now();
     const ip = normIp(raddr);

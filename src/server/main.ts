@@ -1,4 +1,4 @@
-// `rendezvous` binary (cli.md §6.3): registry (TCP) + beacon (UDP) + optional HTTP in one process.
+// `rendezvous` binary (docs/protocol.md §13.4): registry (TCP) + beacon (UDP) + optional HTTP in one process.
 //
 // Prints, on stdout, one line per listener so scripts/tests can parse the chosen ports:
 //   registry listening on <host>:<port>
@@ -80,7 +80,7 @@ const USAGE = `Usage of rendezvous:
                          refused). Full snapshots in 1 MiB frames: up to about 4,800 nodes; larger
                          registries share a PostgreSQL store between rendezvous processes instead
   -replication-token string
-                         replication token (registry.md §3.3): a primary accepts subscribe_replication
+                         replication token (docs/protocol.md §5.2): a primary accepts subscribe_replication
                          with it, a standby presents it. Empty = replication disabled. Prefer the
                          environment variable PILOT_REPLICATION_TOKEN (a flag is visible in ps).
   -standby-fingerprint string
@@ -143,7 +143,7 @@ function selfSigned(): TlsFiles {
   }
 }
 
-/** Lower-case hex SHA-256 of the leaf certificate's DER (registry.md §1.6 pinning rule). */
+/** Lower-case hex SHA-256 of the leaf certificate's DER (docs/protocol.md §8.1 pinning rule). */
 export function certFingerprint(pem: string): string {
   const m = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(pem);
   if (!m) return "";
@@ -176,7 +176,7 @@ export async function startRendezvous(flags: Partial<Flags> & {
   const log = flags.quiet ? () => {} : makeLogger(f["log-level"], f["log-format"]).fn;
   const store = flags.store_ ?? (await openStore(f.store, f["store-sync"], log));
   // Extension (R28: the whitepaper's --replication-token never existed in the reference, which made
-  // `rendezvous -standby` unusable, cli.md §13): flag, else env PILOT_REPLICATION_TOKEN.
+  // `rendezvous -standby` unusable, docs/protocol.md §13): flag, else env PILOT_REPLICATION_TOKEN.
   const replToken = f["replication-token"] || (flags.noEnvToken ? "" : process.env.PILOT_REPLICATION_TOKEN ?? "");
   const registry = new Registry(store, {
     opaqueErrors: flags.opaqueErrors, noRateLimit: flags.noRateLimit, replicationToken: replToken, standby: !!f.standby, log,
@@ -210,7 +210,7 @@ export async function startRendezvous(flags: Partial<Flags> & {
       standby = new StandbyClient(f.standby, replToken, store, {
         log, minBackoffMs: flags.standbyBackoff?.[0], maxBackoffMs: flags.standbyBackoff?.[1],
         tlsFingerprint: f["standby-fingerprint"] || undefined,
-        onApplied: () => registry.replication.markDirty(), // chaining: feed our own subscribers (§9.1)
+        onApplied: () => registry.replication.markDirty(), // chaining: feed our own subscribers (docs/protocol.md §13.6)
       });
     } catch (e) {
       server.stop();
@@ -222,7 +222,7 @@ export async function startRendezvous(flags: Partial<Flags> & {
     const sbc = standby;
     registry.standbyInfo = () => ({ connected: sbc.connected, snapshots: sbc.snapshots });
   }
-  // Housekeeping tick (§7): reap, beacon table expiry, limiter cleanup. A standby does not reap
+  // Housekeeping tick (docs/protocol.md §13.4): reap, beacon table expiry, limiter cleanup. A standby does not reap
   // nodes on its own clock (R20, replication.ts): the primary's reaps arrive in its snapshots.
   const tick = setInterval(() => {
     if (f.standby) { beacon.expire(); return; }
@@ -252,7 +252,7 @@ export async function run(args: string[]): Promise<number> {
     if (e instanceof UsageError) {
       if (e.message) process.stderr.write(e.message + "\n");
       process.stderr.write(USAGE);
-      return e.message ? 2 : 0; // -h / -help: usage on request is not an error (cli.md §6)
+      return e.message ? 2 : 0; // -h / -help: usage on request is not an error (docs/protocol.md §13.4)
     }
     throw e;
   }

@@ -1,8 +1,8 @@
-// Hot-standby replication (registry.md §9), wire-compatible with reference primaries/standbys.
+// Hot-standby replication (docs/protocol.md §8), wire-compatible with reference primaries/standbys.
 //
 // Primary side (ReplicationHub): `subscribe_replication` + token (checked in Registry.handle) turns
 // a registry connection into a one-way push stream of
-//   {"type":"replication_snapshot","snapshot":{<§8.1 document>}}   after state changes (≤ 1/s)
+//   {"type":"replication_snapshot","snapshot":{<docs/protocol.md §8.5 document>}}   after state changes (≤ 1/s)
 //   {"type":"heartbeat"}                                           every 15 s
 // Standby side (StandbyClient): dial the primary, subscribe, replace the local store's state with
 // every snapshot received, reconnect with backoff when the stream ends.
@@ -16,7 +16,7 @@
 //   standbys never write), forcing a full re-sync every ~63 s. This primary does not time out
 //   subscribers on silence; dead ones are detected by write failure / a write backlog older than
 //   10 s (the reference's snapshot write deadline) and TCP keepalive. This standby still sends one
-//   filler byte every 20 s so that a *reference* primary keeps it too (§9.3 allows it).
+//   filler byte every 20 s so that a *reference* primary keeps it too (docs/protocol.md §8 allows it).
 // * R20: the standby does not reap on its own clock (its last-seen values only advance when the
 //   primary pushes); reaping is the primary's job and arrives as a snapshot. startRendezvous skips
 //   the reap tick in standby mode. The primary also pushes a heartbeat-only change at most every
@@ -24,7 +24,7 @@
 // * Standby keeps tags/polo/task-exec/key index (the reference standby dropped them, R20) and the
 //   directional trust grants of R1 (extension field `trust_grants`), so a promoted standby
 //   enforces the same endpoint privacy as the primary.
-// * §3.3: the token is compared in constant time over SHA-256 digests (no length leak either), and
+// * docs/protocol.md §5.2: the token is compared in constant time over SHA-256 digests (no length leak either), and
 //   repeated wrong tokens from one IP are throttled (20 per minute) so the token cannot be
 //   brute-forced; the token is never logged. The snapshot (all endpoints, owners, trust graph) is
 //   only ever written after a successful token check.
@@ -41,13 +41,13 @@ import { type LogFn, noLogger } from "../sys/log.ts";
 import { parseHostPort } from "../sys/hostport.ts";
 import { type DialError, dialTcp } from "../sys/tcp-dial.ts";
 
-export const REPL_SAVE_INTERVAL_MS = 1000; // §8.2 coalescing
-export const REPL_HEARTBEAT_MS = 15_000; // §9.3
-export const REPL_WRITE_DEADLINE_MS = 10_000; // §9.3 (snapshot write deadline)
+export const REPL_SAVE_INTERVAL_MS = 1000; // docs/protocol.md §8.5 coalescing
+export const REPL_HEARTBEAT_MS = 15_000; // docs/protocol.md §8
+export const REPL_WRITE_DEADLINE_MS = 10_000; // docs/protocol.md §8 (snapshot write deadline)
 export const REPL_TOUCH_PUSH_MS = 30_000; // heartbeat-only changes pushed at most this often
-export const STANDBY_READ_DEADLINE_S = 45; // §9.4
-export const STANDBY_DIAL_TIMEOUT_MS = 10_000; // §9.4
-export const STANDBY_FILLER_MS = 20_000; // §9.3 "MAY send filler bytes"
+export const STANDBY_READ_DEADLINE_S = 45; // docs/protocol.md §8
+export const STANDBY_DIAL_TIMEOUT_MS = 10_000; // docs/protocol.md §8
+export const STANDBY_FILLER_MS = 20_000; // docs/protocol.md §8 "MAY send filler bytes"
 /**
  * A lower bound of the bytes one live node adds to a snapshot document (measured: about 217 for
  * a minimal record with its key-index entry). Above MAX_FRAME / this many nodes the snapshot
@@ -64,7 +64,7 @@ export const SNAPSHOT_TOO_LARGE_HINT =
 type Log = LogFn;
 const noLog: Log = noLogger;
 
-// ------------------------------------------------------------------ token check (§3.3, §9.2)
+// ------------------------------------------------------------------ token check (docs/protocol.md §5.2, §8)
 
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest();
 
@@ -124,7 +124,7 @@ export class ReplicationHub {
     return this.subs.size;
   }
 
-  /** A saving mutation was committed (§8.2). */
+  /** A saving mutation was committed (docs/protocol.md §8.5). */
   markDirty(): void {
     this.gen++;
     this.dirty = true;
@@ -233,7 +233,7 @@ interface StandbyConn {
 }
 
 /**
- * Follows a primary (§9.4): dial (10 s timeout), send subscribe_replication, apply every
+ * Follows a primary (docs/protocol.md §8): dial (10 s timeout), send subscribe_replication, apply every
  * replication_snapshot, ignore heartbeat frames, 45 s read deadline, reconnect with backoff.
  * Snapshots arriving while one is being applied are coalesced (only the newest is applied).
  */
@@ -337,7 +337,7 @@ export class StandbyClient {
     try {
       frames = s.data.dec.push(chunk);
     } catch (e) {
-      this.lastError = (e as Error).message; // frame > 1 MiB: treat as a dead stream (§1.2)
+      this.lastError = (e as Error).message; // frame > 1 MiB: treat as a dead stream (docs/protocol.md §8.1)
       s.terminate();
       return;
     }

@@ -1,4 +1,4 @@
-// Registry TCP listener (registry.md §1): framing, per-connection sequential processing, push
+// Registry TCP listener (docs/protocol.md §8.1): framing, per-connection sequential processing, push
 // delivery to subscribed connections, TLS.
 import type { Socket, TCPSocketListener } from "bun";
 import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
@@ -34,7 +34,7 @@ interface ConnState {
   batchBytes: number;
   flushQueued: boolean;
   ending?: boolean; // closing after the queued frames are written
-  /** Replication push stream (§9.3): inbound bytes are discarded, no requests are processed. */
+  /** Replication push stream (docs/protocol.md §8): inbound bytes are discarded, no requests are processed. */
   repl?: ReplSubscriber;
 }
 
@@ -83,7 +83,7 @@ export class RegistryServer {
         },
         data(s: Socket<ConnState>, chunk: Buffer) {
           const st = s.data;
-          if (st.closed || st.repl) return; // subscriber filler bytes are discarded (§9.3)
+          if (st.closed || st.repl) return; // subscriber filler bytes are discarded (docs/protocol.md §8)
           let frames: Uint8Array[];
           try {
             frames = st.dec.push(chunk);
@@ -131,7 +131,7 @@ export class RegistryServer {
         try {
           msg = JSON.parse(td.decode(f));
         } catch {
-          this.kill(s); // invalid JSON: close without reply (§1.2)
+          this.kill(s); // invalid JSON: close without reply (docs/protocol.md §8.1)
           return;
         }
         if (msg !== null && (typeof msg !== "object" || Array.isArray(msg))) {
@@ -164,7 +164,7 @@ export class RegistryServer {
   }
 
   /**
-   * Turn the connection into a replication push stream (§9.2/9.3): write the initial snapshot,
+   * Turn the connection into a replication push stream (docs/protocol.md §8): write the initial snapshot,
    * stop processing requests, attach to the hub. No idle timeout (R20, see replication.ts); dead
    * subscribers are found by write backlog and TCP keepalive.
    */

@@ -1,4 +1,4 @@
-// Registry storage behind one small interface (registry.md §2, §8).
+// Registry storage behind one small interface (docs/protocol.md §8, §8.5).
 //
 // Every registry request runs inside Store.tx(): the whole handler is one database transaction,
 // committed before the response is written, so anything acknowledged survives a SIGKILL (fixes
@@ -22,7 +22,7 @@ export interface NodeRec {
   tags: string[];
   polo: number;
   taskExec: boolean;
-  /** Backbone membership order (registration order, registry.md §2.2). */
+  /** Backbone membership order (registration order, docs/protocol.md §8). */
   seq: number;
   /** Node has proven it can sign fresh (timestamped) challenges; plain replays are refused. */
   strict: boolean;
@@ -92,7 +92,7 @@ export interface Tx {
   staleNodes(before: number): Promise<number[]>;
   pairCount(): Promise<number>;
   pairs(): Promise<[number, number][]>;
-  // ---- replication (registry.md §9): full-state export and replace.
+  // ---- replication (docs/protocol.md §8): full-state export and replace.
   /** Every key-index entry (canonical b64 key → node ID), including keys of non-live nodes. */
   keyAll(): Promise<[string, number][]>;
   /** Every owner-index entry (also for non-live nodes; the reference never persisted those, R17). */
