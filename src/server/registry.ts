@@ -18,7 +18,7 @@ import { RateLimiter } from "./ratelimit.ts";
 import { ReplicationHub, SNAPSHOT_MAX_NODES, SNAPSHOT_TOO_LARGE_HINT, TokenChecker } from "./replication.ts";
 import { exportSnapshot } from "./snapshot.ts";
 import type { Store } from "./store.ts";
-import { BEACON_TTL_MS, RegError, STALE_MS, addrText, fail, normIp } from "./validate.ts";
+import { BEACON_TTL_MS, RegError, STALE_MS, fail, normIp } from "./validate.ts";
 
 export type { ConnCtx } from "./auth.ts";
 export type { RegistryOptions } from "./core.ts";
@@ -182,42 +182,6 @@ export class Registry implements Core {
         total: nodes.length,
         trust: await t.pairCount(),
         taskExec: nodes.filter((n) => n.taskExec).length,
-      };
-    });
-  }
-
-  async stats() {
-    return this.store.read(async (t) => {
-      const nodes = await t.allNodes();
-      const cut = this.now() - STALE_MS;
-      const pairs = await t.pairs();
-      const live = new Set(nodes.map((n) => n.id));
-      const links = new Map<number, number>();
-      const edges: { source: string; target: string }[] = [];
-      for (const [a, b] of pairs) {
-        links.set(a, (links.get(a) ?? 0) + 1);
-        links.set(b, (links.get(b) ?? 0) + 1);
-        if (live.has(a) && live.has(b)) edges.push({ source: addrText(0, a), target: addrText(0, b) });
-      }
-      const tags = new Set<string>();
-      for (const n of nodes) for (const tg of n.tags) tags.add(tg);
-      const nets = await t.networks();
-      return {
-        total_nodes: nodes.length,
-        active_nodes: nodes.filter((n) => n.lastSeen >= cut).length,
-        total_trust_links: pairs.length,
-        total_requests: this.metrics.total,
-        unique_tags: tags.size,
-        task_executors: nodes.filter((n) => n.taskExec).length,
-        uptime_secs: Math.floor((Date.now() - this.metrics.started) / 1000),
-        networks: nets.map((n) => {
-          const mem = n.id === 0 ? nodes : nodes.filter((x) => n.members.includes(x.id));
-          return { id: n.id, name: n.name, members: mem.length, online_members: mem.filter((x) => x.lastSeen >= cut).length };
-        }),
-        nodes: nodes
-          .map((n) => ({ address: addrText(n.networks[0] ?? 0, n.id), tags: n.tags, online: n.lastSeen >= cut, trust_links: links.get(n.id) ?? 0, task_exec: n.taskExec, polo_score: n.polo }))
-          .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0)),
-        edges,
       };
     });
   }
