@@ -14,9 +14,24 @@
 //   admin token, update_polo_score the admin token or a signature of the requesting node, which
 //   may lower but not raise its own score. They do not refresh last-seen.
 import { rotateChallenge, deregisterChallenge, heartbeatChallenge, setHostnameChallenge, setTagsChallenge, setTaskExecChallenge, setVisibilityChallenge, updatePoloChallenge, EXT_FRESH_SIGNATURES, EXT_PUSH } from "../proto/registry.ts";
-import { NEED_WRITE, freshNode, live, readOrWrite, type HandlerTable, type Reply } from "./core.ts";
+import type { ConnCtx, SigFields } from "./auth.ts";
+import { NEED_WRITE, freshNode, live, readOrWrite, type Core, type HandlerTable, type Reply } from "./core.ts";
 import type { NodeRec, Tx } from "./store.ts";
 import { STALE_MS, addrText, canonicalKey, clampPolo, fail, hasNul, hostOf, normalizeTags, sanitizeListenAddr, validateHostname } from "./validate.ts";
+
+/**
+ * A signed change to the caller's own live node: verify the signature over `challenge`, let
+ * `apply` change the record (and build the reply), store it, all in one transaction.
+ */
+function updateOwnNode<R>(core: Core, id: number, challenge: string, m: SigFields, ctx: ConnCtx, apply: (node: NodeRec, t: Tx) => R | Promise<R>): Promise<R> {
+  return core.store.tx(async (t) => {
+    const node = await live(t, id);
+    await core.auth.verify(t, node, challenge, m, ctx);
+    const r = await apply(node, t);
+    await t.putNode(node);
+    return r;
+  });
+}
 
 export const nodeHandlers: HandlerTable = {
   async register(core, m, ctx) {
@@ -175,11 +190,8 @@ export const nodeHandlers: HandlerTable = {
 
   async set_visibility(core, m, ctx) {
     const id = m.node_id;
-    return core.store.tx(async (t) => {
-      const node = await live(t, id);
-      await core.auth.verify(t, node, setVisibilityChallenge(id), m, ctx);
+    return updateOwnNode(core, id, setVisibilityChallenge(id), m, ctx, (node) => {
       node.public = m.public;
-      await t.putNode(node);
       return { type: "set_visibility_ok", node_id: id, visibility: m.public ? "public" : "private" };
     });
   },
@@ -189,15 +201,12 @@ export const nodeHandlers: HandlerTable = {
     const h = m.hostname;
     const err = validateHostname(h);
     if (err) fail("invalid_hostname", err);
-    return core.store.tx(async (t) => {
-      const node = await live(t, id);
-      await core.auth.verify(t, node, setHostnameChallenge(id), m, ctx);
+    return updateOwnNode(core, id, setHostnameChallenge(id), m, ctx, async (node, t) => {
       if (h) {
         const holder = await t.nodeByHostname(h);
         if (holder !== null && holder !== id) fail("hostname_taken", `hostname ${JSON.stringify(h)} is already taken`);
       }
       node.hostname = h;
-      await t.putNode(node);
       return { type: "set_hostname_ok", node_id: id, hostname: h };
     });
   },
@@ -205,22 +214,16 @@ export const nodeHandlers: HandlerTable = {
   async set_tags(core, m, ctx) {
     const id = m.node_id;
     const tags = normalizeTags(m.tags);
-    return core.store.tx(async (t) => {
-      const node = await live(t, id);
-      await core.auth.verify(t, node, setTagsChallenge(id), m, ctx);
+    return updateOwnNode(core, id, setTagsChallenge(id), m, ctx, (node) => {
       node.tags = tags;
-      await t.putNode(node);
       return { type: "set_tags_ok", node_id: id, tags: tags.length ? tags : null };
     });
   },
 
   async set_task_exec(core, m, ctx) {
     const id = m.node_id;
-    return core.store.tx(async (t) => {
-      const node = await live(t, id);
-      await core.auth.verify(t, node, setTaskExecChallenge(id), m, ctx);
+    return updateOwnNode(core, id, setTaskExecChallenge(id), m, ctx, (node) => {
       node.taskExec = m.enabled;
-      await t.putNode(node);
       return { type: "set_task_exec_ok", node_id: id, task_exec: m.enabled };
     });
   },
