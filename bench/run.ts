@@ -20,6 +20,16 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 export interface AddOptions {
   limit?: string;
   vs?: string[];
+  /**
+   * A goal for this figure: `min`/`max` bound the ratio to limit `of` when `of` is given, else the
+   * value itself. Printed in a "Targets" table with met/MISSED and stored in results.json.
+   */
+  target?: Target;
+}
+export interface Target {
+  min?: number;
+  max?: number;
+  of?: string;
 }
 export type Reporter = { add(name: string, value: number, unit: string, note?: string, opts?: AddOptions): void };
 
@@ -33,6 +43,7 @@ export interface BenchResult {
   limit?: string;
   /** limit key → value ÷ limit value */
   ratios?: Record<string, number>;
+  target?: Target & { met?: boolean };
 }
 
 export interface Measured {
@@ -119,7 +130,10 @@ export async function runBenches(argv: string[], dir: string = dirname(fileURLTo
         const r: BenchResult = { bench, name, value, unit };
         if (note !== undefined && note !== "") r.note = note;
         if (opts?.limit) r.limit = opts.limit;
-        if (opts?.vs && opts.vs.length > 0) pendingVs.set(r, opts.vs);
+        if (opts?.target) r.target = { ...opts.target };
+        const vs = [...(opts?.vs ?? [])];
+        if (opts?.target?.of && !vs.includes(opts.target.of)) vs.push(opts.target.of);
+        if (vs.length > 0) pendingVs.set(r, vs);
         results.push(r);
         console.error(`  ${name}: ${fmtValue(value)} ${unit}${note ? `  (${note})` : ""}`);
       },
@@ -180,6 +194,23 @@ export async function runBenches(argv: string[], dir: string = dirname(fileURLTo
     [2],
   );
   for (const e of errors) console.log(`FAILED ${e.bench}: ${e.error}`);
+
+  // Targets: each goal with the figure, the limit it is measured against and whether it is met.
+  const targeted = results.filter((r) => r.target);
+  if (targeted.length > 0) {
+    console.log("");
+    console.log("Targets");
+    const rows = targeted.map((r) => {
+      const t = r.target!;
+      const l = t.of ? limits.get(t.of) : undefined;
+      const x = t.of ? r.ratios?.[t.of] : r.value;
+      if (x !== undefined && Number.isFinite(x)) t.met = (t.min === undefined || x >= t.min) && (t.max === undefined || x <= t.max);
+      const goal = [t.min !== undefined ? `≥ ${t.min}` : "", t.max !== undefined ? `≤ ${t.max}` : ""].filter(Boolean).join(" and ") + (t.of ? `x ${t.of}` : ` ${r.unit}`);
+      const lim = l ? `${fmtValue(l.r.value)} ${l.r.unit}${l.old ? " (old)" : ""}` : "";
+      return [r.name, `${fmtValue(r.value)} ${r.unit}`, lim, t.of && x !== undefined ? fmtRatio(x) : "", goal, t.met === undefined ? "?" : t.met ? "met" : "MISSED"];
+    });
+    printTable(["figure", "value", "raw limit", "ratio", "target", ""], rows, [1, 2, 3]);
+  }
 
   // Summary: every figure that is compared with a raw limit, then the limits themselves.
   const compared = results.filter((r) => pendingVs.has(r));

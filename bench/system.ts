@@ -9,72 +9,10 @@ import { encodeFilePayload, encodeFrame, TYPE_FILE } from "../src/daemon/service
 import { parseAddr } from "../src/proto/addr.ts";
 import { BUN, Cluster, type DaemonHandle, MAIN, REPO } from "../test/helpers/cluster.ts";
 import { cpuMeter, quantile, rssMiB, udpRcvbufErrors } from "./lib/proc.ts";
+import { freshPort, MB, MiB, streams, withTimeout } from "./lib/streams.ts";
 import type { Reporter } from "./run.ts";
 
-const MiB = 1 << 20;
-const MB = 1e6;
 const STREAM_BYTES = 64 * MiB;
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`timed out: ${what()}`)), ms))),
-  ]);
-}
-
-/** Samples the RSS of some processes every 50 ms; `stop()` returns the maximum per process (MiB). */
-function rssSampler(pids: number[]) {
-  const max = pids.map(() => 0);
-  const t = setInterval(() => pids.forEach((p, i) => (max[i] = Math.max(max[i], rssMiB(p) || 0))), 50);
-  return { stop: () => (clearInterval(t), max) };
-}
-
-let nextPort = 2000;
-
-/**
- * `n` parallel streams from `src` to `dst` (an IPC listener on a fresh port), `bytes` in total,
- * written in 1 MiB driver writes. Returns MB/s from the first write to the last byte received.
- */
-async function streams(src: Driver, dst: Driver, to: DaemonHandle, n: number, bytes: number, pids: number[]) {
-  const port = nextPort++;
-  const l = await dst.listen(port);
-  const per = Math.floor(bytes / n);
-  const dials = Array.from({ length: n }, () => src.dial(parseAddr(to.address), port, { timeoutMs: 30000 }));
-  const servers: DriverConn[] = [];
-  for (let i = 0; i < n; i++) servers.push(await l.accept({ timeoutMs: 30000 }));
-  const clients = await Promise.all(dials);
-  let got = 0;
-  const done = Promise.all(
-    servers.map(
-      (s) =>
-        new Promise<void>((res) => {
-          let mine = 0;
-          s.onData = (c) => {
-            mine += c.length;
-            got += c.length;
-            if (mine >= per) res();
-          };
-        }),
-    ),
-  );
-  const block = new Uint8Array(MiB).fill(0xa5);
-  const sampler = rssSampler(pids);
-  const cpu = cpuMeter([...pids, process.pid]);
-  const drops0 = udpRcvbufErrors();
-  const t0 = performance.now();
-  const writers = clients.map(async (c) => {
-    for (let s = 0; s < per; s += block.length) await c.write(s + block.length <= per ? block : block.subarray(0, per - s));
-  });
-  await withTimeout(Promise.all([done, ...writers]), 90000, () => `stream transfer stalled at ${got} of ${per * n} bytes`);
-  const ms = performance.now() - t0;
-  const rss = sampler.stop();
-  const cpuPct = cpu.stop();
-  for (const c of clients) c.close();
-  for (const s of servers) s.close();
-  l.close();
-  return { mbps: (per * n) / MB / (ms / 1000), rss, cpu: cpuPct, drops: udpRcvbufErrors() - drops0 };
-}
 
 async function readExactly(c: DriverConn, n: number): Promise<void> {
   let got = 0;
@@ -119,7 +57,7 @@ export default async function system(r: Reporter): Promise<void> {
     const pid = (h: DaemonHandle) => h.proc.proc.pid;
 
     // The relayed connection takes ~7 s to come up (3 SYN timeouts); start it now, in the background.
-    const relayPort = nextPort++;
+    const relayPort = freshPort();
     const relayListener = await dr.listen(relayPort);
     const relayT0 = performance.now();
     // Own IPC connection: replies on one connection come back in request order (positional

@@ -1,0 +1,85 @@
+// Data-path targets (throughput, CPU and memory of one encrypted daemon pair), each printed with
+// its target and, for throughputs, the raw limit of the same run:
+// - one encrypted stream ≥ 0.40× raw UDP, 8 streams ≥ 0.5× (same datagram size, 4 KiB);
+// - daemon CPU per MB delivered ≤ 2.5 ms on each side;
+// - idle daemon ≤ 30 MiB RSS, peak during a 64 MiB transfer ≤ 64 MiB, RSS after a 1 GiB transfer
+//   within 10 MiB of idle.
+// Every figure is the median of BENCH_RUNS runs (default 3; the machine is shared). The 1 GiB
+// transfer is skipped with BENCH_GIB=0. Daemons get extra bun flags from PILOT_BUN_ARGS (e.g.
+// `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile both daemons during the transfers).
+import { Driver } from "../src/ctl/driver.ts";
+import { Cluster, type DaemonHandle } from "../test/helpers/cluster.ts";
+import { rssMiB } from "./lib/proc.ts";
+import { cpuCost, MiB, streams, type StreamRun } from "./lib/streams.ts";
+import type { Reporter } from "./run.ts";
+
+const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
+const GIB = process.env.BENCH_GIB !== "0";
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** RSS once it stopped falling: sampled every 250 ms for up to `ms`, the last of 4 steady samples. */
+async function settledRss(pid: number, ms = 6000): Promise<number> {
+  let last = rssMiB(pid);
+  let steady = 0;
+  for (let t = 0; t < ms && steady < 4; t += 250) {
+    await Bun.sleep(250);
+    const now = rssMiB(pid);
+    steady = Math.abs(now - last) < 0.5 ? steady + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
+export default async function stream(r: Reporter): Promise<void> {
+  const cl = new Cluster("pilot-bench-stream-");
+  const drivers: Driver[] = [];
+  try {
+    await cl.startRendezvous();
+    const [A, B] = await Promise.all([cl.startDaemon("a", ["-public"]), cl.startDaemon("b", ["-public"])]);
+    const drv = async (h: DaemonHandle) => {
+      const d = await Driver.connect(h.socket, { timeoutMs: 5000 });
+      drivers.push(d);
+      return d;
+    };
+    const [da, db] = await Promise.all([drv(A), drv(B)]);
+    const pids = [A.proc.proc.pid, B.proc.proc.pid];
+    // Idle: registered, tunnel not yet used.
+    await Bun.sleep(1000);
+    const idle = Math.max(...pids.map(rssMiB));
+    r.add("pair: daemon RSS idle (max of 2)", idle, "MiB", "VmRSS of a registered daemon with no traffic", { vs: ["rss.bun"], target: { max: 30 } });
+
+    const series = async (n: number, bytes: number) => {
+      const runs: StreamRun[] = [];
+      for (let i = 0; i < RUNS; i++) runs.push(await streams(da, db, B, n, bytes, pids));
+      return runs;
+    };
+    const fmt = (runs: StreamRun[]) => `runs ${runs.map((x) => x.mbps.toFixed(1)).join(" / ")} MB/s; CPU sender ${median(runs.map((x) => x.cpu[0])).toFixed(0)}% receiver ${median(runs.map((x) => x.cpu[1])).toFixed(0)}% app ${median(runs.map((x) => x.cpu[2])).toFixed(0)}%; ${median(runs.map((x) => x.drops))} UDP rcvbuf drops (median)`;
+
+    const one = await series(1, 64 * MiB);
+    r.add("pair: stream 1x64MiB encrypted (median)", median(one.map((x) => x.mbps)), "MB/s", fmt(one), { vs: ["udp", "aes", "unix"], target: { min: 0.4, of: "udp" } });
+    r.add("pair: daemon CPU/MB sender (1 stream)", median(one.map((x) => cpuCost(x, 0))), "ms CPU/MB", "sender daemon CPU time per MB delivered, median", { vs: ["cpu.udp"], target: { max: 2.5 } });
+    r.add("pair: daemon CPU/MB receiver (1 stream)", median(one.map((x) => cpuCost(x, 1))), "ms CPU/MB", "receiver daemon CPU time per MB delivered, median", { vs: ["cpu.udp"], target: { max: 2.5 } });
+    r.add("pair: daemon peak RSS, 64 MiB transfer", Math.max(...one.flatMap((x) => x.rss.slice(0, 2))), "MiB", "max VmRSS of sender and receiver over all 1-stream runs", { vs: ["rss.bun"], target: { max: 64 } });
+
+    const eight = await series(8, 64 * MiB);
+    r.add("pair: stream 8x8MiB encrypted (median)", median(eight.map((x) => x.mbps)), "MB/s", fmt(eight), { vs: ["udp", "aes", "unix"], target: { min: 0.5, of: "udp" } });
+    r.add("pair: daemon CPU/MB sender (8 streams)", median(eight.map((x) => cpuCost(x, 0))), "ms CPU/MB", "median", { vs: ["cpu.udp"], target: { max: 2.5 } });
+    r.add("pair: daemon CPU/MB receiver (8 streams)", median(eight.map((x) => cpuCost(x, 1))), "ms CPU/MB", "median", { vs: ["cpu.udp"], target: { max: 2.5 } });
+    r.add("pair: daemon peak RSS, 8 streams", Math.max(...eight.flatMap((x) => x.rss.slice(0, 2))), "MiB", "max VmRSS of sender and receiver", { vs: ["rss.bun"] });
+
+    if (GIB) {
+      const before = Math.max(...pids.map(rssMiB));
+      const g = await streams(da, db, B, 1, 1024 * MiB, pids);
+      const after = Math.max(...(await Promise.all(pids.map((p) => settledRss(p)))));
+      r.add("pair: stream 1x1GiB encrypted", g.mbps, "MB/s", `peak RSS ${Math.max(...g.rss.slice(0, 2)).toFixed(1)} MiB; ${g.drops} UDP rcvbuf drops`, { vs: ["udp"] });
+      r.add("pair: RSS after 1 GiB minus idle", after - idle, "MiB", `settled RSS ${after.toFixed(1)} MiB (before the 1 GiB: ${before.toFixed(1)}, idle ${idle.toFixed(1)})`, { target: { max: 10 } });
+    }
+  } finally {
+    for (const d of drivers) d.close();
+    await cl.stop();
+  }
+}
