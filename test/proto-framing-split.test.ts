@@ -17,3 +17,27 @@ test("200 rounds of random frames and random chunk boundaries decode exactly", (
     expect(d.pending).toBe(0);
   }
 });
+
+test("owned chunks: whole frames come back as views of the chunk, split ones are assembled", () => {
+  const bodies = [new Uint8Array(5).fill(1), new Uint8Array(40000).fill(2), new Uint8Array(3).fill(3), new Uint8Array(70000).fill(4)];
+  const wire = new Uint8Array(bodies.reduce((n, b) => n + 4 + b.length, 0));
+  let o = 0;
+  for (const b of bodies) {
+    wire.set(encodeFrame(b), o);
+    o += 4 + b.length;
+  }
+  for (const cut of [1, 7, 9, 40013, 40016, 40020, 50000, wire.length - 1]) {
+    const d = new FrameDecoder();
+    const first = wire.slice(0, cut);
+    const got = [...d.push(first, true), ...d.push(wire.slice(cut), true)];
+    expect(got.map((f) => f.length)).toEqual(bodies.map((b) => b.length));
+    got.forEach((f, i) => expect(f.every((x) => x === bodies[i][0])).toBe(true));
+    // Frames wholly inside the first chunk are views of it, not copies.
+    let end = 0;
+    for (let i = 0; i < bodies.length && end + 4 + bodies[i].length <= cut; i++) {
+      expect(got[i].buffer).toBe(first.buffer);
+      end += 4 + bodies[i].length;
+    }
+    expect(d.pending).toBe(0);
+  }
+});

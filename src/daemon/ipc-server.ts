@@ -324,7 +324,7 @@ export class IpcServer implements ClientHost {
     if (c.closed) return;
     let frames: Uint8Array[];
     try {
-      frames = c.decoder.push(buf);
+      frames = c.decoder.push(buf, true); // Bun hands every read over in a fresh buffer
     } catch (e) {
       this.dropped("bad frame", { err: (e as Error).message });
       c.cleanup();

@@ -50,7 +50,11 @@ export class FrameDecoder {
   private big: Uint8Array | null = null;
   private bigFill = 0;
 
-  push(chunk: Uint8Array): Uint8Array[] {
+  /**
+   * `owned`: the caller hands `chunk` over (it is never reused or modified afterwards), so frames
+   * lying wholly inside it are returned as views of it instead of copies.
+   */
+  push(chunk: Uint8Array, owned = false): Uint8Array[] {
     const frames: Uint8Array[] = [];
     if (this.big) {
       const take = Math.min(this.big.length - this.bigFill, chunk.length);
@@ -62,6 +66,8 @@ export class FrameDecoder {
       chunk = chunk.subarray(take);
       if (chunk.length === 0) return frames;
     }
+    if (owned && this.off === this.len) chunk = this.viewFrames(chunk, frames);
+    if (chunk.length === 0) return frames;
     this.append(chunk);
     for (;;) {
       const avail = this.len - this.off;
@@ -93,6 +99,21 @@ export class FrameDecoder {
       this.len = 0;
     }
     return frames;
+  }
+
+  /** Whole frames at the head of an owned chunk, as views; returns the incomplete rest. */
+  private viewFrames(chunk: Uint8Array, frames: Uint8Array[]): Uint8Array {
+    let o = 0;
+    while (chunk.length - o >= 4) {
+      const n = ((chunk[o] << 24) >>> 0) + (chunk[o + 1] << 16) + (chunk[o + 2] << 8) + chunk[o + 3];
+      if (n > this.max) {
+        throw new ProtoError("frame_too_large", `message too large: ${n} bytes (max ${this.max})`, "the peer sent an oversized frame; reconnect");
+      }
+      if (chunk.length - o < 4 + n) break;
+      if (n > 0) frames.push(chunk.subarray(o + 4, o + 4 + n));
+      o += 4 + n;
+    }
+    return o === 0 ? chunk : chunk.subarray(o);
   }
 
   private append(chunk: Uint8Array): void {
