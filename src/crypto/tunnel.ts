@@ -199,14 +199,18 @@ export class TunnelSession {
    * `headroom` (default 0) reserves that many zero bytes IN FRONT of the frame in the returned buffer,
    * so a caller can write a wrapper (e.g. the 9-byte beacon Relay header, wire.md §3.7) without a
    * second copy; the frame itself then starts at offset `headroom`.
+   *
+   * `into`, when large enough, receives the frame instead of a new buffer (every byte of the
+   * returned view is written); the result is then a view of it.
    */
-  seal(packet: Uint8Array, localNodeId: number, headroom = 0): Uint8Array {
+  seal(packet: Uint8Array, localNodeId: number, headroom = 0, into?: Uint8Array): Uint8Array {
     const c = ++this.counter;
     const n = this.nonce;
     wr32(n, 4, Math.floor(c / 0x100000000));
     wr32(n, 8, c >>> 0);
     const h = headroom;
-    const out = new Uint8Array(h + PILS_HEADER_SIZE + packet.length + GCM_TAG_SIZE);
+    const size = h + PILS_HEADER_SIZE + packet.length + GCM_TAG_SIZE;
+    const out = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
     wr32(out, h, MAGIC_PILS);
     wr32(out, h + 4, localNodeId >>> 0);
     out.set(n, h + 8);

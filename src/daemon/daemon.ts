@@ -227,6 +227,10 @@ export class Daemon {
         perSourceSynLimit: cfg.synRateLimitPerSource,
         maxConnsPerPort: cfg.maxConnsPerPort,
         maxConnsTotal: cfg.maxConnsTotal,
+        // Bytes a connection accepts from its application ahead of the congestion window. The
+        // application's IPC round trip is far shorter than any tunnel's, so 1 MiB keeps the
+        // window full while bounding what many parallel streams make the daemon hold.
+        sendHighWater: 1 << 20,
       },
     );
   }

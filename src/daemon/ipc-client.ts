@@ -20,6 +20,8 @@ export const ACCEPT_QUEUE = 64;
 const RECV_COALESCE = 256 * 1024;
 /** Header of a Recv frame: u32 length, command byte, u32 conn_id. */
 const RECV_HEAD = 9;
+/** Recv frame buffers a client keeps for reuse. */
+const RECV_POOL = 4;
 
 function put32(b: Uint8Array, o: number, v: number): void {
   b[o] = v >>> 24;
@@ -139,6 +141,25 @@ export class Client {
     const ok = this.writeFrame(frame);
     if (!ok && reply) this.noteUnsentReply(frame.length);
     return ok;
+  }
+
+  /**
+   * Recv frame buffers written (or queued) on the socket, oldest first, each with the socket's
+   * byte count at which it is fully written; reused after that instead of allocating 256 KiB per
+   * push. At most RECV_POOL are kept.
+   */
+  private recvPool: { buf: Uint8Array; end: number }[] = [];
+
+  private recycleRecvBuf(buf: Uint8Array, written: boolean): void {
+    if (this.recvPool.length >= RECV_POOL) return;
+    this.recvPool.push({ buf, end: written ? 0 : this.sock.written + this.sock.writableLength });
+  }
+
+  private reusableRecvBuf(): Uint8Array | null {
+    const p = this.recvPool[0];
+    if (!p || p.end > this.sock.written) return null;
+    this.recvPool.shift();
+    return p.buf;
   }
 
   /** Write one complete, already encoded frame (a push). False when (part of) it was queued. */
@@ -305,7 +326,6 @@ export class Client {
     let pend: Uint8Array | null = null;
     let pendLen = 0;
     let scheduled = false;
-    let spare: Uint8Array | null = null;
     const flushRecv = (): void => {
       scheduled = false;
       if (!pend || pendLen === 0) return;
@@ -320,7 +340,7 @@ export class Client {
         buf[4] = CMD_RECV;
         put32(buf, 5, c.id);
         ok = this.writeFrame(buf.subarray(0, RECV_HEAD + n));
-        if (ok && buf.length === RECV_HEAD + RECV_COALESCE) spare = buf; // the kernel holds a copy
+        if (buf.length === RECV_HEAD + RECV_COALESCE) this.recycleRecvBuf(buf, ok);
       } else {
         ok = this.write({ cmd: "Recv", connId: c.id, data: buf.subarray(RECV_HEAD, RECV_HEAD + n) });
       }
@@ -329,19 +349,11 @@ export class Client {
         this.pausedConns.add(c);
       }
     };
-    const fresh = (min: number): Uint8Array => {
-      if (min <= RECV_COALESCE && spare) {
-        const b = spare;
-        spare = null;
-        return b;
-      }
-      return new Uint8Array(RECV_HEAD + Math.max(RECV_COALESCE, min));
-    };
+    const fresh = (min: number): Uint8Array => (min <= RECV_COALESCE && this.reusableRecvBuf()) || new Uint8Array(RECV_HEAD + Math.max(RECV_COALESCE, min));
     const finish = () => {
       if (ended) return;
       ended = true;
       flushRecv(); // every Recv precedes the CloseOK that ends the stream
-      spare = null;
       this.conns.delete(c.id);
       this.write({ cmd: "CloseOK", connId: c.id });
     };

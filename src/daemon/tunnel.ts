@@ -6,6 +6,7 @@
 import type { Packet } from "../proto/types.ts";
 import { HEADER_SIZE } from "../proto/types.ts";
 import { decodePacket, encodePacketInto } from "../proto/packet.ts";
+import { PILS_OVERHEAD } from "../proto/tunnel.ts";
 import { KeyExchange } from "./kx.ts";
 import { type Clock, type PacketConn, systemClock } from "./net/packet-conn.ts";
 import { udpNet } from "./net/udp.ts";
@@ -208,7 +209,8 @@ export class Tunnel {
     if (s) {
       // Encode into the scratch buffer, seal into a fresh frame.
       const n = encodePacketInto(pkt, this.txBuf, 0);
-      const frame = s.seal(this.txBuf.subarray(0, n), this.localNodeId);
+      const direct = !p.relay && this.conn?.scratch;
+      const frame = s.seal(this.txBuf.subarray(0, n), this.localNodeId, 0, direct ? this.conn!.scratch!(n + PILS_OVERHEAD) : undefined);
       this.writeFrame(p, frame);
       return;
     }

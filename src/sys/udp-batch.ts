@@ -22,6 +22,8 @@ export class UdpBatcher {
   constructor(
     private readonly sock: () => BunUdp | null,
     private readonly onError: (e: Error) => void = () => {},
+    /** After each flush that wrote something: true when nothing is left queued. */
+    private readonly onFlushed: (allWritten: boolean) => void = () => {},
   ) {}
 
   queue(data: Uint8Array, port: number, ip: string): void {
@@ -57,6 +59,7 @@ export class UdpBatcher {
           this.dropped++;
         }
       }
+      this.onFlushed(true);
       return;
     }
     this.sentDatagrams += sent;
@@ -70,6 +73,7 @@ export class UdpBatcher {
       this.batch = rest;
       this.blocked = true;
     }
+    this.onFlushed(!this.blocked);
   }
 
   /** The socket is writable again. */

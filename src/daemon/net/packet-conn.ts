@@ -13,6 +13,11 @@ export interface PacketConn {
   send(data: Uint8Array, to: Endpoint): void;
   /** Write every queued datagram now. */
   flush(): void;
+  /**
+   * Optional scratch space for one outgoing datagram of `n` bytes, to be filled and passed to
+   * send() at once; valid until the datagram is written. Saves an allocation per datagram.
+   */
+  scratch?(n: number): Uint8Array;
   close(): void;
 }
 

@@ -11,15 +11,43 @@ const NO_BATCH = process.env.PILOT_NO_BATCH === "1";
 
 type UdpSocket = import("bun").udp.Socket<"uint8array">;
 
+/** Outgoing datagrams of one event-loop turn are written into slabs of this size. */
+const SLAB_BYTES = 256 * 1024;
+
 class UdpConn implements PacketConn {
   sock: UdpSocket | null = null;
   readonly out: UdpBatcher;
+  // Scratch slab for outgoing datagrams: regions are handed out until the batch is written, then
+  // the slab is reused from its start. While the kernel buffer is full, queued datagrams still
+  // point into the slab, so the next request starts a fresh one (the old one goes with them).
+  private slab: Uint8Array | null = null;
+  private slabOff = 0;
 
   constructor(private readonly log: Logger) {
     this.out = new UdpBatcher(
       () => this.sock,
       (e) => this.log.debug("tunnel send failed", { err: e.message }),
+      (allWritten) => {
+        if (allWritten) this.slabOff = 0;
+        else this.slab = null;
+      },
     );
+  }
+
+  scratch(n: number): Uint8Array {
+    if (NO_BATCH || n > SLAB_BYTES) return new Uint8Array(n);
+    if (!this.slab || this.slabOff + n > SLAB_BYTES) {
+      // Full: the datagrams in it are queued, so flush them and start over (or take a new slab
+      // if the kernel did not take them all).
+      if (this.slab) this.out.flush();
+      if (!this.slab || this.slabOff + n > SLAB_BYTES) {
+        this.slab = new Uint8Array(SLAB_BYTES);
+        this.slabOff = 0;
+      }
+    }
+    const r = this.slab.subarray(this.slabOff, this.slabOff + n);
+    this.slabOff += n;
+    return r;
   }
 
   get local(): Endpoint {
