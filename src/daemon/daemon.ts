@@ -231,6 +231,9 @@ export class Daemon {
         // application's IPC round trip is far shorter than any tunnel's, so 1 MiB keeps the
         // window full while bounding what many parallel streams make the daemon hold.
         sendHighWater: 1 << 20,
+        // 512 segments, the reference's receive buffer: the most we advertise, and (with as much
+        // again out of order) what one connection can make us hold.
+        recvBufBytes: 512 * 4096,
       },
     );
   }

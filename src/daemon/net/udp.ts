@@ -3,7 +3,10 @@ import type { Endpoint } from "../../proto/beacon.ts";
 import type { Logger } from "../../sys/log.ts";
 import { setSocketBuffers } from "../../sys/sockopt.ts";
 import { UdpBatcher } from "../../sys/udp-batch.ts";
+import { GcPacer } from "./gc-pacer.ts";
 import type { PacketConn, PacketHandler, PacketNet } from "./packet-conn.ts";
+// PILOT_GC_PACING=0 turns the post-traffic collection off (for measurements).
+const NO_GC_PACING = process.env.PILOT_GC_PACING === "0";
 
 /** Kernel socket buffers for the tunnel socket (see sockopt.ts). */
 const UDP_BUFFER_BYTES = 8 << 20;
@@ -22,6 +25,7 @@ class UdpConn implements PacketConn {
   // point into the slab, so the next request starts a fresh one (the old one goes with them).
   private slab: Uint8Array | null = null;
   private slabOff = 0;
+  readonly gc = new GcPacer(NO_GC_PACING ? null : undefined);
 
   constructor(private readonly log: Logger) {
     this.out = new UdpBatcher(
@@ -55,6 +59,7 @@ class UdpConn implements PacketConn {
   }
 
   send(data: Uint8Array, to: Endpoint): void {
+    this.gc.note(data.length);
     if (NO_BATCH) this.sock?.send(data, to.port, to.ip);
     else this.out.queue(data, to.port, to.ip);
   }
@@ -65,6 +70,7 @@ class UdpConn implements PacketConn {
 
   close(): void {
     this.flush();
+    this.gc.stop();
     this.sock?.close();
     this.sock = null;
   }
@@ -79,6 +85,7 @@ export const udpNet: PacketNet = {
       port,
       socket: {
         data: (_s, buf, rport, raddr) => {
+          c.gc.note(buf.length);
           try {
             onPacket(buf, { ip: raddr, port: rport });
           } catch (e) {

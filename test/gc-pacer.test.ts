@@ -1,0 +1,19 @@
+// GcPacer: one full collection once the tunnel socket has gone quiet after bulk traffic.
+import { expect, test } from "bun:test";
+import { GcPacer } from "../src/daemon/net/gc-pacer.ts";
+import { until } from "./helpers/until.ts";
+
+test("collects once after traffic stops, not during it, not for small traffic", async () => {
+  let n = 0;
+  const p = new GcPacer(() => n++, 50);
+  p.note(1 << 20); // below the threshold: nothing armed
+  await Bun.sleep(300); // six idle periods
+  expect(n).toBe(0);
+  for (let i = 0; i < 40; i++) p.note(1 << 20);
+  expect(n).toBe(0); // never from inside note()
+  await until(async () => n === 1, "the collection after traffic stopped", 5000, 10);
+  p.note(1 << 20);
+  await Bun.sleep(300);
+  expect(n).toBe(1); // the byte count restarted after the collection
+  p.stop();
+});
