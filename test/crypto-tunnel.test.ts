@@ -7,7 +7,7 @@ import { ProtoError } from "../src/proto/types.ts";
 import { generateIdentity, identityFromSeed, sign } from "../src/crypto/identity.ts";
 import { pilaChallenge } from "../src/proto/tunnel.ts";
 import {
-  ACTIVE_PREFIXES, TunnelSession, buildAuthKeyExchange, buildKeyExchange, deriveTunnelKey, generateX25519,
+  ACTIVE_PREFIXES, PILS_OVERHEAD, TunnelSession, buildAuthKeyExchange, buildKeyExchange, deriveTunnelKey, generateX25519,
   parseAuthKeyExchange, parseKeyExchange, pilsNodeId, tunnelKeyFromShared, verifyAuthKeyExchange, x25519PublicFromPrivate,
   x25519Shared,
 } from "../src/crypto/tunnel.ts";
@@ -317,4 +317,28 @@ describe("TunnelSession", () => {
     for (let i = 0; i < 50; i++) seen.add(toHex(new TunnelSession(key).sendPrefix));
     expect(seen.size).toBeGreaterThan(45);
   });
+});
+
+test("seal into a caller's buffer: same frame bytes as a fresh one, only the needed prefix written", () => {
+  const key = new Uint8Array(32).fill(7);
+  const prefix = new Uint8Array([1, 2, 3, 4]);
+  const a = new TunnelSession(key, { prefix });
+  const b = new TunnelSession(key, { prefix });
+  const rx = new TunnelSession(key);
+  const slab = new Uint8Array(10000).fill(0xee);
+  for (const len of [0, 1, 100, 4130]) {
+    const pkt = new Uint8Array(len).map((_, i) => i * 3);
+    const fresh = a.seal(pkt, 42);
+    const into = b.seal(pkt, 42, 0, slab.subarray(100));
+    expect(into.buffer).toBe(slab.buffer);
+    expect(into.byteOffset).toBe(100);
+    expect(Buffer.compare(into, fresh)).toBe(0);
+    expect(slab[100 + into.length]).toBe(0xee); // nothing written past the frame
+    expect(Buffer.compare(rx.open(into) ?? new Uint8Array(1), pkt)).toBe(0);
+  }
+  // Too small a buffer: a fresh frame instead.
+  const small = new Uint8Array(10);
+  const f = b.seal(new Uint8Array(50), 42, 0, small);
+  expect(f.buffer).not.toBe(small.buffer);
+  expect(f.length).toBe(50 + PILS_OVERHEAD);
 });

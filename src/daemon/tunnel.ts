@@ -207,7 +207,7 @@ export class Tunnel {
     const now = this.clock.now();
     const s = this.kx.sendSession(p.crypto, now);
     if (s) {
-      // Encode into the scratch buffer, seal into a fresh frame.
+      // Encode into the scratch buffer, seal into the socket's slab (or a fresh frame when relayed).
       const n = encodePacketInto(pkt, this.txBuf, 0);
       const direct = !p.relay && this.conn?.scratch;
       const frame = s.seal(this.txBuf.subarray(0, n), this.localNodeId, 0, direct ? this.conn!.scratch!(n + PILS_OVERHEAD) : undefined);

@@ -2,6 +2,8 @@
 // one event-loop turn are written with a single sendMany (sendmmsg on Linux) from setImmediate,
 // i.e. after every datagram received in the same poll phase has been processed: ACKs for a burst
 // of received segments and a congestion window's worth of data each cost one syscall.
+import { GSO_MAX_BYTES, GSO_MAX_SEGMENTS, type GsoSender } from "./udp-gso.ts";
+
 type BunUdp = {
   send(data: Uint8Array, port: number, address: string): boolean;
   sendMany(packets: readonly (Uint8Array | number | string)[]): number;
@@ -18,6 +20,10 @@ export class UdpBatcher {
   private blocked = false;
   sentDatagrams = 0;
   dropped = 0;
+  /** Set by the owner when the socket can send segmented runs (see udp-gso.ts). */
+  gso: GsoSender | null = null;
+  /** Datagrams sent inside segmented runs (diagnostics). */
+  gsoDatagrams = 0;
 
   constructor(
     private readonly sock: () => BunUdp | null,
@@ -43,8 +49,16 @@ export class UdpBatcher {
     this.scheduled = false;
     const sock = this.sock();
     if (!sock || this.batch.length === 0 || this.blocked) return;
-    const b = this.batch;
+    let b = this.batch;
     this.batch = [];
+    if (this.gso && b.length > 3) {
+      const used = this.sendRuns(sock, b, this.gso);
+      if (used === b.length) {
+        this.onFlushed(true);
+        return;
+      }
+      b = used === 0 ? b : b.slice(used);
+    }
     let sent: number;
     try {
       sent = b.length === 3 ? (sock.send(b[0] as Uint8Array, b[1] as number, b[2] as string) ? 1 : 0) : sock.sendMany(b);
@@ -74,6 +88,56 @@ export class UdpBatcher {
       this.blocked = true;
     }
     this.onFlushed(!this.blocked);
+  }
+
+  /**
+   * Send the queued datagrams in order, runs of equal-sized datagrams that lie back to back in one
+   * buffer (sealed into the tunnel's slab) as one segmented send each, the rest with sendMany.
+   * Returns how many batch entries (3 per datagram) were sent; the caller sends the rest the
+   * ordinary way (which also lets the socket report when it is writable again).
+   */
+  private sendRuns(sock: BunUdp, b: (Uint8Array | number | string)[], gso: GsoSender): number {
+    let plain = 0; // first entry not yet sent
+    let i = 0;
+    while (i < b.length) {
+      const d = b[i] as Uint8Array;
+      const port = b[i + 1] as number;
+      const ip = b[i + 2] as string;
+      const seg = d.length;
+      let end = d.byteOffset + seg;
+      let j = i + 3;
+      let k = 1;
+      while (j < b.length && k < GSO_MAX_SEGMENTS && (k + 1) * seg <= GSO_MAX_BYTES) {
+        const e = b[j] as Uint8Array;
+        if (e.buffer !== d.buffer || e.byteOffset !== end || e.length !== seg || b[j + 1] !== port || b[j + 2] !== ip) break;
+        end += seg;
+        j += 3;
+        k++;
+      }
+      if (k < 2) {
+        i = j;
+        continue;
+      }
+      if (plain < i) {
+        let n: number;
+        try {
+          n = sock.sendMany(b.slice(plain, i));
+        } catch {
+          return plain; // the caller retries these one by one
+        }
+        this.sentDatagrams += n;
+        if (n * 3 < i - plain) return plain + n * 3;
+      }
+      const r = gso.send(new Uint8Array(d.buffer, d.byteOffset, k * seg), seg, ip, port);
+      if (r === "again") return i;
+      if (r === "sent") {
+        this.sentDatagrams += k;
+        this.gsoDatagrams += k;
+        plain = j;
+      }
+      i = j;
+    }
+    return plain;
   }
 
   /** The socket is writable again. */

@@ -3,6 +3,7 @@ import type { Endpoint } from "../../proto/beacon.ts";
 import type { Logger } from "../../sys/log.ts";
 import { setSocketBuffers } from "../../sys/sockopt.ts";
 import { UdpBatcher } from "../../sys/udp-batch.ts";
+import { GsoSender } from "../../sys/udp-gso.ts";
 import { GcPacer } from "./gc-pacer.ts";
 import type { PacketConn, PacketHandler, PacketNet } from "./packet-conn.ts";
 // PILOT_GC_PACING=0 turns the post-traffic collection off (for measurements).
@@ -101,8 +102,10 @@ export const udpNet: PacketNet = {
         },
       },
     });
-    const bufs = setSocketBuffers((c.sock as unknown as { fd: number }).fd, UDP_BUFFER_BYTES);
-    log.debug("tunnel socket buffers", { rcv: bufs?.rcv ?? "default", snd: bufs?.snd ?? "default" });
+    const fd = (c.sock as unknown as { fd: number }).fd;
+    const bufs = setSocketBuffers(fd, UDP_BUFFER_BYTES);
+    if (!NO_BATCH) c.out.gso = GsoSender.create(fd);
+    log.debug("tunnel socket buffers", { rcv: bufs?.rcv ?? "default", snd: bufs?.snd ?? "default", gso: c.out.gso !== null });
     return c;
   },
 };
