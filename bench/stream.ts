@@ -9,7 +9,7 @@
 // `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile both daemons during the transfers).
 import { Driver } from "../src/ctl/driver.ts";
 import { Cluster, type DaemonHandle } from "../test/helpers/cluster.ts";
-import { rssMiB } from "./lib/proc.ts";
+import { rssMiB, rssSplitMiB } from "./lib/proc.ts";
 import { cpuCost, MiB, streams, type StreamRun } from "./lib/streams.ts";
 import type { Reporter } from "./run.ts";
 
@@ -50,7 +50,8 @@ export default async function stream(r: Reporter): Promise<void> {
     // Idle: registered, tunnel not yet used.
     await Bun.sleep(1000);
     const idle = Math.max(...pids.map(rssMiB));
-    r.add("pair: daemon RSS idle (max of 2)", idle, "MiB", "VmRSS of a registered daemon with no traffic", { vs: ["rss.bun"], target: { max: 30 } });
+    const split = rssSplitMiB(pids[0]);
+    r.add("pair: daemon RSS idle (max of 2)", idle, "MiB", `VmRSS of a registered daemon with no traffic: ${split.anon.toFixed(1)} MiB anonymous (heap, buffers), ${split.file.toFixed(1)} MiB file-backed (runtime code pages)`, { vs: ["rss.bun"], target: { max: 30 } });
 
     const series = async (n: number, bytes: number) => {
       const runs: StreamRun[] = [];
@@ -75,8 +76,9 @@ export default async function stream(r: Reporter): Promise<void> {
       const before = Math.max(...pids.map(rssMiB));
       const g = await streams(da, db, B, 1, 1024 * MiB, pids);
       const after = Math.max(...(await Promise.all(pids.map((p) => settledRss(p)))));
+      const afterSplit = rssSplitMiB(pids[1]);
       r.add("pair: stream 1x1GiB encrypted", g.mbps, "MB/s", `peak RSS ${Math.max(...g.rss.slice(0, 2)).toFixed(1)} MiB; ${g.drops} UDP rcvbuf drops`, { vs: ["udp"] });
-      r.add("pair: RSS after 1 GiB minus idle", after - idle, "MiB", `settled RSS ${after.toFixed(1)} MiB (before the 1 GiB: ${before.toFixed(1)}, idle ${idle.toFixed(1)})`, { target: { max: 10 } });
+      r.add("pair: RSS after 1 GiB minus idle", after - idle, "MiB", `settled RSS ${after.toFixed(1)} MiB (before the 1 GiB: ${before.toFixed(1)}, idle ${idle.toFixed(1)}); receiver now ${afterSplit.anon.toFixed(1)} MiB anonymous, ${afterSplit.file.toFixed(1)} file-backed`, { target: { max: 10 } });
     }
   } finally {
     for (const d of drivers) d.close();

@@ -109,3 +109,16 @@ export function udpRcvbufErrors(): number {
     return NaN;
   }
 }
+
+/** VmRSS split into anonymous memory (heap, buffers) and file-backed pages (the runtime's code), MiB. */
+export function rssSplitMiB(pid: number): { anon: number; file: number } {
+  try {
+    const t = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(t)?.[1] ?? NaN);
+    const rss = kb("Rss");
+    const anon = kb("Anonymous");
+    return { anon: anon / 1024, file: (rss - anon) / 1024 };
+  } catch {
+    return { anon: NaN, file: NaN };
+  }
+}
