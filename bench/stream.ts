@@ -7,7 +7,7 @@
 // Every figure is the median of BENCH_RUNS runs (default 3; the machine is shared). The 1 GiB
 // transfer is skipped with BENCH_GIB=0. Daemons get extra bun flags from PILOT_BUN_ARGS (e.g.
 // `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile both daemons during the transfers).
-import { Driver } from "../src/ctl/driver.ts";
+import { Driver } from "../src/client/driver.ts";
 import { Cluster, type DaemonHandle } from "../test/helpers/cluster.ts";
 import { rssMiB, rssSplitMiB } from "./lib/proc.ts";
 import { cpuCost, MiB, streams, type StreamRun } from "./lib/streams.ts";

@@ -209,8 +209,7 @@ export class Tunnel {
     if (s) {
       // Encode into the scratch buffer, seal into the socket's slab (or a fresh frame when relayed).
       const n = encodePacketInto(pkt, this.txBuf, 0);
-      const direct = !p.relay && this.conn?.scratch;
-      const frame = s.seal(this.txBuf.subarray(0, n), this.localNodeId, 0, direct ? this.conn!.scratch!(n + PILS_OVERHEAD) : undefined);
+      const frame = s.seal(this.txBuf.subarray(0, n), this.localNodeId, 0, p.relay ? undefined : this.conn?.scratch?.(n + PILS_OVERHEAD));
       this.writeFrame(p, frame);
       return;
     }
