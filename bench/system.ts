@@ -37,7 +37,7 @@ export default async function system(r: Reporter): Promise<void> {
     }
   };
   // A black hole on another loopback address: the relay node registers it as its endpoint, so
-  // direct frames to it vanish and dialers fall back to the beacon relay (beacon.md §8.5).
+  // direct frames to it vanish and dialers fall back to the beacon relay (docs/protocol.md §7).
   const hole = await Bun.udpSocket({ hostname: "127.0.0.2", port: 0, socket: { data() {} } });
   try {
     await cl.startRendezvous();
@@ -61,7 +61,7 @@ export default async function system(r: Reporter): Promise<void> {
     const relayListener = await dr.listen(relayPort);
     const relayT0 = performance.now();
     // Own IPC connection: replies on one connection come back in request order (positional
-    // correlation, ipc.md §6), so a slow dial there would hold up every later reply.
+    // correlation, docs/protocol.md §9.3), so a slow dial there would hold up every later reply.
     const daRelay = await drv(A);
     const relayDial = daRelay.dial(parseAddr(R.address), relayPort, { timeoutMs: 40000 }).then((c) => ({ c, ms: performance.now() - relayT0 }));
     relayDial.catch(() => {});
@@ -74,7 +74,7 @@ export default async function system(r: Reporter): Promise<void> {
       const first = await da.dial(parseAddr(B.address), 7, { timeoutMs: 20000 });
       r.add("dial → DialOK, new peer", performance.now() - t0, "ms", "first dial: registry resolve + tunnel key exchange + SYN/SYN-ACK");
       first.close();
-      // Paced at 10/s: the receiver's per-source SYN bucket (10 SYN/s, transport.md §4.2) drops
+      // Paced at 10/s: the receiver's per-source SYN bucket (10 SYN/s, docs/protocol.md §6.3) drops
       // the 11th back-to-back SYN silently and that dial then waits the 1 s SYN RTO.
       const times: number[] = [];
       for (let i = 0; i < 20; i++) {

@@ -79,7 +79,7 @@ describe("ipc codec round trips", () => {
   });
 });
 
-describe("ipc.md §4.19 example session byte for byte", () => {
+describe("docs/protocol.md §9.2 example session byte for byte", () => {
   const rows: [IpcMsg, string][] = [
     [{ cmd: "Dial", addr: A7, port: 7 }, "00 00 00 09 03 00 00 00 00 00 07 00 07"],
     [{ cmd: "DialOK", connId: 3 }, "00 00 00 05 04 00 00 00 03"],
@@ -107,7 +107,7 @@ describe("ipc.md §4.19 example session byte for byte", () => {
     for (let i = 0; i < stream.length; i++) for (const f of dec.push(stream.subarray(i, i + 1))) got.push(decodeIpc(f));
     expect(got.map((m) => m.cmd)).toEqual(rows.map(([m]) => m.cmd));
   });
-  test("Bind example from §2", () => {
+  test("Bind example from docs/protocol.md §9.1", () => {
     expect(Array.from(encodeIpcFrame({ cmd: "Bind", port: 1000 }))).toEqual([0, 0, 0, 3, 1, 3, 0xe8]);
   });
 });

@@ -1,4 +1,4 @@
-// A fake pilot daemon for tests: a real Unix-socket server speaking the IPC protocol (ipc.md) with
+// A fake pilot daemon for tests: a real Unix-socket server speaking the IPC protocol (docs/protocol.md §9) with
 // canned replies. Reusable by other test files.
 import { mkdtempSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";

@@ -7,7 +7,7 @@ import { INFO_OK, addr, u16, Raw, api, cat, errBody, frame, fresh, hex, path, sr
 installHooks();
 
 describe("commands and exact reply bytes", () => {
-  test("Bind → BindOK echoing the port; duplicate and built-in ports → Error (raw bytes as ipc.md §4.19)", async () => {
+  test("Bind → BindOK echoing the port; duplicate and built-in ports → Error (raw bytes as docs/protocol.md §9.2)", async () => {
     await fresh();
     const c = await Raw.open(path);
     c.send(Uint8Array.from([0, 0, 0, 3, 0x01, 0x03, 0xe8]));
@@ -68,7 +68,7 @@ describe("commands and exact reply bytes", () => {
     expect(hex(await c.next())).toBe(hex(errBody("connection refused")));
   });
 
-  test("Send on unknown conn and SendTo failures produce no reply (ipc.md §12.2-2); SendTo reaches the daemon", async () => {
+  test("Send on unknown conn and SendTo failures produce no reply (docs/differences.md); SendTo reaches the daemon", async () => {
     await fresh();
     const c = await Raw.open(path);
     c.req(cat([0x06, ...u32(424242)], "x"));
@@ -119,7 +119,7 @@ describe("commands and exact reply bytes", () => {
   });
 });
 
-describe("malformed requests → Error texts of ipc.md §5", () => {
+describe("malformed requests → Error texts of docs/protocol.md §9.2", () => {
   test("missing fields per command, unknown command, reply bytes from a client, bad handshake sub, set_tags errors", async () => {
     await fresh();
     const c = await Raw.open(path);

@@ -49,7 +49,7 @@ describe("parseAddr must fail (docs/protocol.md §1)", () => {
     ["99999:0000.0000.0000", 'invalid network ID: "99999": strconv.ParseUint: parsing "99999": value out of range'],
     ["0:ZZZZ.0000.0000", 'invalid hex group: "ZZZZ": strconv.ParseUint: parsing "ZZZZ": invalid syntax'],
     ["1:0000.0000.0001", "network mismatch: decimal 1 != hex 0x0000"],
-    // docs/SPEC.md's wrong example (W1)
+    // the reference's own specification shows this address as valid, but its network parts disagree (W1)
     ["1:00A3.F291.0004", "network mismatch: decimal 1 != hex 0x00A3"],
     [":0000.0000.0000", 'invalid network ID: "": strconv.ParseUint: parsing "": invalid syntax'],
     ["+1:0001.0000.0000", 'invalid network ID: "+1": strconv.ParseUint: parsing "+1": invalid syntax'],

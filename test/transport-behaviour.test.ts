@@ -1,4 +1,4 @@
-// Connection lifecycle behaviour on the simulated link (transport.md §4, §10-§14).
+// Connection lifecycle behaviour on the simulated link (docs/protocol.md §6.3, §6.9-§14).
 import { describe, expect, test } from "bun:test";
 import { FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, type Packet } from "../src/proto/types.ts";
 import { TransportError, type StreamConn } from "../src/transport/api.ts";

@@ -1,4 +1,4 @@
-// Keepalives vs. the reference's duplicate-ACK counting (transport.md §9.1, §11.6, Observation T10).
+// Keepalives vs. the reference's duplicate-ACK counting (docs/protocol.md §6.7, §6.10, Observation T10).
 import { describe, expect, test } from "bun:test";
 import { decodeSack } from "../src/proto/sack.ts";
 import { FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, MSS, PROTO_STREAM, type Packet } from "../src/proto/types.ts";
@@ -18,7 +18,7 @@ function record(net: SimNet, drop?: (p: Packet, from: number) => boolean): Ev[] 
 const sub = (a: number, b: number) => (a - b) | 0; // serial difference
 
 /**
- * A reference sender's view of the ACKs it receives (transport.md §7.1 steps 1-3, §9.1):
+ * A reference sender's view of the ACKs it receives (docs/protocol.md §6.5 steps 1-3, §9.1):
  * last-activity refreshed by every ACK-flagged packet; dup count by ack value only, pure = empty
  * payload, a non-pure ACK with ack == LastAck ignored, only a new ACK resets; ack 0 ignored.
  * Returns the highest dup count reached, how many times it reached 3, and the largest gap between
@@ -29,7 +29,7 @@ function referenceSenderModel(pkts: Ev[], startAt: number) {
   let lastActivity = startAt, maxGap = 0;
   for (const { p, at } of pkts) {
     if (p.protocol !== PROTO_STREAM) continue;
-    if (p.flags & FLAG_SYN || p.flags & FLAG_FIN || p.flags & FLAG_RST) continue; // other branches (§3)
+    if (p.flags & FLAG_SYN || p.flags & FLAG_FIN || p.flags & FLAG_RST) continue; // other branches (docs/protocol.md §6.2)
     if (!(p.flags & FLAG_ACK)) continue;
     maxGap = Math.max(maxGap, at - lastActivity);
     lastActivity = at;

@@ -4,8 +4,8 @@ import { decodeSack, decodeSackInto, encodeSack, isSack, sackCount } from "../sr
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const unhex = (s: string) => new Uint8Array(Buffer.from(s, "hex"));
 
-describe("SACK codec (wire.md §2.7)", () => {
-  test("vector from wire.md test vectors: blocks [4097,8193) [12289,16385)", () => {
+describe("SACK codec (docs/protocol.md §2)", () => {
+  test("vector from docs/protocol.md test vectors: blocks [4097,8193) [12289,16385)", () => {
     const enc = encodeSack([{ left: 4097, right: 8193 }, { left: 12289, right: 16385 }]);
     expect(hex(enc)).toBe("5341434b0200001001000020010000300100004001");
     expect(decodeSack(enc)).toEqual([{ left: 4097, right: 8193 }, { left: 12289, right: 16385 }]);

@@ -1,4 +1,4 @@
-// Pin what goes on the wire (transport.md §18 interop checklist, wire.md §2.8).
+// Pin what goes on the wire (docs/protocol.md §6 interop checklist, docs/protocol.md §2).
 import { describe, expect, test } from "bun:test";
 import { decodeSack } from "../src/proto/sack.ts";
 import { FLAG_ACK, FLAG_FIN, FLAG_SYN, MSS, PROTO_CONTROL, PROTO_STREAM, type Packet } from "../src/proto/types.ts";

@@ -1,4 +1,4 @@
-// Ed25519 identity (wire.md §5): generation, file format, signing, key/signature encodings.
+// Ed25519 identity (docs/protocol.md §5): generation, file format, signing, key/signature encodings.
 //
 // Signing/verification use node:crypto (BoringSSL; pure Ed25519, RFC 8032, deterministic),
 // see keyobj.ts for why. Errors are ProtoError with a machine-readable code and a hint.
@@ -79,7 +79,7 @@ export function verify(pub: Uint8Array, msg: Uint8Array | string, sig: Uint8Arra
 }
 
 // ---------------------------------------------------------------------------------------------
-// Encodings (wire.md §5.2): standard base64 alphabet WITH padding.
+// Encodings (docs/protocol.md §5): standard base64 alphabet WITH padding.
 
 const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
@@ -141,7 +141,7 @@ export function decodeSignature(text: string): Uint8Array {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Identity file (wire.md §5.1).
+// Identity file (docs/protocol.md §5).
 
 /** Serialises exactly as the reference: 2-space indented JSON, private_key then public_key, no trailing newline. */
 export function formatIdentityFile(id: Identity): string {
@@ -167,7 +167,7 @@ export function parseIdentityFile(text: string, path = "identity file"): Identit
     return corrupt(`invalid JSON (${(e as Error).message})`);
   }
   if (typeof obj !== "object" || obj === null || Array.isArray(obj)) return corrupt("not a JSON object");
-  // Go's encoding/json matches field names case-insensitively (wire.md W17); do the same so any
+  // Go's encoding/json matches field names case-insensitively (W17 (docs/protocol.md §12)); do the same so any
   // file the reference loads, we load. An exact-case key wins over a case-folded one.
   let privText: unknown;
   let pubText: unknown;

@@ -1,4 +1,4 @@
-// Anti-replay window for PILS counters (wire.md §4.4, §8.8).
+// Anti-replay window for PILS counters (docs/protocol.md §4.4; vectors in test/crypto-replay.test.ts).
 //
 // Acceptance decisions are exactly the reference's: counters in (max − 256, max] are accepted once
 // each, a counter above max slides the window, anything ≥ 256 behind max is "too old".

@@ -1,4 +1,4 @@
-// Tunnel session crypto (wire.md §3.3–3.5, §4): X25519 key agreement, key derivation,
+// Tunnel session crypto (docs/protocol.md §3, §4): X25519 key agreement, key derivation,
 // AES-256-GCM PILS frames with prefix‖counter nonces, replay protection, PILK/PILA frames.
 //
 // Everything here is synchronous and allocation-light: seal() allocates the output frame plus the
@@ -12,7 +12,7 @@ import { ReplayWindow } from "./replay.ts";
 
 export { ReplayWindow } from "./replay.ts";
 
-// Frame magics (wire.md §3.1), big-endian u32.
+// Frame magics (docs/protocol.md §3), big-endian u32.
 export const MAGIC_PILS = 0x50494c53;
 export const MAGIC_PILK = 0x50494c4b;
 export const MAGIC_PILA = 0x50494c41;
@@ -21,14 +21,14 @@ export const MAGIC_PILA = 0x50494c41;
 export const PILS_HEADER_SIZE = 20;
 export const GCM_TAG_SIZE = 16;
 export const PILS_OVERHEAD = PILS_HEADER_SIZE + GCM_TAG_SIZE;
-/** Minimum PILS frame accepted by the reference: 4 + 32 (wire.md §3.3). */
+/** Minimum PILS frame accepted by the reference: 4 + 32 (docs/protocol.md §3). */
 export const PILS_MIN_SIZE = 36;
 export const PILK_SIZE = 40;
 export const PILA_SIZE = 136;
 export const X25519_KEY_SIZE = 32;
 export const TUNNEL_KEY_SIZE = 32;
 
-const KDF_PREFIX = Buffer.from("pilot-tunnel-v1:", "ascii"); // 16 bytes, wire.md §4.2
+const KDF_PREFIX = Buffer.from("pilot-tunnel-v1:", "ascii"); // 16 bytes, docs/protocol.md §4.2
 
 function lenErr(what: string, want: number, got: unknown): ProtoError {
   const n = got instanceof Uint8Array ? got.length : typeof got;
@@ -47,7 +47,7 @@ function wr32(b: Uint8Array, o: number, v: number): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// X25519 and key derivation (wire.md §4.1–4.2)
+// X25519 and key derivation (docs/protocol.md §4.1, §4.2)
 
 export interface X25519KeyPair {
   priv: Uint8Array;
@@ -65,7 +65,7 @@ function xPriv(priv: Uint8Array): KeyObject {
   return k;
 }
 
-/** New random X25519 key pair (one per daemon process, wire.md §4.1). */
+/** New random X25519 key pair (one per daemon process, docs/protocol.md §4.1). */
 export function generateX25519(): X25519KeyPair {
   const priv = new Uint8Array(randomBytes(32));
   return { priv, pub: x25519PublicFromPrivate(priv) };
@@ -98,7 +98,7 @@ export function x25519Shared(priv: Uint8Array, peerPub: Uint8Array): Uint8Array 
   return new Uint8Array(out.buffer, out.byteOffset, 32);
 }
 
-/** key = SHA-256("pilot-tunnel-v1:" ‖ shared) — wire.md §4.2, no HKDF/salt/context (W8 is MUST-MATCH). */
+/** key = SHA-256("pilot-tunnel-v1:" ‖ shared) — docs/protocol.md §4.2, no HKDF/salt/context (W8 is MUST-MATCH). */
 export function tunnelKeyFromShared(shared: Uint8Array): Uint8Array {
   needLen(shared, 32, "X25519 shared secret");
   const d = createHash("sha256").update(KDF_PREFIX).update(shared).digest();
@@ -111,10 +111,10 @@ export function deriveTunnelKey(ownPriv: Uint8Array, peerPub: Uint8Array): Uint8
 }
 
 // ---------------------------------------------------------------------------------------------
-// PILS session (wire.md §3.3, §4.3–4.5)
+// PILS session (docs/protocol.md §3, §4.3, §4.6)
 
 export interface TunnelSessionOptions {
-  /** Own 4-byte nonce prefix; random when omitted (wire.md §4.3). */
+  /** Own 4-byte nonce prefix; random when omitted (docs/protocol.md §4.3). */
   prefix?: Uint8Array;
   /** Peer X25519 public key this session was derived from (lets the daemon detect true rekeys). */
   peerX25519?: Uint8Array;
@@ -137,7 +137,7 @@ export function pilsNodeId(frame: Uint8Array): number {
  * One peer's encrypted-tunnel state: AES-256-GCM key, own nonce prefix + send counter, and receive
  * replay windows.
  *
- * Receive side keeps one ReplayWindow PER PEER NONCE PREFIX (wire.md §4.4 "SHOULD", §4.8, W6): a
+ * Receive side keeps one ReplayWindow PER PEER NONCE PREFIX (docs/protocol.md §4.4 "SHOULD", §4.8, W6): a
  * reference peer recreates its session (new random prefix, counter back to 1) every time it processes
  * one of our key-exchange frames, while we keep ours when the peer's X25519 key is unchanged. With a
  * single window its restarted counters would be dropped as "too old" until they passed the old max.
@@ -177,7 +177,7 @@ export class TunnelSession {
     this.authenticated = opts.authenticated ?? false;
   }
 
-  /** Derives the key from our X25519 private key and the peer's public key (wire.md §4.2). */
+  /** Derives the key from our X25519 private key and the peer's public key (docs/protocol.md §4.2). */
   static fromKeyExchange(ownPriv: Uint8Array, peerPub: Uint8Array, opts: Omit<TunnelSessionOptions, "peerX25519"> = {}): TunnelSession {
     return new TunnelSession(deriveTunnelKey(ownPriv, peerPub), { ...opts, peerX25519: peerPub });
   }
@@ -193,11 +193,11 @@ export class TunnelSession {
 
   /**
    * Encrypts one marshaled packet into a complete PILS frame:
-   * "PILS" ‖ localNodeId ‖ prefix ‖ counter(BE u64) ‖ AES-256-GCM(packet) ‖ tag. No AAD (wire.md §4.3).
+   * "PILS" ‖ localNodeId ‖ prefix ‖ counter(BE u64) ‖ AES-256-GCM(packet) ‖ tag. No AAD (docs/protocol.md §4.3).
    * The counter is incremented before use, so the first frame carries 1.
    *
    * `headroom` (default 0) reserves that many zero bytes IN FRONT of the frame in the returned buffer,
-   * so a caller can write a wrapper (e.g. the 9-byte beacon Relay header, wire.md §3.7) without a
+   * so a caller can write a wrapper (e.g. the 9-byte beacon Relay header, docs/protocol.md §7.1) without a
    * second copy; the frame itself then starts at offset `headroom`.
    *
    * `into`, when large enough, receives the frame instead of a new buffer (every byte of the
@@ -309,7 +309,7 @@ export class TunnelSession {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PILK (wire.md §3.4) and PILA (§3.5, §4.7)
+// PILK (docs/protocol.md §3) and PILA (§3.5, §4.7)
 
 export interface KeyExchange {
   nodeId: number;
@@ -359,7 +359,7 @@ export function parseAuthKeyExchange(frame: Uint8Array): AuthKeyExchange {
 const CHALLENGE_BUF = new Uint8Array(40);
 
 /**
- * Parses and verifies a PILA frame (wire.md §4.7 steps 1, 3, 4).
+ * Parses and verifies a PILA frame (docs/protocol.md §4.7 steps 1, 3, 4).
  * `expectedPubKey` is the sender's Ed25519 key from the registry/cache: the frame's key must equal it
  * byte for byte ("pila_key_mismatch") and the signature is checked with it. Without it only
  * self-consistency is checked (signature valid under the key carried in the frame) — NOT proof of

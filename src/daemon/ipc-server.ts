@@ -233,7 +233,7 @@ export class IpcServer implements ClientHost {
   private pumping = new Set<Client>();
 
   async listen(path: string): Promise<void> {
-    // ipc.md §12.3-2: do not steal a live daemon's socket.
+    // docs/differences.md: do not steal a live daemon's socket.
     if (existsSync(path)) {
       const alive = await new Promise<boolean>((resolve) => {
         const s = connect(path);
@@ -302,7 +302,7 @@ export class IpcServer implements ClientHost {
     }
   }
 
-  /** Push a received datagram to every client (ipc.md §4.9), never blocking the packet path. */
+  /** Push a received datagram to every client (docs/protocol.md §9.2), never blocking the packet path. */
   pushDatagram(src: Addr, srcPort: number, dstPort: number, data: Uint8Array): void {
     if (data.length === 0) return;
     for (const c of this.clients) {
@@ -349,7 +349,7 @@ export class IpcServer implements ClientHost {
         const port = msg.port;
         // FIX: Accept pushes used to be written as soon as a connection arrived, even while the
         // BindOK was still queued behind an earlier slow request (e.g. a Dial). The reference
-        // driver drops an Accept for a port it has not seen BindOK for (ipc.md §12.2-6), so the
+        // driver drops an Accept for a port it has not seen BindOK for (docs/differences.md), so the
         // connection was lost. Connections now wait (paused) until the BindOK is on the wire.
         let ready = false;
         const early: StreamConn[] = [];
@@ -364,7 +364,7 @@ export class IpcServer implements ClientHost {
         let unbind: () => void;
         try {
           unbind = api.bind(port, (conn) => {
-            // ipc.md §4.1: the accept queue is bounded (64): while the client's socket is congested
+            // docs/protocol.md §9.2: the accept queue is bounded (64): while the client's socket is congested
             // (it is not reading), at most 64 Accepts are queued for it; later connections are
             // reset instead of piling up without bound.
             if (early.length >= ACCEPT_QUEUE || !c.acceptSlot()) {
@@ -403,7 +403,7 @@ export class IpcServer implements ClientHost {
         if (msg.data.length === 0) return;
         const conn = api.conn(msg.connId);
         if (!conn) {
-          // ipc.md §12.2-2: errors for Send are unsolicited from the driver's view: log, don't reply.
+          // docs/differences.md: errors for Send are unsolicited from the driver's view: log, don't reply.
           this.log.debug("ipc send on unknown connection", { conn_id: msg.connId });
           return;
         }
@@ -418,7 +418,7 @@ export class IpcServer implements ClientHost {
         try {
           api.closeConn(msg.connId);
         } catch (e) {
-          // Close always answers CloseOK (ipc.md §4.6); a failing close is only logged.
+          // Close always answers CloseOK (docs/protocol.md §9.2); a failing close is only logged.
           this.log.debug("ipc close failed", { conn_id: msg.connId, err: (e as Error).message });
         }
         c.enqueue({ cmd: "CloseOK", connId: msg.connId });
@@ -476,10 +476,10 @@ function hex2(n: number): string {
   return n.toString(16).toUpperCase().padStart(2, "0");
 }
 
-/** Map a decode failure to the reference's error text for that command (ipc.md §5). */
+/** Map a decode failure to the reference's error text for that command (docs/protocol.md §9.2). */
 function errorFor(body: Uint8Array, e: Error): IpcMsg | null {
   const cmd = body[0];
-  if (cmd === 0x06 || cmd === 0x0b) return null; // Send/SendTo: no reply (ipc.md §12.2-2)
+  if (cmd === 0x06 || cmd === 0x0b) return null; // Send/SendTo: no reply (docs/differences.md)
   // decodeIpc's ProtoError messages are exactly the reference's Error texts (src/proto/ipc.ts
   // header). FIX: set_tags used to be prefixed twice ("set_tags: invalid JSON: set_tags: invalid
   // JSON: ..."), and a reply/push byte sent by a client with a malformed payload is still

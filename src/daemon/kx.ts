@@ -1,5 +1,5 @@
-// Key-exchange policy for the tunnel (wire.md §4.6-4.8), on top of src/crypto/tunnel.ts.
-// Differences from the reference, all wire-compatible (wire.md §4.8 "recommended local behaviour"):
+// Key-exchange policy for the tunnel (docs/protocol.md §4.5.8), on top of src/crypto/tunnel.ts.
+// Differences from the reference, all wire-compatible (docs/protocol.md §4.7 "recommended local behaviour"):
 // - an existing session is KEPT when a key-exchange frame repeats the same peer X25519 key
 //   (the reference recreates it, which makes its own in-flight frames look like replays);
 // - we answer a valid PILA/PILK with our own PILA only when we had no session, when the peer's key
@@ -117,7 +117,7 @@ export class KeyExchange {
     }
   }
 
-  /** wire.md §4.7 steps 3-4 against the registry key. */
+  /** docs/protocol.md §4.7 steps 3-4 against the registry key. */
   verifyPILA(k: ParsedKx, registryKey: Uint8Array): boolean {
     try {
       verifyAuthKeyExchange(k.frame, registryKey);

@@ -1,6 +1,6 @@
 // Tunnel manager: the daemon's datagram socket, per-peer endpoints and crypto sessions, key
 // exchange (PILA/PILK), relay through the beacon, NAT punching and beacon messages.
-// wire.md §3-4 and beacon.md §6-8. The layer above (router/transport) sees decoded Packets only.
+// docs/protocol.md §3 and docs/protocol.md §7. The layer above (router/transport) sees decoded Packets only.
 // Sans-IO: the socket (PacketNet) and the clock are injected; the daemon passes real UDP and the
 // system clock, the tests an in-memory network with NATs, a beacon and a virtual clock (test/sim).
 import type { Packet } from "../proto/types.ts";
@@ -128,7 +128,7 @@ export class Tunnel {
     return this.table.blockedIds();
   }
 
-  /** Trust revoked: forget endpoint and session (wire.md §4.9). */
+  /** Trust revoked: forget endpoint and session (docs/protocol.md §4.9). */
   removePeer(nodeId: number): void {
     this.table.remove(nodeId);
   }
@@ -213,7 +213,7 @@ export class Tunnel {
       this.writeFrame(p, frame);
       return;
     }
-    // No session yet (wire.md §4.6): key exchange (rate-limited), queue the packet.
+    // No session yet (docs/protocol.md §4.5): key exchange (rate-limited), queue the packet.
     if (p.kxFirstUnansweredAt === 0) p.kxFirstUnansweredAt = now;
     this.sendKeyExchange(p);
     const bytes = new Uint8Array(HEADER_SIZE + pkt.payload.length);
@@ -275,7 +275,7 @@ export class Tunnel {
     } else this.writeFrame(p, frame);
   }
 
-  /** Write a tunnel frame to a peer: directly, or wrapped for the beacon relay (wire.md §3.7). */
+  /** Write a tunnel frame to a peer: directly, or wrapped for the beacon relay (docs/protocol.md §7.1). */
   private writeFrame(p: Peer, frame: Uint8Array): void {
     if (!this.conn) return;
     if (!p.verified) p.lastSendAt = this.clock.now();
@@ -487,7 +487,7 @@ export class Tunnel {
     if (viaRelay && nodeId !== relaySrc) return; // a relayed frame speaks for its relay sender only
     let regKey = await this.opts.lookupPublicKey(nodeId).catch(() => null);
     if (authenticated) {
-      // wire.md §4.7: the Ed25519 key in the frame must equal the registry's, signature valid.
+      // docs/protocol.md §4.7: the Ed25519 key in the frame must equal the registry's, signature valid.
       if (regKey && !this.kx.verifyPILA(parsed, regKey) && parsed.ed25519 && !sameBytes(parsed.ed25519, regKey)) {
         // The reference caches a peer's key forever, so a peer that rotated its key is locked out
         // until restart. Ask the registry once more (rate-limited by the caller).
@@ -538,7 +538,7 @@ export class Tunnel {
     if (res.answer && (authenticated || this.pilkGate.allow(formatEndpoint(from), now))) {
       this.sendKeyExchange(p, true, viaRelay ? undefined : from);
     }
-    // Flush queued packets as PILS (wire.md §4.6 step 4).
+    // Flush queued packets as PILS (docs/protocol.md §4.5 step 4).
     if (p.pending.length && p.crypto.session) {
       const q = p.pending;
       p.pending = [];

@@ -40,7 +40,7 @@ export interface StreamStats {
   sackSent?: number; // ACKs sent carrying SACK blocks
 }
 
-/** One reliable stream connection (transport.md). */
+/** One reliable stream connection (docs/protocol.md §6). */
 export interface StreamConn {
   readonly id: number;
   readonly localAddr: Addr;
@@ -89,7 +89,7 @@ export interface Listener {
   readonly queued?: number;
 }
 
-/** Info about one connection for IPC Info / pilotctl connections (ipc.md §4.10). */
+/** Info about one connection for IPC Info / pilotctl connections (docs/protocol.md §9.2). */
 export interface ConnInfo {
   id: number;
   localPort: number;
@@ -107,14 +107,14 @@ export interface TransportHost {
   output(pkt: import("../proto/types.ts").Packet): void;
   /** Optional: a dial to `dst` has had `attempts` SYN timeouts (host may switch the peer to relay).
    *  Return true when the path changed (e.g. switched to relay): the SYN backoff restarts at 1 s
-   *  as in transport.md §4.3. */
+   *  as in docs/protocol.md §6.3. */
   onSynTimeout?(dst: Addr, attempts: number): boolean | void;
   /** Optional: a datagram (protocol 0x02) arrived. */
   onDatagram?(pkt: import("../proto/types.ts").Packet): void;
   /** Optional: random source (tests pass a seeded one). */
   random?(): number;
   /**
-   * Optional: connection events for webhooks (services.md §11.3): conn.syn_received,
+   * Optional: connection events for webhooks (docs/protocol.md §10.6): conn.syn_received,
    * conn.established, conn.fin, conn.rst, conn.idle_timeout, security.syn_rate_limited. Address
    * values are Addr objects; the host formats them.
    */

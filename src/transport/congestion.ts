@@ -31,7 +31,7 @@ export interface CongestionControl {
 }
 
 /**
- * Multiplicative decrease on loss: 0.7 as CUBIC (RFC 9438 §4.6) rather than Reno's 0.5. Random
+ * Multiplicative decrease on loss: 0.7 as CUBIC (RFC 9438 docs/protocol.md §6.3) rather than Reno's 0.5. Random
  * (non-congestion) loss is common on the paths this overlay crosses; with 0.5 a 5 % loss rate
  * pins the window at a few segments (Mathis bound). Still a decrease per loss round trip.
  */

@@ -17,7 +17,7 @@
 //    RTO anyway. The wrong verdicts that remain are cheap: their reduction is undone.
 //  * A verdict is proven wrong when a retransmitted segment is acknowledged sooner than minRtt
 //    after the retransmission (that ACK can only be for the original — Eifel's idea, RFC 3522,
-//    with the min-RTT test of RFC 8985 §6.2 instead of timestamps, which the wire lacks), or
+//    with the min-RTT test of RFC 8985 docs/protocol.md §6.4 instead of timestamps, which the wire lacks), or
 //    when a segment declared lost arrives before we got round to resending it.
 //  * If every retransmission of an episode proves spurious, the window reduction is undone.
 //  * PRR (RFC 6937, in the congestion controller) spreads the reduction over the recovery round
@@ -186,7 +186,7 @@ export class Sender extends SendQueue {
     return w < cap ? w : cap;
   }
 
-  /** A segment was newly delivered (cumulative ACK or SACK): RACK bookkeeping (RFC 8985 §6.2). */
+  /** A segment was newly delivered (cumulative ACK or SACK): RACK bookkeeping (RFC 8985 docs/protocol.md §6.4). */
   private delivered(s: Seg, now: number): void {
     if (s.lost) {
       // declared lost, arrived before its retransmission: the reordering window was too short
@@ -259,7 +259,7 @@ export class Sender extends SendQueue {
     if (this.lostCount > 0 && !this.inRecovery) this.enterRecovery();
   }
 
-  /** RFC 8985 §6.2 step 5, and the reorder timer for segments not yet overdue. */
+  /** RFC 8985 docs/protocol.md §6.4 step 5, and the reorder timer for segments not yet overdue. */
   private rackDetect(now: number): void {
     this.reoAt = Infinity;
     const rx = this.rackXmit;
@@ -284,7 +284,7 @@ export class Sender extends SendQueue {
     this.rec.episodes++;
     this.st.fastRetransmits++;
     if (++this.reoQuiet > 16) {
-      this.reoMult = 1; // RFC 8985 §6.2: the reordering seen long ago may be gone
+      this.reoMult = 1; // RFC 8985 docs/protocol.md §6.4: the reordering seen long ago may be gone
       this.reoQuiet = 0;
     }
     const flight = u32(this.sndNxt - this.sndUna);

@@ -82,7 +82,7 @@ export class SendQueue {
   pump(): void {
     const st = this.o.state;
     if (st !== "ESTABLISHED" && st !== "FIN_WAIT") return;
-    if (this.lostCount > 0) this.sendLost(); // repairs before new data (RFC 6675 §5 rule 1)
+    if (this.lostCount > 0) this.sendLost(); // repairs before new data (RFC 6675 docs/protocol.md §6.4 rule 1)
     const buf = this.buf;
     while (buf.bytes > 0) {
       if (this.pipe() >= this.effWindow()) break; // window test "strictly less than"

@@ -1,4 +1,4 @@
-// The transport engine: connection table, listeners, dial, datagrams, ping (transport.md).
+// The transport engine: connection table, listeners, dial, datagrams, ping (docs/protocol.md §6).
 // Pure and clock-injected: the host feeds packets (handlePacket), calls tick() at
 // nextDeadline(), and receives packets through host.output().
 import {
@@ -277,13 +277,13 @@ export class Transport implements ConnHost {
         this.handleControl(p);
         break;
       default:
-        break; // unknown protocol: ignored (§1)
+        break; // unknown protocol: ignored (docs/protocol.md §6.2)
     }
   }
 
   private handleStream(p: Packet): void {
     const f = p.flags;
-    // flag precedence (§3): SYN, SYN+ACK, FIN, RST, ACK, else drop
+    // flag precedence (docs/protocol.md §6.2): SYN, SYN+ACK, FIN, RST, ACK, else drop
     if (f & FLAG_SYN) {
       if (f & FLAG_ACK) {
         const c = this.find(p.src, p.dstPort, p.srcPort);
@@ -292,7 +292,7 @@ export class Transport implements ConnHost {
       return;
     }
     const c = this.find(p.src, p.dstPort, p.srcPort);
-    if (c === undefined) return; // FIN/RST/ACK for nothing: ignored, no RST (§15)
+    if (c === undefined) return; // FIN/RST/ACK for nothing: ignored, no RST (docs/protocol.md §6.2)
     if (f & FLAG_FIN) c.onFin(p);
     else if (f & FLAG_RST) c.onRst();
     else if (f & FLAG_ACK) c.onAck(p);
@@ -460,7 +460,7 @@ export class Transport implements ConnHost {
     return this.nconns;
   }
 
-  /** Shutdown (§11.5): FIN every established connection, remove everything. */
+  /** Shutdown (docs/protocol.md §6.10): FIN every established connection, remove everything. */
   closeAll(): void {
     this.enter();
     const all: Conn[] = [];
