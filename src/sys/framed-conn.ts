@@ -136,7 +136,11 @@ export class FramedConn {
     } catch {}
   }
 
-  /** Decoded messages (when no onMessage callback is set); ends when the connection closes. */
+  /**
+   * Decoded messages (when no onMessage callback is set), for one reader; returns the close
+   * reason when the connection is gone. Reading pauses while more than `maxQueued` messages wait
+   * (the queue can exceed it by the messages of one received chunk).
+   */
   async *messages(): AsyncGenerator<unknown, CloseReason, void> {
     for (;;) {
       if (this.queue.length) {
