@@ -6,7 +6,7 @@ import {
   rotateChallenge, setHostnameChallenge, setTagsChallenge, setTaskExecChallenge, setVisibilityChallenge, subscribeChallenge,
   updatePoloChallenge,
 } from "../src/proto/registry.ts";
-import { RegistryFrameDecoder, encodeFrame } from "../src/proto/registry-frames.ts";
+import { RegistryFrameDecoder, RegistryJsonDecoder, encodeFrame, registryJsonCodec } from "../src/proto/registry-frames.ts";
 
 describe("challenge strings", () => {
   test("exact reference strings", () => {
@@ -82,5 +82,23 @@ describe("registry framing", () => {
     expect(() => new RegistryFrameDecoder().push(new Uint8Array([0, 0x10, 0, 1]))).toThrow(expect.objectContaining({ code: "frame_too_large" }));
     // exactly 1 MiB is allowed (header only: waits for the body)
     expect(new RegistryFrameDecoder().push(new Uint8Array([0, 0x10, 0, 0]))).toEqual([]);
+  });
+  test("JSON decoder: values across any split; a non-JSON body after good ones fails only after them", () => {
+    const wire = new Uint8Array([...encodeFrame(body('{"a":1}')), ...encodeFrame(body("[2]"))]);
+    for (let cut = 0; cut <= wire.length; cut++) {
+      const d = new RegistryJsonDecoder();
+      expect([...d.push(wire.subarray(0, cut)), ...d.push(wire.subarray(cut))]).toEqual([{ a: 1 }, [2]]);
+      expect(d.pending).toBe(0);
+    }
+    const d = new RegistryJsonDecoder();
+    expect(d.push(new Uint8Array([...encodeFrame(body('{"ok":true}')), ...encodeFrame(body("{nope"))]))).toEqual([{ ok: true }]);
+    expect(d.error?.code).toBe("malformed_json");
+    expect(() => d.push(encodeFrame(body("{}")))).toThrow(expect.objectContaining({ code: "malformed_json" }));
+    expect(() => new RegistryJsonDecoder().push(encodeFrame(body("nope")))).toThrow(expect.objectContaining({ code: "malformed_json" }));
+  });
+  test("registryJsonCodec encodes as Go would and refuses bodies above 1 MiB", () => {
+    const f = registryJsonCodec.encode({ type: "x", a: "<" });
+    expect(new TextDecoder().decode(f.subarray(4))).toBe('{"a":"\\u003c","type":"x"}');
+    expect(() => registryJsonCodec.encode({ b: "x".repeat(1 << 20) })).toThrow(expect.objectContaining({ code: "frame_too_large" }));
   });
 });

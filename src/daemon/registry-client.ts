@@ -7,11 +7,10 @@
 // * Connection failure: reconnect with backoff (5 attempts, 0.5/1/2/4/8 s) and resend every
 //   unanswered request once, like the reference (R25 caveat applies). Error responses are never
 //   retried. Every request has a deadline (R16).
-import type { Socket } from "bun";
-import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
-import { goJsonBytes } from "../proto/gojson.ts";
+import { registryJsonCodec } from "../proto/registry-frames.ts";
+import { type FramedConn, dialFramed } from "../sys/framed-conn.ts";
 import { parseHostPort } from "../sys/hostport.ts";
-import { type DialError, dialTcp } from "../sys/tcp-dial.ts";
+import type { DialError } from "../sys/tcp-dial.ts";
 import {
   EXT_FRESH_SIGNATURES, classifyReply, deregisterChallenge, freshChallenge, handshakeChallenge, heartbeatChallenge,
   pollHandshakesChallenge, punchChallenge, reportTrustChallenge, resolveChallenge, respondChallenge, revokeTrustChallenge,
@@ -56,21 +55,14 @@ interface Pending {
   timer: ReturnType<typeof setTimeout> | null;
 }
 
-const td = new TextDecoder();
-
 export class RegistryClient {
-  private sock: Socket<undefined> | null = null;
+  private conn: FramedConn | null = null;
   private connecting: Promise<void> | null = null;
-  private dec = new RegistryFrameDecoder();
   private inflight: Pending[] = [];
   private pushHandlers: PushHandler[] = [];
   private closed = false;
   private host: string;
   private port: number;
-  private outq: Uint8Array[] = [];
-  private batch: Uint8Array[] = [];
-  private batchBytes = 0;
-  private batchQueued = false;
   sign?: Signer;
   freshSignatures: boolean;
   /** Node ID for which we are subscribed (re-subscribed after reconnects). */
@@ -94,31 +86,28 @@ export class RegistryClient {
   }
 
   get connected(): boolean {
-    return this.sock !== null;
+    return this.conn !== null;
   }
 
   /** Connect (single attempt). */
   connect(): Promise<void> {
-    if (this.sock) return Promise.resolve();
+    if (this.conn) return Promise.resolve();
     if (this.connecting) return this.connecting;
     this.connecting = this.dial().finally(() => { this.connecting = null; });
     return this.connecting;
   }
 
   private async dial(): Promise<void> {
-    const self = this;
     try {
-      await dialTcp<undefined>({
+      await dialFramed({
         host: this.host,
         port: this.port,
         pin: this.opts.tls?.fingerprint,
         timeoutMs: this.opts.dialTimeoutMs ?? 5000,
-        ready: (s) => this.attach(s),
-        on: {
-          data(_s, chunk) { self.onData(chunk); },
-          drain(s) { self.flush(s); },
-          close(s) { self.onClose(s); },
-        },
+        codec: registryJsonCodec,
+        ready: (c) => { this.conn = c; },
+        onMessage: (m) => this.onMessage(m),
+        onClose: (_r, c) => this.onClose(c),
       });
     } catch (e) {
       const d = e as DialError;
@@ -129,48 +118,25 @@ export class RegistryClient {
     }
   }
 
-  private attach(s: Socket<undefined>): void {
-    this.sock = s;
-    this.dec = new RegistryFrameDecoder();
-  }
-
-  private onData(chunk: Uint8Array): void {
-    let frames: Uint8Array[];
-    try {
-      frames = this.dec.push(chunk);
-    } catch {
-      this.sock?.end(); // oversized or empty frame: connection failure
+  // An oversized, empty or non-JSON frame closes the connection (FramedConn): a connection failure.
+  private onMessage(body: unknown): void {
+    const r = classifyReply(body);
+    if (r.kind === "push") {
+      for (const h of this.pushHandlers) { try { h(r.push); } catch {} }
       return;
     }
-    for (const f of frames) {
-      let body: unknown;
-      try {
-        body = JSON.parse(td.decode(f));
-      } catch {
-        this.sock?.end();
-        return;
-      }
-      const r = classifyReply(body);
-      if (r.kind === "push") {
-        for (const h of this.pushHandlers) { try { h(r.push); } catch {} }
-        continue;
-      }
-      const p = this.inflight.shift();
-      if (!p) continue;
-      if (p.timer) clearTimeout(p.timer);
-      if (r.kind === "error") p.reject(new RegistryError(r.err.code ?? "request_failed", r.err.error, body as Record<string, unknown>));
-      else if (r.kind === "bad") p.reject(new RegistryError("bad_response", "registry response is not an object"));
-      else p.resolve(r.reply);
-    }
+    const p = this.inflight.shift();
+    if (!p) return;
+    if (p.timer) clearTimeout(p.timer);
+    if (r.kind === "error") p.reject(new RegistryError(r.err.code ?? "request_failed", r.err.error, body as Record<string, unknown>));
+    else if (r.kind === "bad") p.reject(new RegistryError("bad_response", "registry response is not an object"));
+    else p.resolve(r.reply);
   }
 
-  private onClose(s: Socket<undefined>): void {
-    if (this.sock !== s && this.sock !== null) return;
-    if (this.sock === null && !this.inflight.length) return;
-    this.sock = null;
-    this.outq = [];
-    this.batch = [];
-    this.batchBytes = 0;
+  private onClose(c: FramedConn): void {
+    if (this.conn !== c && this.conn !== null) return;
+    if (this.conn === null && !this.inflight.length) return;
+    this.conn = null;
     const pending = this.inflight;
     this.inflight = [];
     if (this.closed) {
@@ -216,51 +182,16 @@ export class RegistryClient {
   }
 
   private transmit(p: Pending): void {
-    const s = this.sock;
-    if (!s) { p.reject(new RegistryError("not_connected", "not connected")); return; }
-    let frame: Uint8Array;
+    const c = this.conn;
+    if (!c) { p.reject(new RegistryError("not_connected", "not connected")); return; }
+    if (c.isClosed) { this.inflight.push(p); return; } // closing: resent with the others after the reconnect
     try {
-      frame = encodeFrame(goJsonBytes(p.msg));
+      c.send(p.msg); // requests issued in the same event-loop turn go out in one socket write
     } catch (e) {
       p.reject(new RegistryError("request_too_large", (e as Error).message));
       return;
     }
     this.inflight.push(p);
-    // Requests issued in the same event-loop turn go out in one socket write.
-    this.batch.push(frame);
-    this.batchBytes += frame.length;
-    if (!this.batchQueued) {
-      this.batchQueued = true;
-      setImmediate(() => this.writeBatch());
-    }
-  }
-
-  private writeBatch(): void {
-    this.batchQueued = false;
-    const s = this.sock;
-    const parts = this.batch;
-    const total = this.batchBytes;
-    this.batch = [];
-    this.batchBytes = 0;
-    if (!parts.length || !s) return;
-    let frame = parts[0];
-    if (parts.length > 1) {
-      frame = new Uint8Array(total);
-      let o = 0;
-      for (const f of parts) { frame.set(f, o); o += f.length; }
-    }
-    if (this.outq.length) { this.outq.push(frame); return; }
-    const n = s.write(frame);
-    if (n < frame.length) this.outq.push(frame.subarray(Math.max(0, n)));
-  }
-
-  private flush(s: Socket<undefined>): void {
-    while (this.outq.length) {
-      const f = this.outq[0];
-      const n = s.write(f);
-      if (n < f.length) { this.outq[0] = f.subarray(Math.max(0, n)); return; }
-      this.outq.shift();
-    }
   }
 
   /** Send one request, resolve with the success response; RegistryError for error responses. */
@@ -269,7 +200,7 @@ export class RegistryClient {
   request(msg: Record<string, unknown>): Promise<Record<string, unknown>>;
   async request(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
     if (this.closed) throw new RegistryError("closed", "registry client closed");
-    if (!this.sock) await this.reconnect();
+    if (!this.conn) await this.reconnect();
     return new Promise((resolve, reject) => {
       const p: Pending = { msg, resolve, reject, retried: false, timer: null };
       const to = this.opts.requestTimeoutMs ?? 15_000;
@@ -279,7 +210,7 @@ export class RegistryClient {
         if (i >= 0) {
           p.retried = true;
           reject(new RegistryError("timeout", `registry request ${String(msg.type)} timed out`));
-          this.sock?.end();
+          this.conn?.close("timeout", "request timed out");
         }
       }, to);
       this.transmit(p);
@@ -289,11 +220,11 @@ export class RegistryClient {
   close(): void {
     this.closed = true;
     this.subscribedNode = 0;
-    const s = this.sock;
-    this.sock = null;
+    const c = this.conn;
+    this.conn = null;
     for (const p of this.inflight) { if (p.timer) clearTimeout(p.timer); p.reject(new RegistryError("closed", "registry client closed")); }
     this.inflight = [];
-    s?.end();
+    c?.close();
   }
 
   // ---------------------------------------------------------------- signing helpers

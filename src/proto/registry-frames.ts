@@ -3,7 +3,9 @@
 // empty frames are ignored, a registry frame of length 0 is malformed: the registry closes the
 // connection without replying, as it does for an oversized frame or a body that is not a JSON
 // object.
-import { MAX_FRAME } from "./framing.ts";
+import type { FrameCodec, MessageDecoder } from "../sys/framed-conn.ts";
+import { MAX_FRAME, encodeFrame } from "./framing.ts";
+import { goJsonBytes } from "./gojson.ts";
 import { ProtoError } from "./types.ts";
 
 export { MAX_FRAME, encodeFrame } from "./framing.ts";
@@ -64,3 +66,46 @@ export class RegistryFrameDecoder {
     this.len += chunk.length;
   }
 }
+
+const td = new TextDecoder();
+
+/**
+ * Registry frames carrying JSON: bytes in, parsed JSON values out. Throws the frame errors of
+ * RegistryFrameDecoder and ProtoError `malformed_json` for a body that is not JSON. Any JSON
+ * value is returned; whether it must be an object is the caller's rule.
+ */
+export class RegistryJsonDecoder implements MessageDecoder {
+  private readonly frames: RegistryFrameDecoder;
+  constructor(max = MAX_FRAME) {
+    this.frames = new RegistryFrameDecoder(max);
+  }
+  get pending(): number {
+    return this.frames.pending;
+  }
+  /** Set when a frame failed after the messages before it were returned; the stream is dead. */
+  error: ProtoError | null = null;
+
+  push(chunk: Uint8Array): unknown[] {
+    if (this.error) throw this.error;
+    const out: unknown[] = [];
+    for (const f of this.frames.push(chunk)) {
+      try {
+        out.push(JSON.parse(td.decode(f)));
+      } catch {
+        this.error = new ProtoError("malformed_json", "registry frame body is not JSON", "every registry message is a JSON object");
+        if (!out.length) throw this.error;
+        break; // deliver the messages before the bad frame first
+      }
+    }
+    return out;
+  }
+}
+
+/**
+ * The registry protocol's codec for FramedConn: messages encoded as Go's encoding/json would
+ * (sorted keys, HTML escapes), framed with the u32 length; ProtoError `frame_too_large` above 1 MiB.
+ */
+export const registryJsonCodec: FrameCodec = {
+  encode: (msg) => encodeFrame(goJsonBytes(msg)),
+  decoder: () => new RegistryJsonDecoder(),
+};

@@ -28,9 +28,9 @@
 //   repeated wrong tokens from one IP are throttled (20 per minute) so the token cannot be
 //   brute-forced; the token is never logged. The snapshot (all endpoints, owners, trust graph) is
 //   only ever written after a successful token check.
-import type { Socket } from "bun";
 import { createHash, timingSafeEqual } from "node:crypto";
-import { FrameDecoder, MAX_FRAME, encodeFrame } from "../proto/framing.ts";
+import { MAX_FRAME, encodeFrame } from "../proto/framing.ts";
+import { registryJsonCodec } from "../proto/registry-frames.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
 import { REPLICATION_HEARTBEAT, REPLICATION_SNAPSHOT, REPL_SNAPSHOT_FAILED, type OutgoingRequest } from "../proto/registry.ts";
 import { applySnapshot, exportSnapshot } from "./snapshot.ts";
@@ -39,7 +39,8 @@ import { RegError } from "./validate.ts";
 import type { Store } from "./store.ts";
 import { type LogFn, noLogger } from "../sys/log.ts";
 import { parseHostPort } from "../sys/hostport.ts";
-import { type DialError, dialTcp } from "../sys/tcp-dial.ts";
+import { type CloseReason, type FramedConn, dialFramed } from "../sys/framed-conn.ts";
+import type { DialError } from "../sys/tcp-dial.ts";
 
 export const REPL_SAVE_INTERVAL_MS = 1000; // docs/protocol.md §8.5 coalescing
 export const REPL_HEARTBEAT_MS = 15_000; // docs/protocol.md §8
@@ -62,6 +63,8 @@ export const SNAPSHOT_TOO_LARGE_HINT =
   "and use PostgreSQL's own replication for a standby copy";
 
 type Log = LogFn;
+/** One byte the primary discards, sent now and then so a reference primary keeps the stream. */
+const FILLER = new Uint8Array([0x0a]);
 const noLog: Log = noLogger;
 
 // ------------------------------------------------------------------ token check (docs/protocol.md §5.2, §8)
@@ -228,17 +231,13 @@ export interface StandbyOptions {
   onApplied?: (r: { nodes: number; pairs: number }) => void;
 }
 
-interface StandbyConn {
-  dec: FrameDecoder;
-}
-
 /**
  * Follows a primary (docs/protocol.md §8): dial (10 s timeout), send subscribe_replication, apply every
  * replication_snapshot, ignore heartbeat frames, 45 s read deadline, reconnect with backoff.
  * Snapshots arriving while one is being applied are coalesced (only the newest is applied).
  */
 export class StandbyClient {
-  private sock: Socket<StandbyConn> | null = null;
+  private conn: FramedConn | null = null;
   private stopped = false;
   private backoff: number;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -277,36 +276,28 @@ export class StandbyClient {
   private dial(): void {
     if (this.stopped) return;
     const self = this;
-    dialTcp<StandbyConn>({
+    dialFramed({
       host: this.host,
       port: this.port,
       // The reference standby could only dial plain TCP. With a pinned fingerprint this one
       // follows a TLS primary (same pin rule as daemons: lower-case hex SHA-256 of the leaf DER).
       pin: this.opts.tlsFingerprint || undefined,
       timeoutMs: STANDBY_DIAL_TIMEOUT_MS,
-      ready(s) {
-        s.data = { dec: new FrameDecoder() };
+      codec: registryJsonCodec,
+      idleTimeoutS: STANDBY_READ_DEADLINE_S,
+      keepAliveMs: 15_000,
+      ready(c) {
         if (self.stopped) {
-          s.terminate();
+          c.close("closed", "standby stopped", true);
           return;
         }
-        self.subscribe(s);
+        self.subscribe(c);
       },
-      on: {
-        data(s, chunk) {
-          self.onData(s, chunk);
-        },
-        timeout(s) {
-          self.lastError = "read deadline (45 s) exceeded";
-          s.terminate();
-        },
-        close(s) {
-          self.onClosed(s);
-        },
-        error(s, e) {
-          self.lastError = String(e);
-          self.onClosed(s);
-        },
+      onMessage(m, c) {
+        self.onMessage(m, c);
+      },
+      onClose(r, c) {
+        self.onClosed(r, c);
       },
     }).catch((e: DialError) => {
       self.lastError =
@@ -318,49 +309,39 @@ export class StandbyClient {
     });
   }
 
-  private subscribe(s: Socket<StandbyConn>): void {
-    this.sock = s;
+  private subscribe(c: FramedConn): void {
+    this.conn = c;
     this.connects++;
-    s.timeout(STANDBY_READ_DEADLINE_S);
-    try { (s as any).setKeepAlive?.(true, 15_000); } catch {}
     // The token field is omitted when empty.
     const req: OutgoingRequest<"subscribe_replication"> = { type: "subscribe_replication" };
     if (this.token) req.token = this.token;
-    s.write(encodeFrame(goJsonBytes(req)));
-    this.fillerTimer = setInterval(() => { try { this.sock?.write("\n"); } catch {} }, STANDBY_FILLER_MS);
+    c.send(req);
+    this.fillerTimer = setInterval(() => { try { this.conn?.sendRaw(FILLER); } catch {} }, STANDBY_FILLER_MS);
     (this.fillerTimer as any).unref?.();
     this.log("info", "standby connected to primary", { primary: this.primary, tls: !!this.opts.tlsFingerprint });
   }
 
-  private onData(s: Socket<StandbyConn>, chunk: Uint8Array): void {
-    let frames: Uint8Array[];
-    try {
-      frames = s.data.dec.push(chunk);
-    } catch (e) {
-      this.lastError = (e as Error).message; // frame > 1 MiB: treat as a dead stream (docs/protocol.md §8.1)
-      s.terminate();
+  // A frame above 1 MiB, an empty frame or a body that is not JSON ends the stream (FramedConn
+  // closes it with that reason, kept in lastError), like any dead stream.
+  private onMessage(msg: unknown, c: FramedConn): void {
+    if (this.conn !== c) return;
+    if (!msg || typeof msg !== "object") return;
+    const m = msg as { type?: unknown; error?: unknown; snapshot?: unknown };
+    if (m.type === "heartbeat") return;
+    if (m.type === REPLICATION_SNAPSHOT) {
+      this.pending = m.snapshot;
+      void this.applyLoop();
       return;
     }
-    for (const f of frames) {
-      let m: any;
-      try { m = JSON.parse(new TextDecoder().decode(f)); } catch { this.lastError = "invalid JSON from primary"; s.terminate(); return; }
-      if (!m || typeof m !== "object") continue;
-      if (m.type === "heartbeat") continue;
-      if (m.type === REPLICATION_SNAPSHOT) {
-        this.pending = m.snapshot;
-        void this.applyLoop();
-        continue;
-      }
-      if (m.type === "error") {
-        // "replication not configured" / "invalid replication token" / "failed to generate
-        // snapshot": the primary closes next.
-        this.lastError = String(m.error);
-        const hint = m.error === REPL_SNAPSHOT_FAILED ? { hint: SNAPSHOT_TOO_LARGE_HINT } : {};
-        this.log("error", "primary refused replication", { primary: this.primary, error: String(m.error), ...hint });
-        continue;
-      }
-      this.log("warn", "unexpected replication frame ignored", { type: String(m.type) });
+    if (m.type === "error") {
+      // "replication not configured" / "invalid replication token" / "failed to generate
+      // snapshot": the primary closes next.
+      this.lastError = String(m.error);
+      const hint = m.error === REPL_SNAPSHOT_FAILED ? { hint: SNAPSHOT_TOO_LARGE_HINT } : {};
+      this.log("error", "primary refused replication", { primary: this.primary, error: String(m.error), ...hint });
+      return;
     }
+    this.log("warn", "unexpected replication frame ignored", { type: String(m.type) });
   }
 
   private async applyLoop(): Promise<void> {
@@ -390,9 +371,11 @@ export class StandbyClient {
     }
   }
 
-  private onClosed(s: Socket<StandbyConn>): void {
-    if (this.sock !== s) return;
-    this.sock = null;
+  private onClosed(r: CloseReason, c: FramedConn): void {
+    if (this.conn !== c) return;
+    this.conn = null;
+    if (r.code === "idle_timeout") this.lastError = `read deadline (${STANDBY_READ_DEADLINE_S} s) exceeded`;
+    else if (r.code !== "eof") this.lastError = r.message;
     this.connected = false;
     if (this.fillerTimer) { clearInterval(this.fillerTimer); this.fillerTimer = null; }
     if (!this.stopped) {
@@ -416,9 +399,9 @@ export class StandbyClient {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.fillerTimer) clearInterval(this.fillerTimer);
     this.retryTimer = this.fillerTimer = null;
-    const s = this.sock;
-    this.sock = null;
-    try { s?.terminate(); } catch {}
+    const c = this.conn;
+    this.conn = null;
+    c?.close("closed", "standby stopped", true);
   }
 }
 

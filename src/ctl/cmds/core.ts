@@ -3,11 +3,10 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync }
 import type { Identity } from "../../crypto/identity.ts";
 import { join } from "node:path";
 import { formatAddr, parseAddr } from "../../proto/addr.ts";
-import { FrameDecoder, encodeFrame } from "../../proto/framing.ts";
-import { goJsonBytes } from "../../proto/gojson.ts";
+import { registryJsonCodec } from "../../proto/registry-frames.ts";
 import { parseHostPort } from "../../sys/hostport.ts";
 import { withTimeout } from "../../sys/queue.ts";
-import { dialTcp } from "../../sys/tcp-dial.ts";
+import { dialFramed } from "../../sys/framed-conn.ts";
 import {
   type Ctx, CtlError, cfgStr, configPath, DEFAULT_BEACON_CTL, DEFAULT_REGISTRY, DEFAULT_SOCKET, flagBool, formatBytes,
   getRegistry, getSocket, goQ, loadConfig, localStamp, logFile, pad, parseFlags, parseNodeId, pidFile, pilotDir, rfc3339Local, saveConfig,
@@ -323,38 +322,29 @@ async function registryRequest(addr: string, msg: J, timeoutMs = 15000): Promise
   if (!hp || hp.port === 0) throw new CtlError("invalid_argument", `invalid registry address ${JSON.stringify(addr)}`, "use host:port, e.g. 127.0.0.1:9000, or set PILOT_REGISTRY");
   const unreachable = () => new CtlError("connection_failed", `cannot reach registry at ${addr}`, `check that the registry is running at ${addr}, or set PILOT_REGISTRY`);
   const deadline = Date.now() + timeoutMs;
-  let reply!: (r: J) => void;
-  let failed!: (e: Error) => void;
-  const answer = new Promise<J>((res, rej) => ((reply = res), (failed = rej)));
-  const dec = new FrameDecoder();
-  let s;
+  let conn;
   try {
-    s = await dialTcp<undefined>({
-      host: hp.host || "127.0.0.1",
-      port: hp.port,
-      timeoutMs,
-      ready: () => {},
-      on: {
-        data(_s, chunk) {
-          try {
-            const fr = dec.push(chunk);
-            if (fr.length) reply(JSON.parse(new TextDecoder().decode(fr[0])));
-          } catch (e) {
-            failed(new CtlError("connection_failed", `registry: ${(e as Error).message}`));
-          }
-        },
-        close() { failed(new CtlError("connection_failed", "registry: connection closed")); },
-        error(_s, e) { failed(new CtlError("connection_failed", `registry: ${e.message}`)); },
-      },
-    });
+    conn = await dialFramed({ host: hp.host || "127.0.0.1", port: hp.port, timeoutMs, codec: registryJsonCodec });
   } catch {
     throw unreachable();
   }
+  const c = conn;
+  const answer = (async (): Promise<J> => {
+    const next = await c.messages().next();
+    if (next.done) {
+      const r = next.value;
+      throw new CtlError("connection_failed", r.code === "eof" ? "registry: connection closed" : `registry: ${r.message}`);
+    }
+    const v = next.value;
+    if (!v || typeof v !== "object" || Array.isArray(v)) throw new CtlError("connection_failed", "registry: reply is not a JSON object");
+    return v as J;
+  })();
+  answer.catch(() => {}); // settled after close when send() throws
   try {
-    s.write(encodeFrame(goJsonBytes(msg)));
+    c.send(msg);
     return await withTimeout(answer, Math.max(1, deadline - Date.now()), unreachable);
   } finally {
-    s.terminate();
+    c.close("closed", "done", true);
   }
 }
 
