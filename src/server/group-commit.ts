@@ -26,6 +26,8 @@ interface Entry {
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   write: boolean;
+  /** In-memory side effects to revert if this entry's writes are undone (Tx.undo). */
+  undos?: (() => void)[];
 }
 
 /** A lone write entry failed: the whole transaction is rolled back and the caller gets `cause`. */
@@ -38,6 +40,8 @@ export const MAX_GROUP = 256;
 
 export class GroupCommit {
   private queue: Entry[] = [];
+  /** The entry whose fn is executing (receives Tx.undo registrations). */
+  private current: Entry | null = null;
   private running = false;
   private scheduled = false;
   /** Groups committed and entries executed (for tests and benchmarks). */
@@ -49,6 +53,15 @@ export class GroupCommit {
   /** No group is executing: a pure read may run at once against committed state. */
   get idle(): boolean {
     return !this.running;
+  }
+
+  /**
+   * Register an in-memory side effect of the executing entry to revert if its writes are rolled
+   * back (its savepoint, or the whole group's transaction when the COMMIT fails).
+   */
+  undo(fn: () => void): void {
+    const e = this.current;
+    if (e) (e.undos ??= []).push(fn);
   }
 
   run<T>(fn: () => Promise<T>, write: boolean): Promise<T> {
@@ -82,13 +95,17 @@ export class GroupCommit {
       for (let i = 0; i < group.length; i++) {
         const sp = group[i].write && !alone;
         if (sp) this.db.exec("SAVEPOINT g");
+        this.current = group[i];
         try {
           out[i] = { ok: true, v: await group[i].fn() };
+          this.current = null;
           if (sp) this.db.exec("RELEASE g");
         } catch (e) {
+          this.current = null;
           if (sp) {
             this.db.exec("ROLLBACK TO g");
             this.db.exec("RELEASE g");
+            revert(group[i]);
             this.hooks?.rolledBack();
           } else if (alone && group[i].write) {
             throw new RolledBack(e);
@@ -98,8 +115,10 @@ export class GroupCommit {
       }
       this.db.exec("COMMIT");
     } catch (e) {
+      this.current = null;
       commitErr = e instanceof RolledBack ? e.cause : e;
       try { this.db.exec("ROLLBACK"); } catch {}
+      for (let i = group.length - 1; i >= 0; i--) revert(group[i]);
       this.hooks?.rolledBack();
     }
     this.hooks?.ended();
@@ -114,4 +133,12 @@ export class GroupCommit {
     }
     this.kick();
   }
+}
+
+/** Run an entry's registered undos, newest first (once). */
+function revert(e: Entry): void {
+  const u = e.undos;
+  if (!u) return;
+  e.undos = undefined;
+  for (let i = u.length - 1; i >= 0; i--) u[i]();
 }

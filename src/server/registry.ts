@@ -37,6 +37,19 @@ const SAVING: ReadonlySet<string> = new Set([
   "respond_handshake", "request_handshake", "poll_handshakes", "set_tags", "set_task_exec", "update_polo_score", "set_polo_score",
 ]);
 
+/**
+ * Request types whose handler does all its store work in ONE Store.tx call made synchronously
+ * when handle() is called (before handle() first yields), and after that commit only builds its
+ * reply and counts metrics: nothing a later request could observe. On an ordered store the
+ * server may start the next request of the same connection before such a request has answered:
+ * its transaction is queued behind this one and sees its effects, the replies still leave in
+ * request order, each after its own commit.
+ */
+const PIPELINED: ReadonlySet<string> = new Set([
+  "register", "rotate_key", "deregister", "set_visibility", "set_hostname", "set_tags", "set_task_exec",
+  "update_polo_score", "set_polo_score", "report_trust", "revoke_trust",
+]);
+
 const HANDLERS: HandlerTable = { ...nodeHandlers, ...directoryHandlers, ...trustHandlers };
 
 /** What handle() returns: a reply body (typed by the schema), readable as a plain object too. */
@@ -66,6 +79,17 @@ export class Registry implements Core {
     this.replication = new ReplicationHub(store, opts.log);
     this.replToken = new TokenChecker(opts.replicationToken ?? "");
     this.standby = !!opts.standby;
+  }
+
+  /**
+   * May the request `body` be started while earlier requests of its connection (all pipelinable
+   * themselves) are still executing or waiting for their commit? Only on an ordered store, never
+   * on a standby, and only for the types listed in PIPELINED.
+   */
+  pipelinable(body: unknown): boolean {
+    if (!this.store.ordered || this.standby || body === null || typeof body !== "object") return false;
+    const type = (body as { type?: unknown }).type;
+    return typeof type === "string" && PIPELINED.has(type);
   }
 
   /** Process one decoded request body (parsed JSON); always returns a reply body. */

@@ -1,18 +1,30 @@
-// Registry TCP listener (docs/protocol.md §8.1): framing, per-connection sequential processing, push
-// delivery to subscribed connections, TLS.
+// Registry TCP listener (docs/protocol.md §8.1): framing, per-connection request processing with
+// in-order replies, push delivery to subscribed connections, TLS.
+//
+// Pipelining: a connection's requests are answered strictly in request order (pipelining clients
+// depend on it). Requests that the registry declares pipelinable (one transaction queued at
+// call time, see Registry.pipelinable) are started as soon as they arrive, without waiting for
+// the earlier ones to commit: their transactions join the same commit group behind the earlier
+// ones, so each sees its predecessors' effects, and every reply still leaves only after its own
+// commit. Any other request starts only once every earlier request of its connection has
+// answered, and nothing starts after it until it has answered.
 import type { Socket, TCPSocketListener } from "bun";
 import { RegistryFrameDecoder, encodeFrame } from "../proto/registry-frames.ts";
 import { goJsonBytes } from "../proto/gojson.ts";
 import { ProtoError } from "../proto/types.ts";
 import { parseHostPort } from "../sys/hostport.ts";
 import { PUSH_TYPE, REPL_SNAPSHOT_FAILED } from "../proto/registry.ts";
-import { newCtx, type ConnCtx, type Registry } from "./registry.ts";
+import { newCtx, type ConnCtx, type Registry, type WireReply } from "./registry.ts";
 import type { PushEvent } from "./store.ts";
 import { REPL_WRITE_DEADLINE_MS, type ReplSubscriber } from "./replication.ts";
 
 const MAX_SUB_BACKLOG = 8 << 20; // bytes queued to a replication subscriber before dropping it
 
 export const IDLE_TIMEOUT_S = 300;
+/** Requests of one connection executing or awaiting their commit at once. */
+export const MAX_PIPELINE = 64;
+/** Received frames waiting to start before the connection stops reading (resumes below half). */
+export const MAX_QUEUED_FRAMES = 256;
 
 function concat(parts: Uint8Array[], total: number): Uint8Array {
   const out = new Uint8Array(total);
@@ -21,11 +33,19 @@ function concat(parts: Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
+interface InFlight {
+  reply: Promise<WireReply>;
+  pipe: boolean;
+}
+
 interface ConnState {
   ctx: ConnCtx;
   dec: RegistryFrameDecoder;
-  queue: Uint8Array[];
-  busy: boolean;
+  queue: Uint8Array[]; // received frames not started yet
+  inflight: InFlight[]; // started requests, in request order, not answered yet
+  replying: boolean; // replyLoop running
+  halted?: boolean; // a malformed frame arrived: start nothing more, close after the earlier replies
+  paused?: boolean; // reading paused: too many queued frames
   out: Uint8Array[]; // pending writes (backpressure)
   outSince: number; // ms when `out` became non-empty
   outBytes: number;
@@ -77,7 +97,7 @@ export class RegistryServer {
       socket: {
         open(s: Socket<ConnState>) {
           const ip = s.remoteAddress ?? "";
-          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new RegistryFrameDecoder(), queue: [], busy: false, out: [], outSince: 0, outBytes: 0, closed: false, batch: [], batchBytes: 0, flushQueued: false };
+          s.data = { ctx: newCtx(ip, (s as any).remotePort ?? 0), dec: new RegistryFrameDecoder(), queue: [], inflight: [], replying: false, out: [], outSince: 0, outBytes: 0, closed: false, batch: [], batchBytes: 0, flushQueued: false };
           s.timeout(IDLE_TIMEOUT_S);
           self.conns.add(s);
         },
@@ -95,7 +115,11 @@ export class RegistryServer {
           if (frames.length === 0) return;
           s.timeout(IDLE_TIMEOUT_S);
           for (const f of frames) st.queue.push(f);
-          if (!st.busy) void self.pump(s);
+          self.pump(s);
+          if (st.queue.length > MAX_QUEUED_FRAMES && !st.paused && !st.closed) {
+            st.paused = true;
+            s.pause();
+          }
         },
         drain(s: Socket<ConnState>) {
           self.flush(s);
@@ -121,24 +145,51 @@ export class RegistryServer {
     return { host: this.listener.hostname, port: this.listener.port };
   }
 
-  private async pump(s: Socket<ConnState>): Promise<void> {
+  /** Start every queued request that may start now (see the pipelining rule at the top). */
+  private pump(s: Socket<ConnState>): void {
     const st = s.data;
-    st.busy = true;
+    while (st.queue.length && !st.closed && !st.halted) {
+      const n = st.inflight.length;
+      if (n >= MAX_PIPELINE || (n && !st.inflight[n - 1].pipe)) break;
+      let msg: unknown;
+      try {
+        msg = JSON.parse(td.decode(st.queue[0]));
+      } catch {
+        msg = undefined; // invalid JSON
+      }
+      if (msg === undefined || (msg !== null && (typeof msg !== "object" || Array.isArray(msg)))) {
+        // Invalid JSON, or valid JSON but not an object: close without reply (docs/protocol.md
+        // §8.1), once the replies to the requests before it are written.
+        st.queue.length = 0;
+        st.halted = true;
+        if (!n) this.closeHalted(s);
+        return;
+      }
+      const pipe = this.registry.pipelinable(msg);
+      if (n && !pipe) break; // starts once the earlier requests have answered
+      st.queue.shift();
+      st.inflight.push({ reply: this.registry.handle(msg, st.ctx), pipe });
+      if (!st.replying) void this.replyLoop(s);
+    }
+    if (st.paused && st.queue.length <= MAX_QUEUED_FRAMES >> 1 && !st.closed) {
+      st.paused = false;
+      s.resume();
+    }
+  }
+
+  /** Send the replies in request order, each as soon as it (and every earlier one) is ready. */
+  private async replyLoop(s: Socket<ConnState>): Promise<void> {
+    const st = s.data;
+    st.replying = true;
     try {
-      while (st.queue.length && !st.closed) {
-        const f = st.queue.shift()!;
-        let msg: unknown;
+      while (st.inflight.length && !st.closed) {
+        let res: WireReply;
         try {
-          msg = JSON.parse(td.decode(f));
-        } catch {
-          this.kill(s); // invalid JSON: close without reply (docs/protocol.md §8.1)
-          return;
+          res = await st.inflight[0].reply;
+        } catch (e) {
+          res = this.registry.errorResponse(e) as WireReply; // handle() answers errors itself; defensive
         }
-        if (msg !== null && (typeof msg !== "object" || Array.isArray(msg))) {
-          this.kill(s); // valid JSON but not an object
-          return;
-        }
-        const res = await this.registry.handle(msg, st.ctx);
+        st.inflight.shift();
         if (st.closed) return;
         if (st.ctx.replGen !== undefined) {
           this.startReplication(s, res);
@@ -157,10 +208,21 @@ export class RegistryServer {
           s.end();
           return;
         }
+        if (st.halted && !st.inflight.length) {
+          this.closeHalted(s);
+          return;
+        }
+        this.pump(s);
       }
     } finally {
-      st.busy = false;
+      st.replying = false;
     }
+  }
+
+  /** Close after a malformed frame: the replies already produced are written first. */
+  private closeHalted(s: Socket<ConnState>): void {
+    this.flushBatch(s);
+    this.kill(s);
   }
 
   /**
@@ -184,6 +246,7 @@ export class RegistryServer {
       return;
     }
     st.queue.length = 0;
+    if (st.paused) { st.paused = false; s.resume(); }
     st.dec = new RegistryFrameDecoder();
     s.timeout(0);
     try { (s as any).setKeepAlive?.(true, 15_000); } catch {}

@@ -49,7 +49,8 @@ export interface Tx {
   /**
    * Revert an in-memory side effect (connection state) if this transaction attempt is rolled
    * back and rerun (PostgreSQL reruns transactions after serialization failures; SQLite never
-   * reruns, its transactions are serialised).
+   * reruns, its transactions are serialised; there the undo runs when the request's savepoint or
+   * its commit group's transaction is rolled back).
    */
   undo(fn: () => void): void;
   getNode(id: number): Promise<NodeRec | null>;
@@ -111,6 +112,12 @@ export interface Tx {
 export interface Store {
   readonly kind: "sqlite" | "postgres";
   readonly description: string;
+  /**
+   * Transactions execute in the order of their tx() calls, each seeing the effects of the ones
+   * called before it (even before those commit), so one connection's requests may be started
+   * before the earlier ones have answered (server.ts pipelining). Absent = no such guarantee.
+   */
+  readonly ordered?: boolean;
   /**
    * Run fn atomically, with the outcome of some serial order of all transactions (across
    * processes for PG, where fn may be rerun from scratch after a serialization failure: its
@@ -215,6 +222,8 @@ export function rowToNet(r: any): NetworkRec {
 export class SqliteStore implements Store {
   readonly kind = "sqlite" as const;
   readonly description: string;
+  /** tx() calls join the group-commit queue in call order and run one after the other. */
+  readonly ordered = true;
   private db: Database;
   private group: GroupCommit;
   private pushCbs: ((ev: PushEvent) => void)[] = [];
@@ -298,7 +307,7 @@ export class SqliteStore implements Store {
     const q = this.q;
     const self = this;
     return {
-      undo() {},
+      undo(fn) { self.group.undo(fn); },
       async getNode(id) {
         const c = self.cache.get(id);
         if (c) return c;
