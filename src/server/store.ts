@@ -9,6 +9,10 @@
 import { Database } from "bun:sqlite";
 import { GroupCommit } from "./group-commit.ts";
 import { NodeCache } from "./node-cache.ts";
+import { WalCheckpointer } from "./wal-checkpointer.ts";
+
+/** Transactions after which a file store starts its background checkpointer (short-lived stores never do). */
+export const CHECKPOINTER_AFTER_TX = 512;
 
 export interface NodeRec {
   id: number;
@@ -231,8 +235,15 @@ export class SqliteStore implements Store {
   private t: Tx;
   /** Write-through cache of node rows (this process is the file's only writer). */
   readonly cache = new NodeCache<NodeRec>();
+  /** Background WAL checkpoints (file stores; started after CHECKPOINTER_AFTER_TX transactions). */
+  readonly checkpointer: WalCheckpointer | null;
+  private txSeen = 0;
 
-  constructor(path: string, opts: { sync?: "normal" | "full" } = {}) {
+  /**
+   * `checkpoint`: "background" (default for files) moves WAL checkpoints to a worker thread;
+   * "inline" leaves them to SQLite's autocheckpoint inside commits.
+   */
+  constructor(path: string, opts: { sync?: "normal" | "full"; checkpoint?: "background" | "inline" } = {}) {
     this.description = `sqlite:${path}`;
     this.db = new Database(path, { create: true, strict: true });
     if (path !== ":memory:") {
@@ -248,6 +259,7 @@ export class SqliteStore implements Store {
     // into the database file and syncs it on the request path; at 100k+ nodes nearly every
     // registration dirties its own index pages, and the default made checkpoints a third of
     // the registration cost. The WAL file is truncated back to 64 MiB at most afterwards.
+    // With the background checkpointer this stays as the safety net should the worker fall behind.
     this.db.exec("PRAGMA wal_autocheckpoint=10000");
     this.db.exec("PRAGMA journal_size_limit=67108864");
     for (const s of SQLITE_SCHEMA) this.db.exec(s);
@@ -297,6 +309,7 @@ export class SqliteStore implements Store {
     };
     this.t = this.makeTx();
     this.group = new GroupCommit(this.db, this.cache);
+    this.checkpointer = path !== ":memory:" && opts.checkpoint !== "inline" ? new WalCheckpointer(path) : null;
   }
 
   private meta(k: string): number {
@@ -382,6 +395,7 @@ export class SqliteStore implements Store {
    * one SQLite transaction (each in its own savepoint) and all settle after its COMMIT.
    */
   tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    if (this.checkpointer && ++this.txSeen === CHECKPOINTER_AFTER_TX) this.checkpointer.start();
     return this.group.run(() => fn(this.t), true);
   }
 
@@ -426,6 +440,7 @@ export class SqliteStore implements Store {
     return this.meta("next_node") === 1 && Number((this.q.nodeCount.get() as any).c) === 0;
   }
   async close(): Promise<void> {
+    await this.checkpointer?.stop();
     try { this.db.close(); } catch {}
   }
 }
