@@ -14,6 +14,7 @@ import { SqliteStore } from "../src/server/store.ts";
 import { startRendezvous, type Rendezvous } from "../src/server/main.ts";
 import { encodeFrame } from "../src/proto/framing.ts";
 import { RegistryFrameDecoder } from "../src/proto/registry-frames.ts";
+import { MAX_QUEUED_FRAMES } from "../src/server/server.ts";
 import { until } from "./helpers/until.ts";
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
@@ -161,6 +162,15 @@ describe("over TCP", () => {
     expect(nodeIds.every((v, i) => i === 0 || v === nodeIds[i - 1] + 1)).toBe(true);
     // One request per commit group would take n groups.
     expect(groupsOf(store) - g0).toBeLessThan(n / 4);
+    c.end();
+  });
+
+  test("more queued frames than the connection buffers: reading pauses and resumes, every reply arrives in order", async () => {
+    const c = await rawConn(rv.registryPort);
+    const n = MAX_QUEUED_FRAMES * 8; // lookups start one at a time, so most of them queue
+    c.send(Array.from({ length: n }, (_, i) => ({ type: "lookup", node_id: 1_000_000 + i })));
+    await until(async () => c.replies.length === n, "all replies", 30_000, 20);
+    expect(c.replies.every((x, i) => x.type === "error" && x.error === `node ${1_000_000 + i} not found`)).toBe(true);
     c.end();
   });
 
