@@ -46,6 +46,7 @@ interface ConnState {
   replying: boolean; // replyLoop running
   halted?: boolean; // a malformed frame arrived: start nothing more, close after the earlier replies
   paused?: boolean; // reading paused: too many queued frames
+  head?: { msg: unknown; pipe: boolean }; // queue[0] parsed, while it waits for earlier requests
   out: Uint8Array[]; // pending writes (backpressure)
   outSince: number; // ms when `out` became non-empty
   outBytes: number;
@@ -151,23 +152,28 @@ export class RegistryServer {
     while (st.queue.length && !st.closed && !st.halted) {
       const n = st.inflight.length;
       if (n >= MAX_PIPELINE || (n && !st.inflight[n - 1].pipe)) break;
-      let msg: unknown;
-      try {
-        msg = JSON.parse(td.decode(st.queue[0]));
-      } catch {
-        msg = undefined; // invalid JSON
+      let head = st.head;
+      if (!head) {
+        let msg: unknown;
+        try {
+          msg = JSON.parse(td.decode(st.queue[0]));
+        } catch {
+          msg = undefined; // invalid JSON
+        }
+        if (msg === undefined || (msg !== null && (typeof msg !== "object" || Array.isArray(msg)))) {
+          // Invalid JSON, or valid JSON but not an object: close without reply (docs/protocol.md
+          // §8.1), once the replies to the requests before it are written.
+          st.queue.length = 0;
+          st.halted = true;
+          if (!n) this.closeHalted(s);
+          return;
+        }
+        head = st.head = { msg, pipe: this.registry.pipelinable(msg) };
       }
-      if (msg === undefined || (msg !== null && (typeof msg !== "object" || Array.isArray(msg)))) {
-        // Invalid JSON, or valid JSON but not an object: close without reply (docs/protocol.md
-        // §8.1), once the replies to the requests before it are written.
-        st.queue.length = 0;
-        st.halted = true;
-        if (!n) this.closeHalted(s);
-        return;
-      }
-      const pipe = this.registry.pipelinable(msg);
-      if (n && !pipe) break; // starts once the earlier requests have answered
+      if (n && !head.pipe) break; // starts once the earlier requests have answered
       st.queue.shift();
+      st.head = undefined;
+      const { msg, pipe } = head;
       st.inflight.push({ reply: this.registry.handle(msg, st.ctx), pipe });
       if (!st.replying) void this.replyLoop(s);
     }
@@ -246,6 +252,7 @@ export class RegistryServer {
       return;
     }
     st.queue.length = 0;
+    st.head = undefined;
     if (st.paused) { st.paused = false; s.resume(); }
     st.dec = new RegistryFrameDecoder();
     s.timeout(0);
