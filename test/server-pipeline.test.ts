@@ -68,6 +68,24 @@ describe("registry level", () => {
     }
   });
 
+  test("the register rate limit applies to pipelined registrations exactly as to sequential ones", async () => {
+    const store = new SqliteStore(join(tmp, `p-${++nFiles}.db`));
+    const reg = new Registry(store, { now: () => 1_000_000 }); // rate limit on, clock frozen
+    try {
+      const ctx = newCtx("127.0.0.1", 40000);
+      const ids = Array.from({ length: 12 }, () => identity());
+      const msgs = [...ids, ids[0]].map((x) => ({ type: "register", public_key: x.pub, listen_addr: ":4000" }));
+      const g0 = groupsOf(store);
+      const r = await Promise.all(msgs.map((m) => reg.handle(m, ctx)));
+      expect(groupsOf(store) - g0).toBe(1);
+      // 10 per window; the 13th re-registers a key registered earlier in the same group: allowed.
+      expect(r.map((x) => x.code ?? x.type)).toEqual([...Array(10).fill("register_ok"), "rate_limited", "rate_limited", "register_ok"]);
+      expect(r[12].node_id).toBe(r[0].node_id);
+    } finally {
+      await store.close();
+    }
+  });
+
   test("a commit group that fails to commit undoes the connection state of all its requests", async () => {
     const store = new SqliteStore(join(tmp, `p-${++nFiles}.db`));
     const reg = new Registry(store, { noRateLimit: true });
