@@ -10,7 +10,7 @@ import {
 
 const BUN = process.execPath;
 const work = mkdtempSync(join(tmpdir(), "pilot-build-test-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+afterAll(() => rmSync(work, { recursive: true, force: true, maxRetries: 5 }));
 
 function run(cmd: string[], opts: { env?: Record<string, string | undefined>; argv0?: string; cwd?: string } = {}) {
   const env = { ...process.env, PILOT_TOOL: undefined, ...opts.env };

@@ -160,7 +160,7 @@ describe("identity file on disk", () => {
       expect(statSync(p).mode & 0o777).toBe(0o600);
       expect(readdirSync(join(d, "sub", "deeper"))).toEqual(["identity.json"]);
     } finally {
-      rmSync(d, { recursive: true, force: true });
+      rmSync(d, { recursive: true, force: true, maxRetries: 5 });
     }
   });
   test("missing -> null; loadOrCreate creates then reuses", () => {
@@ -173,7 +173,7 @@ describe("identity file on disk", () => {
       const b = loadOrCreateIdentity(p);
       expect(toHex(b.publicKey)).toBe(toHex(a.publicKey));
     } finally {
-      rmSync(d, { recursive: true, force: true });
+      rmSync(d, { recursive: true, force: true, maxRetries: 5 });
     }
   });
   test("corrupt files give identity_corrupt", () => {
@@ -210,7 +210,7 @@ describe("identity file on disk", () => {
       writeFileSync(p, JSON.stringify({ Private_Key: good.private_key, PUBLIC_KEY: good.public_key }));
       expect(toHex(loadIdentity(p)!.publicKey)).toBe(toHex(PUB));
     } finally {
-      rmSync(d, { recursive: true, force: true });
+      rmSync(d, { recursive: true, force: true, maxRetries: 5 });
     }
   });
   test("unreadable path gives identity_unreadable; unwritable gives identity_unwritable", () => {
@@ -223,7 +223,7 @@ describe("identity file on disk", () => {
       writeFileSync(blocker, "x");
       expectCode(() => saveIdentity(join(blocker, "id.json"), generateIdentity()), "identity_unwritable");
     } finally {
-      rmSync(d, { recursive: true, force: true });
+      rmSync(d, { recursive: true, force: true, maxRetries: 5 });
     }
   });
 });

@@ -21,7 +21,7 @@ beforeAll(() => {
   if (r.exitCode !== 0) throw new Error(`bun build failed: ${r.stderr.toString()}`);
   inputs = JSON.parse(readFileSync(join(dir, "meta.json"), "utf8")).inputs;
 });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 
 /** Every module (and external built-in) evaluated when `from` is imported: static imports only. */
 function staticClosure(from: string): { modules: string[]; builtins: string[] } {

@@ -23,7 +23,7 @@ async function hasV6(): Promise<boolean> {
 
 afterAll(async () => {
   for (const p of procs.reverse()) await p.kill().catch(() => 0);
-  rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
 });
 
 test.skipIf(!(await hasV6()))("IPv6 loopback: register, key exchange and echo over [::1]", async () => {

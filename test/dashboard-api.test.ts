@@ -94,7 +94,7 @@ describe("rendezvous dashboard API", () => {
   afterAll(async () => {
     small?.stop();
     await rv?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
   });
 
   test("/api/stats has the reference's keys and numbers, nothing private", async () => {

@@ -125,6 +125,6 @@ export class Browser {
       await Promise.race([gone, Bun.sleep(5000)]);
       if (this.proc.exitCode === null) this.proc.kill("SIGKILL");
     }
-    rmSync(this.profile, { recursive: true, force: true });
+    rmSync(this.profile, { recursive: true, force: true, maxRetries: 5 });
   }
 }

@@ -56,7 +56,7 @@ afterAll(async () => {
   const pid = gatewayPid({ dataDir });
   if (pid) process.kill(pid, "SIGKILL");
   await fd.close();
-  rmSync(dataDir, { recursive: true, force: true });
+  rmSync(dataDir, { recursive: true, force: true, maxRetries: 5 });
 });
 
 describe("gateway control (background process)", () => {

@@ -74,7 +74,7 @@ describe.skipIf(why !== null)("gateway in a network namespace (fake daemon)", ()
     const pid = gatewayPid({ dataDir });
     if (pid) process.kill(pid, "SIGKILL");
     await fd.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true, maxRetries: 5 });
   });
 
   test("aliases follow map/unmap/stop; bytes flow through 10.4.0.1:80", async () => {
@@ -208,8 +208,15 @@ describe.skipIf(why !== null)("gateway end to end (rendezvous + two daemons + ht
         await gatewayStop({ dataDir }).catch(() => {});
       }
     }
-    for (const p of procs.splice(0)) p.child.kill("SIGTERM");
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    // Wait for the daemons to exit before removing their data directories: a daemon still
+    // writing during shutdown would make the removal fail with ENOTEMPTY.
+    await Promise.all(procs.splice(0).map((p) => new Promise<void>((res) => {
+      if (p.child.exitCode !== null || p.child.signalCode !== null) return res();
+      const t = setTimeout(() => { p.child.kill("SIGKILL"); }, 5_000);
+      p.child.once("exit", () => { clearTimeout(t); res(); });
+      p.child.kill("SIGTERM");
+    })));
+    if (tmp) rmSync(tmp, { recursive: true, force: true, maxRetries: 5 });
   });
 
   test("curl through the gateway: status JSON, 10 MiB body, 50 concurrent requests; live map/unmap/list", async () => {

@@ -140,7 +140,7 @@ exec ${realId} "$@"
 
 afterAll(() => {
   server?.stop(true);
-  rmSync(work, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true, maxRetries: 5 });
 });
 
 describe("install.sh on Linux as root (system unit)", () => {

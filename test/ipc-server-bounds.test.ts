@@ -69,7 +69,7 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "pilot-ipcbound-"));
 });
 afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
 });
 
 describe("a client that never reads its replies", () => {

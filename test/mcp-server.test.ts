@@ -54,7 +54,7 @@ afterAll(async () => {
   await ca?.close();
   await cb?.close();
   await net?.close();
-  rmSync(tmp, { recursive: true, force: true });
+  rmSync(tmp, { recursive: true, force: true, maxRetries: 5 });
 });
 
 describe("pilotctl mcp", () => {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { measure, runBenches } from "../bench/run.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "pilot-bench-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 
 writeFileSync(join(dir, "a_good.ts"), `export default async function (r) { r.add("x", 42, "ops/s", "note"); r.add("y", 1.5, "MB/s"); }`);
 writeFileSync(join(dir, "b_fails.ts"), `export default async function (r) { r.add("before", 1, "u"); throw new Error("boom"); }`);

@@ -76,7 +76,7 @@ beforeAll(async () => {
 afterAll(() => {
   good.stop();
   tampered.stop();
-  rmSync(work, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true, maxRetries: 5 });
 });
 
 describe("packages", () => {
@@ -255,7 +255,7 @@ describe("npm install of the packed packages", () => {
   }, 60_000);
 
   test("without the platform package: a clear error with a code and a hint", async () => {
-    rmSync(join(proj, "node_modules", hostPkg), { recursive: true, force: true });
+    rmSync(join(proj, "node_modules", hostPkg), { recursive: true, force: true, maxRetries: 5 });
     const r = await run([join(proj, "node_modules", ".bin", "pilotctl"), "version"], { cwd: proj, env: { PATH: SYS_PATH } });
     expect(r.code).toBe(1);
     expect(r.err).toContain(`pilot-ts: error [platform_package_missing]: the package ${hostPkg}`);

@@ -28,7 +28,7 @@ beforeAll(() => {
   const i = sh("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", tarball], proj);
   if (i.code !== 0) throw new Error(`npm install of the tarball failed:\n${i.out}\n${i.err}`);
 }, 300_000);
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+afterAll(() => rmSync(work, { recursive: true, force: true, maxRetries: 5 }));
 
 const CONSUMER = `
 import { createHash } from "node:crypto";

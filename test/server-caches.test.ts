@@ -56,7 +56,7 @@ describe("SQLite node cache and group commit", () => {
   const withStore = async (fn: (s: SqliteStore) => Promise<void>) => {
     const dir = mkdtempSync(join(tmpdir(), "pilot-cache-"));
     const s = new SqliteStore(join(dir, "r.db"));
-    try { await fn(s); } finally { await s.close(); rmSync(dir, { recursive: true, force: true }); }
+    try { await fn(s); } finally { await s.close(); rmSync(dir, { recursive: true, force: true, maxRetries: 5 }); }
   };
   const seed = async (s: SqliteStore) => {
     await s.tx(async (t) => t.putNode(freshNode(1000, 1, identity().pub, "", "1.2.3.4:5", 1)));

@@ -8,7 +8,7 @@ import { CHECKPOINTER_AFTER_TX, SqliteStore, type NodeRec } from "../src/server/
 import { until } from "./helpers/until.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "pilot-ckpt-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 
 const node = (id: number): NodeRec => ({
   id, owner: "", publicKey: Buffer.alloc(32, id & 255).toString("base64"), realAddr: "127.0.0.1:1", networks: [0], public: false,

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { SqliteStore, type NodeRec } from "../src/server/store.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "pilot-gc-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 
 const node = (id: number): NodeRec => ({
   id, owner: "", publicKey: Buffer.alloc(32, id).toString("base64"), realAddr: "127.0.0.1:1", networks: [0], public: false,

@@ -25,7 +25,7 @@ function identity() {
 const groupsOf = (s: SqliteStore) => (s as unknown as { group: { groups: number } }).group.groups;
 
 const tmp = mkdtempSync(join(tmpdir(), "pilot-pipe-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => rmSync(tmp, { recursive: true, force: true, maxRetries: 5 }));
 let nFiles = 0;
 
 describe("registry level", () => {

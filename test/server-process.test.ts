@@ -102,7 +102,7 @@ describe("rendezvous process", () => {
       for (const w of want) expect(have.has(w)).toBe(true);
       await st.close();
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
     }
   }, 60000);
 
@@ -131,7 +131,7 @@ describe("rendezvous process", () => {
       p.kill("SIGTERM");
       await p.exited;
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
     }
   }, 30000);
 });

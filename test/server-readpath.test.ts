@@ -22,7 +22,7 @@ function identity() {
 const pg = await getPg();
 afterAll(releasePg);
 const tmp = mkdtempSync(join(tmpdir(), "pilot-readpath-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => rmSync(tmp, { recursive: true, force: true, maxRetries: 5 }));
 
 for (const kind of ["sqlite", "postgres"] as const) {
   describe.skipIf(kind === "postgres" && typeof pg === "string")(`read path on ${kind}`, () => {

@@ -27,7 +27,7 @@ const pg = await getPg();
 afterAll(releasePg);
 if (typeof pg === "string") console.log(`registry suite on PostgreSQL skipped: ${pg} (set PILOT_TEST_PG_URL to run it)`);
 const tmp = mkdtempSync(join(tmpdir(), "pilot-reg-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => rmSync(tmp, { recursive: true, force: true, maxRetries: 5 }));
 let nFiles = 0;
 
 for (const kind of ["sqlite", "postgres"] as const) {

@@ -367,7 +367,7 @@ describe("replication: primary restart", () => {
       const code = await proc.exited;
       await s.stop();
       await p.stop();
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
       expect(code).toBe(0);
     }
   });

@@ -198,6 +198,6 @@ export class Cluster {
   async stop(): Promise<void> {
     await Promise.all(this.daemons.map((d) => d.proc.kill("SIGTERM").catch(() => 0)));
     await this.rendezvous?.kill("SIGTERM").catch(() => 0);
-    if (!process.env.PILOT_TEST_KEEP) rmSync(this.dir, { recursive: true, force: true });
+    if (!process.env.PILOT_TEST_KEEP) rmSync(this.dir, { recursive: true, force: true, maxRetries: 5 });
   }
 }

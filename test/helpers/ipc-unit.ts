@@ -252,7 +252,7 @@ export function installHooks(): void {
     dir = mkdtempSync(join(tmpdir(), "pilot-ipcsrv-"));
   });
   afterAll(() => {
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
   });
   afterEach(() => {
     for (const c of clients) c.sock.destroy();

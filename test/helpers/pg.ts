@@ -85,12 +85,12 @@ async function startLocal(): Promise<string> {
     // initdb/postgres refuse to run as root.
     const uid = Number(Bun.spawnSync(["id", "-u", "postgres"]).stdout.toString().trim());
     const gid = Number(Bun.spawnSync(["id", "-g", "postgres"]).stdout.toString().trim());
-    if (!uid) { rmSync(dir, { recursive: true, force: true }); throw new Error("running as root and there is no `postgres` user"); }
+    if (!uid) { rmSync(dir, { recursive: true, force: true, maxRetries: 5 }); throw new Error("running as root and there is no `postgres` user"); }
     chownSync(dir, uid, gid);
     wrap = (cmd) => ["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "--", ...cmd];
   }
   const init = Bun.spawnSync(wrap([join(bin, "initdb"), "-D", data, "-A", "trust", "-U", "pilot", "--no-sync", "-E", "UTF8"]), { stdout: "pipe", stderr: "pipe" });
-  if (init.exitCode !== 0) { rmSync(dir, { recursive: true, force: true }); throw new Error("initdb failed: " + init.stderr.toString().trim()); }
+  if (init.exitCode !== 0) { rmSync(dir, { recursive: true, force: true, maxRetries: 5 }); throw new Error("initdb failed: " + init.stderr.toString().trim()); }
   let lastErr = "";
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = 20000 + Math.floor(Math.random() * 20000);
@@ -122,7 +122,7 @@ async function startLocal(): Promise<string> {
           const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
           await proc.exited;
           clearTimeout(t);
-          rmSync(dir, { recursive: true, force: true });
+          rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
         };
         return url;
       } catch {}
@@ -131,6 +131,6 @@ async function startLocal(): Promise<string> {
     await proc.exited;
     try { lastErr = readFileSync(join(dir, "log"), "utf8"); } catch {}
   }
-  rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
   throw new Error("postgres did not come up: " + lastErr.trim().split("\n").slice(-3).join(" | "));
 }

@@ -113,7 +113,7 @@ export function tempDir(prefix = "pilot-svc-"): string {
 }
 
 export function rmDir(d: string) {
-  rmSync(d, { recursive: true, force: true });
+  rmSync(d, { recursive: true, force: true, maxRetries: 5 });
 }
 
 export function makeNode(net: MemNet, reg: FakeRegistry, node: number, opts: { dir?: string; trust?: boolean; now?: () => number } = {}): TestNode {

@@ -326,6 +326,6 @@ export class Lab {
       sh(["ip", "netns", "del", ns], true);
     }
     this.namespaces = [];
-    if (!process.env.PILOT_LAB_KEEP) rmSync(this.dir, { recursive: true, force: true });
+    if (!process.env.PILOT_LAB_KEEP) rmSync(this.dir, { recursive: true, force: true, maxRetries: 5 });
   }
 }
