@@ -26,6 +26,12 @@ export class CtlExit extends Error {
   }
 }
 
+/** Wrap a daemon request error as `⟨prefix⟩: ⟨err⟩`, code connection_failed. */
+export function daemonErr(prefix: string, e: unknown): CtlError {
+  if (e instanceof CtlError) return e;
+  return new CtlError("connection_failed", `${prefix}: ${(e as Error).message}`);
+}
+
 export const E_DAEMON = () => new CtlError("not_running", "daemon is not running", "start the daemon with: pilotctl daemon start");
 
 export interface Ctx {

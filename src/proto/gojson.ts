@@ -53,9 +53,16 @@ function byteCompare(a: string, b: string): number {
   if (i === n) return a.length - b.length;
   const x = a.charCodeAt(i), y = b.charCodeAt(i);
   if (x < 0xd800 && y < 0xd800) return x - y;
-  const ea = Buffer.from(a, "utf8");
-  const eb = Buffer.from(b, "utf8");
-  return Buffer.compare(ea, eb);
+  return utf8Compare(a, b);
+}
+
+// The functions that name the global `Buffer` stay off the common path: Bun creates that global
+// on first reference, which a fresh process pays for in the first function that names it.
+function utf8Compare(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
+function base64(v: Uint8Array): string {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64");
 }
 
 /** Objects up to this many keys are sorted by insertion sort (no builtin); larger ones by Array.prototype.sort. */
@@ -96,7 +103,7 @@ export function goJson(v: unknown): string {
         for (let i = 0; i < v.length; i++) s += (i ? "," : "") + goJson(v[i]);
         return s + "]";
       }
-      if (v instanceof Uint8Array) return goString(Buffer.from(v).toString("base64"));
+      if (v instanceof Uint8Array) return goString(base64(v));
       const o = v as Record<string, unknown>;
       const keys = sortedKeys(o);
       let s = "{";

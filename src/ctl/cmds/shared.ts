@@ -3,7 +3,7 @@ import { formatAddr, parseAddr } from "../../proto/addr.ts";
 import type { Addr } from "../../proto/types.ts";
 import { Driver, DriverError } from "../../client/driver.ts";
 import type { ErrorCode } from "../../client/errors.ts";
-import { type Ctx, CtlError, E_DAEMON, getSocket, goQ, tryUint32 } from "../util.ts";
+import { type Ctx, CtlError, daemonErr, E_DAEMON, getSocket, goQ, tryUint32 } from "../util.ts";
 
 export async function connectDaemon(opts: { timeoutMs?: number } = {}): Promise<Driver> {
   try {
@@ -25,11 +25,7 @@ export async function daemonCall<T>(prefix: string, fn: (d: Driver) => Promise<T
   }
 }
 
-/** Wrap a daemon request error as `⟨prefix⟩: ⟨err⟩`, code connection_failed. */
-export function daemonErr(prefix: string, e: unknown): CtlError {
-  if (e instanceof CtlError) return e;
-  return new CtlError("connection_failed", `${prefix}: ${(e as Error).message}`);
-}
+export { daemonErr };
 
 /** docs/protocol.md §13.1: full address, bare node ID, or hostname via the daemon. */
 export async function resolveTarget(ctx: Ctx, d: Driver, s: string, code: ErrorCode = "not_found"): Promise<Addr> {

@@ -1,10 +1,20 @@
 // The daemon-status commands (info, peers, connections). Kept apart from the other command groups
-// because scripts and agents run them most, so their module loads nothing but the IPC driver
-// (no node:fs, no crypto).
-import { type Ctx, formatBytes, formatUptime, goQ, pad, parseFlags } from "../util.ts";
-import { daemonCall } from "./shared.ts";
+// because scripts and agents run them most, so their module loads nothing but the IPC codec and
+// a one-shot request (no Driver, no node:fs, no crypto).
+import { requestOnce } from "../../client/ipc-once.ts";
+import { CMD_INFO_OK, type JsonObject } from "../../proto/ipc.ts";
+import { type Ctx, daemonErr, E_DAEMON, formatBytes, formatUptime, getSocket, goQ, pad, parseFlags } from "../util.ts";
 
 type J = Record<string, unknown>;
+
+/** The daemon's Info reply (errors as the Driver-based daemonCall("info", …) reports them). */
+async function daemonInfo(): Promise<JsonObject> {
+  try {
+    return ((await requestOnce(getSocket(), { cmd: "Info" }, CMD_INFO_OK, "info")) as { json: JsonObject }).json;
+  } catch (e) {
+    throw (e as { code?: string }).code === "not_running" ? E_DAEMON() : daemonErr("info", e);
+  }
+}
 
 // ---------- info / peers / connections ----------
 function connHeader(indent: string): string {
@@ -12,7 +22,7 @@ function connHeader(indent: string): string {
 }
 
 export async function info(ctx: Ctx): Promise<void> {
-  const i = await daemonCall("info", (d) => d.info());
+  const i = await daemonInfo();
   ctx.ok(i, () => {
     const n = (k: string) => Number(i[k] ?? 0);
     let s = "Pilot Protocol Daemon\n";
@@ -40,7 +50,7 @@ export async function info(ctx: Ctx): Promise<void> {
 export async function peers(ctx: Ctx, args: string[]): Promise<void> {
   const p = parseFlags(args);
   const q = (p.flags.get("search") ?? "").toLowerCase();
-  const i = await daemonCall("info", (d) => d.info());
+  const i = await daemonInfo();
   let list = ((i.peer_list as J[] | null) ?? []).filter((x) => !q || String(x.node_id).toLowerCase().includes(q) || String(x.endpoint).toLowerCase().includes(q));
   // The daemon lists as many peers as fit one IPC reply and counts the rest (peer_list_omitted).
   const omitted = Number(i.peer_list_omitted ?? 0);
@@ -58,7 +68,7 @@ export async function peers(ctx: Ctx, args: string[]): Promise<void> {
 }
 
 export async function connections(ctx: Ctx): Promise<void> {
-  const i = await daemonCall("info", (d) => d.info());
+  const i = await daemonInfo();
   const cl = (i.conn_list as J[] | null) ?? [];
   ctx.ok({ connections: cl, total: cl.length }, () => {
     if (!cl.length) return 'no active connections\n  connect to a peer: pilotctl connect <address|hostname> --message "hello"\n';
