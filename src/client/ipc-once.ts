@@ -30,8 +30,22 @@ export async function requestOnce(socketPath: string, msg: IpcMsg, reply: number
   const bun = (globalThis as { Bun?: BunConnect }).Bun;
   if (!bun) return viaDriver(socketPath, msg, reply, label);
   const frame = encodeIpcFrame(msg);
-  let settle!: { resolve: (m: IpcMsg) => void; reject: (e: Error) => void };
-  const answer = new Promise<IpcMsg>((resolve, reject) => (settle = { resolve, reject }));
+  // The outcome is awaited through a thenable rather than `new Promise`: the first Promise
+  // constructor call of a process compiles that builtin (≈0.1 ms, a tenth of this whole request).
+  let outcome: { m: IpcMsg | null; err: Error | null } | null = null;
+  let waiter: { resolve: (m: IpcMsg) => void; reject: (e: Error) => void } | null = null;
+  const answer: PromiseLike<IpcMsg> = {
+    then(resolve, reject) {
+      waiter = { resolve: resolve as (m: IpcMsg) => void, reject: reject as (e: Error) => void };
+      if (outcome) deliver();
+      return undefined as never;
+    },
+  };
+  const deliver = () => {
+    if (!waiter || !outcome) return;
+    if (outcome.err) waiter.reject(outcome.err);
+    else waiter.resolve(outcome.m!);
+  };
   const dec = new FrameDecoder();
   let done = false;
   let sock: BunSocket | null = null;
@@ -40,8 +54,8 @@ export async function requestOnce(socketPath: string, msg: IpcMsg, reply: number
     if (done) return;
     done = true;
     sock?.terminate();
-    if (err) settle.reject(err);
-    else settle.resolve(m!);
+    outcome = { m, err };
+    deliver();
   };
   const onData = (b: Uint8Array) => {
     let frames: Uint8Array[];
@@ -86,7 +100,7 @@ export async function requestOnce(socketPath: string, msg: IpcMsg, reply: number
     // The kernel took part of the frame (a large message): the rest goes out on drain.
     if (n >= 0 && n < frame.length) unsent = frame.subarray(n);
   }
-  return answer;
+  return await answer;
 }
 
 async function viaDriver(socketPath: string, msg: IpcMsg, reply: number, label: string): Promise<IpcMsg> {
