@@ -63,3 +63,33 @@ describe("sys logger", () => {
     expect(parseFormat(undefined)).toBe("text");
   });
 });
+
+describe("local time without the time-zone database on UTC hosts", () => {
+  const LOG = new URL("../src/sys/log.ts", import.meta.url).pathname;
+  // A fresh process per TZ value: the UTC decision is made once per process.
+  function inZone(tz: string | undefined): { utc: boolean; text: string; go: string } {
+    const env: Record<string, string | undefined> = { ...process.env, TZ: tz };
+    if (tz === undefined) delete env.TZ;
+    const code = `import { hostIsUtc, localTime, formatRecord } from ${JSON.stringify(LOG)};
+const d = new Date(Date.UTC(2025, 0, 15, 23, 34, 56, 789));
+console.log(JSON.stringify({ utc: hostIsUtc(), text: localTime(d, false), go: formatRecord("go", "info", d, "m", {}) }));`;
+    const r = Bun.spawnSync([process.execPath, "-e", code], { env, stdout: "pipe", stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(r.stderr.toString());
+    return JSON.parse(r.stdout.toString());
+  }
+
+  test("UTC zones take the UTC fields; other zones keep their offset", () => {
+    for (const tz of ["UTC", "Etc/UTC", ":UTC", "", "UTC0", "/usr/share/zoneinfo/Etc/UTC"]) {
+      expect(inZone(tz)).toEqual({ utc: true, text: "2025-01-15T23:34:56.789Z", go: "2025/01/15 23:34:56 INFO m\n" });
+    }
+    expect(inZone("Europe/Paris")).toEqual({ utc: false, text: "2025-01-16T00:34:56.789+01:00", go: "2025/01/16 00:34:56 INFO m\n" });
+    expect(inZone("America/New_York")).toEqual({ utc: false, text: "2025-01-15T18:34:56.789-05:00", go: "2025/01/15 18:34:56 INFO m\n" });
+  });
+
+  test("with TZ unset, the answer agrees with the Date API", () => {
+    const r = inZone(undefined);
+    const off = new Date(Date.UTC(2025, 0, 15, 23, 34, 56, 789)).getTimezoneOffset();
+    if (r.utc) expect(off).toBe(0);
+    expect(r.text.endsWith("Z")).toBe(off === 0);
+  });
+});
