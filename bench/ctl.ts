@@ -8,7 +8,8 @@
 //     interleaved runs (hello, version, info, raw info, hello, …), so machine load hits all alike;
 //     the "÷ bare hello" figures are medians of the per-round ratios (targets: version ≤ 1.2,
 //     info ≤ 1.5), which the shared machine's load disturbs less than a ratio of medians;
-//   - `pilot-daemon` from exec to its "daemon registered" log line with a running rendezvous;
+//   - `pilot-daemon` from exec to its first log line ("tunnel listening") and to its "daemon
+//     registered" line, with a running rendezvous;
 //   - the same two ratios in process CPU time (user + system), which load disturbs far less;
 //   - `bun src/main.ts pilotctl --json info` for comparison (running from source).
 import { linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -97,10 +98,13 @@ export default async function benchCtl(r: Reporter): Promise<void> {
 
     // pilot-daemon: exec → "daemon registered" (a new identity each run, as on first start).
     const daemonMs: number[] = [];
+    const firstLineMs: number[] = [];
     for (let i = 0; i < 5; i++) {
       mkdirSync(join(dir, `data${i}`));
       const t0 = performance.now();
       const d = spawnWatched(daemonArgs(i), `daemon${i}`, { HOME: dir });
+      await d.waitFor(/tunnel listening/);
+      firstLineMs.push(performance.now() - t0);
       await d.waitFor(/daemon registered/);
       daemonMs.push(performance.now() - t0);
       if (i < 4) await d.kill();
@@ -135,6 +139,7 @@ export default async function benchCtl(r: Reporter): Promise<void> {
     r.add("pilotctl version CPU ÷ bare hello CPU", paired(t.version, t.hello, "cpu"), "x", cpuNote);
     r.add("pilotctl --json info CPU ÷ bare hello CPU", paired(t.info, t.hello, "cpu"), "x", cpuNote);
     r.add("bun src/main.ts pilotctl --json info (median wall)", median(wall(t.source)), "ms", `from source, ${t.source.length} runs`);
+    r.add("pilot-daemon exec → first log line (median)", median(firstLineMs), "ms", "compiled, \"tunnel listening\", 5 runs", vs);
     r.add("pilot-daemon exec → registered (median)", median(daemonMs), "ms", "compiled, real rendezvous on loopback, new identity, 5 runs", vs);
   } finally {
     for (const p of procs.reverse()) await p.kill().catch(() => 0);
