@@ -58,11 +58,13 @@ describe("start-up module graph", () => {
       "src/ctl/main.ts", "src/ctl/util.ts", "src/proto/gojson.ts", "src/sys/constants.ts"]);
   });
 
-  test("`info`, `peers`, `connections` add only the IPC driver", () => {
+  test("`info`, `peers`, `connections` add only the IPC codec and a one-shot request (not the Driver)", () => {
     const g = staticClosure("src/ctl/cmds/status.ts");
     expect(g.builtins.filter((b) => SLOW_BUILTINS.includes(b))).toEqual([]);
     expect(g.modules.filter((m) => FORBIDDEN_DIRS.some((d) => m.startsWith(d)))).toEqual([]);
-    expect(g.modules).toContain("src/client/driver.ts");
+    const router = new Set(staticClosure("src/ctl/main.ts").modules);
+    expect(g.modules.filter((m) => !router.has(m))).toEqual(["src/client/ipc-once.ts", "src/ctl/cmds/status.ts", "src/proto/addr.ts",
+      "src/proto/framing.ts", "src/proto/ipc.ts", "src/proto/types.ts"]);
   });
 
   test("the other tools are only dynamic imports of the entry", () => {
