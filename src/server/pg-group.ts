@@ -5,13 +5,15 @@
 // BEGIN/COMMIT round trips, the commit record and its WAL flush are paid once per group.
 //
 // There are no savepoints (a subtransaction per request costs statements and, past 64 of them,
-// slows every other session's snapshot checks). Instead, when anything in a group fails (a
-// request's own error, a serialization failure, a unique-key race with another process, a failed
-// COMMIT), the group's transaction is rolled back, the in-memory side effects its requests
-// registered are reverted, and its requests are rerun one by one, each in its own transaction
-// (with the store's usual retries): a failing request then fails alone, the others succeed, and
-// none is lost or answered twice. Requests are always run one at a time in arrival order (the
-// fallback too, before the next group starts), so each sees the effects of the earlier ones.
+// slows every other session's snapshot checks). Instead, when anything in a group fails, the
+// group's transaction is rolled back, the in-memory side effects its requests registered are
+// reverted, and the requests are rerun in smaller groups: when one request failed on its own
+// account (say, a bad signature), the ones before it as a group, it alone, the ones after it as
+// a group; after a conflict with another transaction (serialization failure, deadlock, unique-key
+// race with another process) or a failed COMMIT, the two halves, down to single requests, which
+// get the store's usual retries. A failing request thus fails alone, the others succeed, and
+// none is lost or answered twice. Requests always run one at a time in arrival order (reruns
+// too, before the next group starts), so each sees the effects of the earlier ones.
 
 /** One queued transaction. `undos` collects its in-memory side effects for the current attempt. */
 export interface GroupEntry<T = unknown> {
@@ -28,10 +30,24 @@ export interface GroupRunner<F> {
   together(entries: GroupEntry<F>[]): Promise<unknown[]>;
   /** Run one entry in a transaction of its own (with the store's retries). */
   alone(entry: GroupEntry<F>): Promise<unknown>;
+  /** Is `e` a conflict with a concurrent transaction, worth rerunning? */
+  retryable(e: unknown): boolean;
 }
 
-/** Upper bound on requests per group: bounds the latency one group adds to its first member. */
-export const PG_MAX_GROUP = 128;
+/** together() failed because entry `index` threw `cause` (its own error, or a write before it failed). */
+export class EntryFailed {
+  constructor(readonly index: number, readonly cause: unknown) {}
+}
+
+/**
+ * Upper bound on requests per group. Besides bounding the latency a group adds to its first
+ * member, it keeps a group's reads of one index under PostgreSQL's default threshold (32 pages,
+ * max_pred_locks_per_transaction / 2) above which a serializable transaction's read locks are
+ * promoted to one lock on the whole relation: then any concurrent insert by another process into
+ * that index would conflict with the group (measured with two processes: groups of ~64 were
+ * rolled back so often that the combined rate halved).
+ */
+export const PG_MAX_GROUP = 32;
 
 interface Pending<F> extends GroupEntry<F> {
   resolve: (v: unknown) => void;
@@ -42,10 +58,10 @@ export class PgGroupCommit<F> {
   private queue: Pending<F>[] = [];
   private running = false;
   private scheduled = false;
-  /** Groups committed together, requests run in them, groups rerun one by one (tests, benchmarks). */
+  /** Groups committed together, requests run in them, failed groups split (tests, benchmarks). */
   groups = 0;
   entries = 0;
-  fallbacks = 0;
+  splits = 0;
 
   constructor(private runner: GroupRunner<F>, private max = PG_MAX_GROUP) {}
 
@@ -69,30 +85,42 @@ export class PgGroupCommit<F> {
   private async runGroup(): Promise<void> {
     if (this.running || !this.queue.length) return;
     this.running = true;
-    const group = this.queue.splice(0, this.max);
     try {
-      if (group.length === 1) {
-        await settle(group[0], () => this.runner.alone(group[0]));
-      } else {
-        let out: unknown[] | null = null;
-        try {
-          out = await this.runner.together(group);
-        } catch {
-          for (let i = group.length - 1; i >= 0; i--) revert(group[i]);
-        }
-        if (out) {
-          this.groups++;
-          this.entries += group.length;
-          for (let i = 0; i < group.length; i++) group[i].resolve(out[i]);
-        } else {
-          this.fallbacks++;
-          for (const e of group) await settle(e, () => this.runner.alone(e));
-        }
-      }
+      await this.exec(this.queue.splice(0, this.max));
     } finally {
       this.running = false;
       this.kick();
     }
+  }
+
+  /** Run `group` (in order) and settle every entry of it. */
+  private async exec(group: Pending<F>[]): Promise<void> {
+    if (!group.length) return;
+    if (group.length === 1) return settle(group[0], () => this.runner.alone(group[0]));
+    let out: unknown[];
+    try {
+      out = await this.runner.together(group);
+    } catch (err) {
+      for (let i = group.length - 1; i >= 0; i--) revert(group[i]);
+      this.splits++;
+      if (err instanceof EntryFailed && !this.runner.retryable(err.cause)) {
+        // One request failed on its own account: the ones before it form a group again, it
+        // runs alone (and fails alone, or succeeds if its failure came from an earlier one's
+        // write), the rest follow as a group.
+        await this.exec(group.slice(0, err.index));
+        await settle(group[err.index], () => this.runner.alone(group[err.index]));
+        return this.exec(group.slice(err.index + 1));
+      }
+      // A conflict with another transaction (serialization failure, deadlock, key race) or a
+      // failed COMMIT: rerun as two halves, smaller groups conflict less; single requests get
+      // the store's retries.
+      const h = group.length >> 1;
+      await this.exec(group.slice(0, h));
+      return this.exec(group.slice(h));
+    }
+    this.groups++;
+    this.entries += group.length;
+    for (let i = 0; i < group.length; i++) group[i].resolve(out[i]);
   }
 }
 

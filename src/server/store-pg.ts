@@ -14,7 +14,7 @@
 // All processes on one database must run this version: older ones counted in the `meta` table
 // under an advisory lock.
 import { SQL } from "bun";
-import { PgGroupCommit, type GroupEntry } from "./pg-group.ts";
+import { EntryFailed, PgGroupCommit, type GroupEntry } from "./pg-group.ts";
 import { SCHEMA, rowToNet, rowToNode, type NodeRec, type PushEvent, type Store, type Tx } from "./store.ts";
 
 const LOCK_KEY = 7300114; // schema creation / migration only (two processes starting together)
@@ -245,6 +245,7 @@ export class PgStore implements Store {
   readonly group = new PgGroupCommit<TxFn>({
     together: (entries) => this.together(entries),
     alone: (entry) => this.alone(entry),
+    retryable: (e) => RETRYABLE.has(String((e as any)?.errno ?? "")),
   });
   /**
    * tx() calls run one at a time in call order, each seeing the effects of the earlier ones (a
@@ -261,10 +262,12 @@ export class PgStore implements Store {
     return this.sql.begin("isolation level serializable", async (tx: any) => {
       const behind: Promise<unknown>[] = [];
       const out: unknown[] = [];
-      try {
-        for (const e of entries) out.push(await e.fn(makeTx(tx, true, e.undos, behind, this.ids)));
-      } catch (e) {
-        throw await firstWriteError(behind, e);
+      for (let i = 0; i < entries.length; i++) {
+        try {
+          out.push(await entries[i].fn(makeTx(tx, true, entries[i].undos, behind, this.ids)));
+        } catch (e) {
+          throw new EntryFailed(i, await firstWriteError(behind, e));
+        }
       }
       await Promise.all(behind);
       return out;
