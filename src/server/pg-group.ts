@@ -28,7 +28,7 @@ export interface GroupRunner<F> {
    * Rejects (after rolling back) if any entry or the COMMIT failed.
    */
   together(entries: GroupEntry<F>[]): Promise<unknown[]>;
-  /** Run one entry in a transaction of its own (with the store's retries). */
+  /** Run one entry in a transaction of its own (with the store's retries); reverts its undos if it fails. */
   alone(entry: GroupEntry<F>): Promise<unknown>;
   /** Is `e` a conflict with a concurrent transaction, worth rerunning? */
   retryable(e: unknown): boolean;
