@@ -1,9 +1,11 @@
 // PostgreSQL store (Bun.sql). Several rendezvous processes may share one database:
-// * every mutating request runs in one SERIALIZABLE transaction, retried from scratch (a few
-//   times, with a short random backoff) when PostgreSQL reports a serialization failure,
-//   deadlock or unique-key race; PostgreSQL then guarantees the outcome of some serial order, so
-//   node-ID allocation, key/owner/hostname uniqueness and inbox limits hold across processes
-//   without a global lock, and writes of different nodes run in parallel. Counters (node IDs,
+// * mutating requests run in SERIALIZABLE transactions with group commit (pg-group.ts): the
+//   requests that arrive while one group executes run back to back in the next group's single
+//   transaction, in arrival order, and are answered after its COMMIT. A request that must run
+//   alone is retried from scratch (a few times, with a short random backoff) when PostgreSQL
+//   reports a serialization failure, deadlock or unique-key race; PostgreSQL then guarantees the
+//   outcome of some serial order, so node-ID allocation, key/owner/hostname uniqueness and inbox
+//   limits hold across processes without a global lock. Counters (node IDs,
 //   backbone order, inbox order) are PostgreSQL sequences: never a point of conflict, values of
 //   rolled-back attempts are skipped (gaps are harmless, nothing reuses an ID);
 // * read-mostly requests (resolve, punch, empty polls) and plain heartbeats run on Store.read
