@@ -5,7 +5,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { EntryFailed, PG_MAX_GROUP, PgGroupCommit, type GroupEntry, type GroupRunner } from "../src/server/pg-group.ts";
-import { PgStore } from "../src/server/store-pg.ts";
+import { PG_LANES, PgStore } from "../src/server/store-pg.ts";
+import { txOrigin } from "../src/server/store.ts";
 import { RegistryClient } from "../src/daemon/registry-client.ts";
 import { startRendezvous, type Rendezvous } from "../src/server/main.ts";
 import { getPg, releasePg } from "./helpers/pg.ts";
@@ -140,6 +141,26 @@ describe.skipIf(typeof pg === "string")("PgStore group commit (PostgreSQL)", () 
       }
       expect(st.group.groups).toBeGreaterThan(0);
       expect(st.group.splits).toBeGreaterThan(0);
+    } finally {
+      await st.close();
+    }
+  });
+
+  test("transactions of one origin (connection) run in call order on their lane; origins spread over the lanes", async () => {
+    const url = await (pg as Exclude<typeof pg, string>).freshDb("pilot_grp_lanes");
+    const st = await PgStore.open(url);
+    try {
+      const origins = Array.from({ length: PG_LANES * 2 }, () => ({}));
+      // Each origin issues 30 read-increment-write transactions on its own counter without
+      // waiting: each must see the one before it.
+      const runs = origins.map((o, i) => txOrigin.run(o, () => Promise.all(Array.from({ length: 30 }, () => st.tx(async (t) => {
+        const v = (await t.keyGet(`counter-${i}`)) ?? 0;
+        await t.keySet(`counter-${i}`, v + 1);
+        return v + 1;
+      })))));
+      const res = await Promise.all(runs);
+      for (const r of res) expect(r).toEqual(Array.from({ length: 30 }, (_, j) => j + 1));
+      expect(st.lanes.filter((l) => l.entries > 0).length).toBe(PG_LANES);
     } finally {
       await st.close();
     }

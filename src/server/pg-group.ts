@@ -41,13 +41,14 @@ export class EntryFailed {
 
 /**
  * Upper bound on requests per group. Besides bounding the latency a group adds to its first
- * member, it keeps a group's reads of one index under PostgreSQL's default threshold (32 pages,
- * max_pred_locks_per_transaction / 2) above which a serializable transaction's read locks are
- * promoted to one lock on the whole relation: then any concurrent insert by another process into
- * that index would conflict with the group (measured with two processes: groups of ~64 were
- * rolled back so often that the combined rate halved).
+ * member, it keeps conflicts between concurrent groups (other lanes, other processes) rare:
+ * a serializable transaction's reads of index pages conflict with other transactions' inserts
+ * into those pages, and past PostgreSQL's default threshold (32 pages of one relation,
+ * max_pred_locks_per_transaction / 2) its read locks become one lock on the whole relation, so
+ * that every concurrent insert conflicts. Measured with two processes: groups of ~64 were rolled
+ * back so often that the combined rate halved; groups of 16 on 4 lanes were the best setting.
  */
-export const PG_MAX_GROUP = 32;
+export const PG_MAX_GROUP = 16;
 
 interface Pending<F> extends GroupEntry<F> {
   resolve: (v: unknown) => void;
@@ -58,7 +59,7 @@ export class PgGroupCommit<F> {
   private queue: Pending<F>[] = [];
   private running = false;
   private scheduled = false;
-  /** Groups committed together, requests run in them, failed groups split (tests, benchmarks). */
+  /** Groups run (a lone request counts as one), requests run in them, failed groups split (tests, benchmarks). */
   groups = 0;
   entries = 0;
   splits = 0;
@@ -96,7 +97,11 @@ export class PgGroupCommit<F> {
   /** Run `group` (in order) and settle every entry of it. */
   private async exec(group: Pending<F>[]): Promise<void> {
     if (!group.length) return;
-    if (group.length === 1) return settle(group[0], () => this.runner.alone(group[0]));
+    if (group.length === 1) {
+      this.groups++;
+      this.entries++;
+      return settle(group[0], () => this.runner.alone(group[0]));
+    }
     let out: unknown[];
     try {
       out = await this.runner.together(group);
