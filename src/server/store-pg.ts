@@ -268,6 +268,7 @@ export class PgStore implements Store {
   })(this.lanes);
   /** One connection's transactions run in call order, each seeing the earlier ones' effects. */
   readonly ordered = true;
+  readonly byOrigin = true;
 
   tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
     const origin = txOrigin.getStore();

@@ -131,6 +131,8 @@ export interface Store {
    * pipelining). Absent = no such guarantee.
    */
   readonly ordered?: boolean;
+  /** The store reads txOrigin in tx() (otherwise Registry.handle does not set it). */
+  readonly byOrigin?: boolean;
   /**
    * Run fn atomically, with the outcome of some serial order of all transactions (across
    * processes for PG, where fn may be rerun from scratch after a serialization failure: its
