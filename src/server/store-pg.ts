@@ -49,22 +49,19 @@ async function firstWriteError(behind: Promise<unknown>[], e: unknown): Promise<
 type Undo = () => void;
 
 /**
- * `locked`: inside Store.tx: node reads take the row lock (touchNode). `behind`: inside Store.tx,
- * statements whose result the handler does not use (row writes) are sent without waiting for
- * their answer (the connection keeps them in order, later reads see them); Store.tx awaits them
- * all before COMMIT, so an error in any of them still fails the transaction.
- */
-/**
  * Node IDs with their backbone positions, drawn from the sequences ahead of use in batches: a new
  * node then costs no round trip of its own for them. Sequence values are never handed out twice
  * (also when the drawing transaction rolls back), so the batch stays valid across transactions;
  * values left unused when the process exits are gaps, harmless like those of rolled-back
- * attempts. Any change of the counters (snapshot import, replication replace, wipe) empties it.
+ * attempts. Any change of the counters in this process (snapshot import, replication replace,
+ * wipe) empties it, and a batch drawn before such a change is not kept.
  */
 class IdBatch {
   private ids: number[] = [];
   private seqs: number[] = [];
   private pos = 0;
+  /** Bumped by clear(). */
+  gen = 0;
   take(): [number, number] | null {
     if (this.pos >= this.ids.length) return null;
     const i = this.pos++;
@@ -76,6 +73,7 @@ class IdBatch {
     this.pos = 0;
   }
   clear(): void {
+    this.gen++;
     this.ids = [];
     this.seqs = [];
     this.pos = 0;
@@ -84,6 +82,12 @@ class IdBatch {
 /** IDs drawn per round trip when a process's batch runs out. */
 const ID_BATCH = 64;
 
+/**
+ * `locked`: inside Store.tx: node reads take the row lock (touchNode). `behind`: inside Store.tx,
+ * statements whose result the handler does not use (row writes) are sent without waiting for
+ * their answer (the connection keeps them in order, later reads see them); Store.tx awaits them
+ * all before COMMIT, so an error in any of them still fails the transaction.
+ */
 function makeTx(q: any, locked: boolean, undos?: Undo[], behind?: Promise<unknown>[], batch?: IdBatch): Tx {
   const later = (p: Promise<unknown>): Promise<void> | void => {
     if (!behind) return p.then(() => {});
@@ -126,8 +130,10 @@ function makeTx(q: any, locked: boolean, undos?: Undo[], behind?: Promise<unknow
       if (batch) {
         let v = batch.take();
         if (!v) {
-          batch.fill([...(await q`SELECT nextval(${SEQS.next_node}) AS id, nextval(${SEQS.seq}) AS seq FROM generate_series(1, ${ID_BATCH})`)]);
-          v = batch.take()!;
+          const gen = batch.gen;
+          const rows = [...(await q`SELECT nextval(${SEQS.next_node}) AS id, nextval(${SEQS.seq}) AS seq FROM generate_series(1, ${ID_BATCH})`)];
+          if (batch.gen === gen) batch.fill(rows.slice(1));
+          v = [Number(rows[0].id), Number(rows[0].seq)];
         }
         if (locked) spareSeq = v[1];
         return v[0];
