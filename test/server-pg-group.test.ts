@@ -166,6 +166,28 @@ describe.skipIf(typeof pg === "string")("PgStore group commit (PostgreSQL)", () 
     }
   });
 
+  test("over the wire: a badly signed request among pipelined registrations fails alone", async () => {
+    const url = await (pg as Exclude<typeof pg, string>).freshDb("pilot_grp_wire");
+    const rv = await startRendezvous({ "registry-addr": "127.0.0.1:0", "beacon-addr": "127.0.0.1:0", store: url, quiet: true, noRateLimit: true });
+    const c = new RegistryClient(`127.0.0.1:${rv.registryPort}`, { sign: () => "" });
+    try {
+      const first = await c.register(randomBytes(32).toString("base64"), "127.0.0.1:1");
+      const keys = Array.from({ length: 40 }, () => randomBytes(32).toString("base64"));
+      const bad = { type: "set_hostname", node_id: first.node_id, hostname: "stolen", signature: Buffer.alloc(64, 7).toString("base64") };
+      const ps: Promise<unknown>[] = keys.map((k) => c.register(k, "127.0.0.1:1"));
+      ps.splice(20, 0, c.request(bad));
+      const settled = await Promise.allSettled(ps);
+      expect(settled[20].status).toBe("rejected");
+      const ok = settled.filter((x, i) => i !== 20 && x.status === "fulfilled").map((x) => (x as PromiseFulfilledResult<any>).value.node_id as number);
+      expect(new Set(ok).size).toBe(keys.length);
+      for (const k of keys) expect(await rv.registry.store.read((t) => t.keyGet(k))).not.toBeNull();
+      expect((await rv.registry.store.read((t) => t.getNode(first.node_id as number)))!.hostname).toBe("");
+    } finally {
+      c.close();
+      await rv.stop();
+    }
+  });
+
   test("pipelined registrations through two processes on one database all land, distinct IDs", async () => {
     const url = await (pg as Exclude<typeof pg, string>).freshDb("pilot_grp2");
     let r1: Rendezvous | null = null;
