@@ -100,6 +100,8 @@ async function benchStore(r: R, kind: "SQLite" | "PostgreSQL", store: string): P
     if (ck) console.log(`registry ${kind}: ${ck.frames} WAL frames checkpointed in the background`);
     const retries = (rv.registry.store as any).retries;
     if (retries !== undefined) console.log(`registry ${kind}: ${retries} transactions rerun after serialization failures`);
+    const splits = (g as { splits?: number } | undefined)?.splits;
+    if (splits !== undefined) console.log(`registry ${kind}: ${splits} commit groups rolled back and rerun smaller`);
     for (const [phase, pr] of res) {
       r.add(`registry ${kind} ${phase}`, median(pr.rates), "ops/s",
         `${NOTES[phase]}; ${N} nodes; 8 conns × 16 in flight; median of ${pr.rates.length} × ${SECONDS} s (${pr.rates.map((x) => x.toFixed(0)).join(", ")}); ${median(pr.cpuRates).toFixed(0)} ops per server CPU-second`);
@@ -130,7 +132,10 @@ async function benchTwo(r: R, url: string): Promise<void> {
     await rv.registry.store.bulkLoadNodes(makeNodes(N));
     const port2 = JSON.parse(await other.line(60_000)).port as number;
     const phases = ["register", "resolve", "heartbeat"].filter((p) => PHASES.includes(p));
+    const g = (rv.registry.store as any).group as { groups: number; entries: number; splits: number };
+    const g0 = { ...g };
     const [a, b] = await Promise.all([runLoad(rv.registryPort, phases), runLoad(port2, phases)]);
+    console.log(`registry PostgreSQL 2 processes (this one): ${((g.entries - g0.entries) / Math.max(1, g.groups - g0.groups)).toFixed(1)} requests per commit group, ${g.splits - g0.splits} groups rolled back and rerun smaller, ${(rv.registry.store as any).retries} transactions rerun`);
     for (const phase of phases) {
       const ra = a.get(phase)!.rates, rb = b.get(phase)!.rates;
       const sums = ra.map((x, i) => x + (rb[i] ?? 0));

@@ -78,6 +78,9 @@ describe.skipIf(typeof pg === "string")("postgres store: serializable transactio
     const { PgStore } = await import("../src/server/store-pg.ts");
     const { freshNode } = await import("../src/server/core.ts");
     const s = await PgStore.open(url);
+    // The concurrent writer is another store on the same database (as another process would be):
+    // one store runs its transactions one group at a time, in call order.
+    const s2 = await PgStore.open(url);
     try {
       await s.tx(async (t) => t.putNode(freshNode(1000, 1, identity().pub, "", "127.0.0.1:1", 1)));
       const pending = new Map<number, string>([[1, "original"]]); // stands for connection state
@@ -97,7 +100,7 @@ describe.skipIf(typeof pg === "string")("postgres store: serializable transactio
         return attempts;
       });
       await snapshotTaken;
-      await s.tx(async (t) => { const n = (await t.getNode(1))!; n.hostname = "fast"; await t.putNode(n); });
+      await s2.tx(async (t) => { const n = (await t.getNode(1))!; n.hostname = "fast"; await t.putNode(n); });
       release();
       expect(await slow).toBe(2);
       expect(undone).toBe(1);
@@ -111,6 +114,7 @@ describe.skipIf(typeof pg === "string")("postgres store: serializable transactio
       expect(c.nextNode).toBeGreaterThan(Math.max(...ids));
     } finally {
       await s.close();
+      await s2.close();
     }
   }, 30000);
 });

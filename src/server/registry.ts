@@ -17,7 +17,7 @@ import { Metrics } from "./metrics.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { ReplicationHub, SNAPSHOT_MAX_NODES, SNAPSHOT_TOO_LARGE_HINT, TokenChecker } from "./replication.ts";
 import { exportSnapshot } from "./snapshot.ts";
-import type { Store } from "./store.ts";
+import { txOrigin, type Store } from "./store.ts";
 import { BEACON_TTL_MS, RegError, STALE_MS, fail, normIp } from "./validate.ts";
 
 export type { ConnCtx } from "./auth.ts";
@@ -106,7 +106,8 @@ export class Registry implements Core {
       if (this.standby && !STANDBY_ALLOWED.has(type)) fail("standby", `this registry is a read-only hot standby; send ${type} to the primary`);
       const h = HANDLERS[req!.type] as Handler<RequestType> | undefined;
       if (!h) fail("unknown_type", `unknown message type ${JSON.stringify(type)}`);
-      res = (await h!(this, req as RequestOf<RequestType>, ctx)) as WireReply;
+      const run = () => h!(this, req as RequestOf<RequestType>, ctx);
+      res = (await (this.store.byOrigin ? txOrigin.run(ctx, run) : run())) as WireReply;
     } catch (e) {
       ok = false;
       res = this.errorResponse(e) as WireReply;

@@ -1,9 +1,11 @@
 // PostgreSQL store (Bun.sql). Several rendezvous processes may share one database:
-// * every mutating request runs in one SERIALIZABLE transaction, retried from scratch (a few
-//   times, with a short random backoff) when PostgreSQL reports a serialization failure,
-//   deadlock or unique-key race; PostgreSQL then guarantees the outcome of some serial order, so
-//   node-ID allocation, key/owner/hostname uniqueness and inbox limits hold across processes
-//   without a global lock, and writes of different nodes run in parallel. Counters (node IDs,
+// * mutating requests run in SERIALIZABLE transactions with group commit (pg-group.ts): the
+//   requests that arrive while one group executes run back to back in the next group's single
+//   transaction, in arrival order, and are answered after its COMMIT. A request that must run
+//   alone is retried from scratch (a few times, with a short random backoff) when PostgreSQL
+//   reports a serialization failure, deadlock or unique-key race; PostgreSQL then guarantees the
+//   outcome of some serial order, so node-ID allocation, key/owner/hostname uniqueness and inbox
+//   limits hold across processes without a global lock. Counters (node IDs,
 //   backbone order, inbox order) are PostgreSQL sequences: never a point of conflict, values of
 //   rolled-back attempts are skipped (gaps are harmless, nothing reuses an ID);
 // * read-mostly requests (resolve, punch, empty polls) and plain heartbeats run on Store.read
@@ -14,10 +16,17 @@
 // All processes on one database must run this version: older ones counted in the `meta` table
 // under an advisory lock.
 import { SQL } from "bun";
-import { SCHEMA, rowToNet, rowToNode, type NodeRec, type PushEvent, type Store, type Tx } from "./store.ts";
+import { EntryFailed, PgGroupCommit, type GroupEntry } from "./pg-group.ts";
+import { SCHEMA, rowToNet, rowToNode, txOrigin, type NodeRec, type PushEvent, type Store, type Tx } from "./store.ts";
 
 const LOCK_KEY = 7300114; // schema creation / migration only (two processes starting together)
 const CHANNEL = "pilot_push";
+/**
+ * Group-commit lanes per process (see PgStore.lanes). One lane runs one transaction at a time,
+ * its statements one after another on one server backend: bound by round trips and that
+ * backend's speed. Several let groups run in parallel (measured: 2 to 4 lanes ~1.5× one).
+ */
+export const PG_LANES = 4;
 /** Attempts of one transaction before its serialization failure is returned as an error. */
 export const PG_TX_ATTEMPTS = 8;
 /** SQLSTATEs after which the whole transaction is rerun: serialization failure, deadlock, unique-key race. */
@@ -25,8 +34,53 @@ const RETRYABLE = new Set(["40001", "40P01", "23505"]);
 /** meta key → sequence holding that counter (the `meta` rows keep only next_net). */
 const SEQS = { next_node: "pilot_next_node", seq: "pilot_seq", inbox_n: "pilot_inbox_n" } as const;
 
+type TxFn = (t: Tx) => Promise<unknown>;
+
+/**
+ * A write sent ahead (not awaited) that failed makes every later statement fail with "transaction
+ * is aborted": the write's own error (e.g. a serialization failure, rerun) is the one to report.
+ */
+async function firstWriteError(behind: Promise<unknown>[], e: unknown): Promise<unknown> {
+  const first = (await Promise.allSettled(behind)).find((x) => x.status === "rejected");
+  return first ? (first as PromiseRejectedResult).reason : e;
+}
+
 /** An in-memory side effect of a transaction attempt, reverted if the attempt is rolled back and rerun. */
 type Undo = () => void;
+
+/**
+ * Node IDs with their backbone positions, drawn from the sequences ahead of use in batches: a new
+ * node then costs no round trip of its own for them. Sequence values are never handed out twice
+ * (also when the drawing transaction rolls back), so the batch stays valid across transactions;
+ * values left unused when the process exits are gaps, harmless like those of rolled-back
+ * attempts. Any change of the counters in this process (snapshot import, replication replace,
+ * wipe) empties it, and a batch drawn before such a change is not kept.
+ */
+class IdBatch {
+  private ids: number[] = [];
+  private seqs: number[] = [];
+  private pos = 0;
+  /** Bumped by clear(). */
+  gen = 0;
+  take(): [number, number] | null {
+    if (this.pos >= this.ids.length) return null;
+    const i = this.pos++;
+    return [this.ids[i], this.seqs[i]];
+  }
+  fill(rows: { id: unknown; seq: unknown }[]): void {
+    this.ids = rows.map((r) => Number(r.id));
+    this.seqs = rows.map((r) => Number(r.seq));
+    this.pos = 0;
+  }
+  clear(): void {
+    this.gen++;
+    this.ids = [];
+    this.seqs = [];
+    this.pos = 0;
+  }
+}
+/** IDs drawn per round trip when a process's batch runs out. */
+const ID_BATCH = 64;
 
 /**
  * `locked`: inside Store.tx: node reads take the row lock (touchNode). `behind`: inside Store.tx,
@@ -34,7 +88,7 @@ type Undo = () => void;
  * their answer (the connection keeps them in order, later reads see them); Store.tx awaits them
  * all before COMMIT, so an error in any of them still fails the transaction.
  */
-function makeTx(q: any, locked: boolean, undos?: Undo[], behind?: Promise<unknown>[]): Tx {
+function makeTx(q: any, locked: boolean, undos?: Undo[], behind?: Promise<unknown>[], batch?: IdBatch): Tx {
   const later = (p: Promise<unknown>): Promise<void> | void => {
     if (!behind) return p.then(() => {});
     p.catch(() => {}); // reported when Store.tx awaits `behind`
@@ -73,11 +127,22 @@ function makeTx(q: any, locked: boolean, undos?: Undo[], behind?: Promise<unknow
     async nodeByHostname(h) { if (h.includes("\u0000")) return null; const r = await q`SELECT id FROM nodes WHERE hostname=${h}`; return r.length ? Number(r[0].id) : null; },
     // A new node needs an ID and then a backbone position: both are drawn in one round trip.
     async allocNodeId() {
+      if (batch) {
+        let v = batch.take();
+        if (!v) {
+          const gen = batch.gen;
+          const rows = [...(await q`SELECT nextval(${SEQS.next_node}) AS id, nextval(${SEQS.seq}) AS seq FROM generate_series(1, ${ID_BATCH})`)];
+          if (batch.gen === gen) batch.fill(rows.slice(1));
+          v = [Number(rows[0].id), Number(rows[0].seq)];
+        }
+        if (locked) spareSeq = v[1];
+        return v[0];
+      }
       const r = (await q`SELECT nextval(${SEQS.next_node}) AS id, nextval(${SEQS.seq}) AS seq`)[0];
       if (locked) spareSeq = Number(r.seq); // the shared read-path Tx keeps no state
       return Number(r.id);
     },
-    async bumpNextNode(v) { if ((await peekSeq("next_node")) < v) await setSeq("next_node", v); },
+    async bumpNextNode(v) { batch?.clear(); if ((await peekSeq("next_node")) < v) await setSeq("next_node", v); },
     nextSeq() {
       if (spareSeq === null) return bumpMeta("seq");
       const v = spareSeq;
@@ -133,11 +198,13 @@ function makeTx(q: any, locked: boolean, undos?: Undo[], behind?: Promise<unknow
     },
     async counters() { return { nextNode: await peekSeq("next_node"), nextNet: await meta("next_net"), seq: await peekSeq("seq") }; },
     async setCounters(c) {
+      batch?.clear();
       await setSeq("next_node", c.nextNode);
       await q`UPDATE meta SET v=${c.nextNet} WHERE k='next_net'`;
       await setSeq("seq", c.seq);
     },
     async wipe() {
+      batch?.clear();
       await q`DELETE FROM nodes`; await q`DELETE FROM keyidx`; await q`DELETE FROM owneridx`; await q`DELETE FROM grants`;
       await q`DELETE FROM inbox`; await q`DELETE FROM responses`; await q`DELETE FROM networks WHERE id<>0`;
       await q`UPDATE meta SET v=1 WHERE k='next_net'`;
@@ -153,6 +220,7 @@ export class PgStore implements Store {
   private cbs: ((ev: PushEvent) => void)[] = [];
   private sub: { unlisten(): Promise<void> } | null = null;
   private t: Tx;
+  private ids = new IdBatch();
 
   private constructor(private sql: SQL, url: string) {
     this.description = "postgres:" + url.replace(/\/\/[^@]*@/, "//***@");
@@ -187,28 +255,75 @@ export class PgStore implements Store {
 
   /** Transactions rerun after a serialization failure (for tests and benchmarks). */
   retries = 0;
+  /**
+   * Group commit: tx() calls queue on a lane and run there in arrival order (see pg-group.ts).
+   * The lanes run concurrently on their own connections; every transaction of one client
+   * connection (txOrigin) goes to the same lane, the others (reaper, imports) to lane 0.
+   */
+  readonly lanes: PgGroupCommit<TxFn>[] = Array.from({ length: PG_LANES }, () => new PgGroupCommit<TxFn>({
+    together: (entries) => this.together(entries),
+    alone: (entry) => this.alone(entry),
+    retryable: (e) => RETRYABLE.has(String((e as any)?.errno ?? "")),
+  }));
+  private laneOf = new WeakMap<object, PgGroupCommit<TxFn>>();
+  private nextLane = 0;
+  /** Totals over the lanes, live (tests, benchmarks). */
+  readonly group = ((lanes: PgGroupCommit<TxFn>[]) => {
+    const sum = (k: "groups" | "entries" | "splits") => lanes.reduce((a, l) => a + l[k], 0);
+    return { get groups() { return sum("groups"); }, get entries() { return sum("entries"); }, get splits() { return sum("splits"); } };
+  })(this.lanes);
+  /** One connection's transactions run in call order, each seeing the earlier ones' effects. */
+  readonly ordered = true;
+  readonly byOrigin = true;
 
-  async tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+  tx<T>(fn: (t: Tx) => Promise<T>): Promise<T> {
+    const origin = txOrigin.getStore();
+    let lane = this.lanes[0];
+    if (origin) {
+      lane = this.laneOf.get(origin) ?? this.lanes[this.nextLane++ % this.lanes.length];
+      this.laneOf.set(origin, lane);
+    }
+    return lane.run<T>(fn as TxFn);
+  }
+
+  /** Run a group's transactions back to back in one SERIALIZABLE transaction, one COMMIT. */
+  private together(entries: GroupEntry<TxFn>[]): Promise<unknown[]> {
+    return this.sql.begin("isolation level serializable", async (tx: any) => {
+      const behind: Promise<unknown>[] = [];
+      const out: unknown[] = [];
+      for (let i = 0; i < entries.length; i++) {
+        try {
+          out.push(await entries[i].fn(makeTx(tx, true, entries[i].undos, behind, this.ids)));
+        } catch (e) {
+          throw new EntryFailed(i, await firstWriteError(behind, e));
+        }
+      }
+      await Promise.all(behind);
+      return out;
+    }) as Promise<unknown[]>;
+  }
+
+  /** One transaction alone, rerun from scratch (a few times) after a serialization failure. */
+  private async alone(entry: GroupEntry<TxFn>): Promise<unknown> {
     for (let attempt = 1; ; attempt++) {
-      const undos: Undo[] = [];
       try {
-        return (await this.sql.begin("isolation level serializable", async (tx: any) => {
+        return await this.sql.begin("isolation level serializable", async (tx: any) => {
           const behind: Promise<unknown>[] = [];
-          let r: T;
+          let r: unknown;
           try {
-            r = await fn(makeTx(tx, true, undos, behind));
+            r = await entry.fn(makeTx(tx, true, entry.undos, behind, this.ids));
           } catch (e) {
-            // A failed write sent ahead makes every later statement fail with "transaction is
-            // aborted": report the write's own error (e.g. a serialization failure, rerun).
-            const first = (await Promise.allSettled(behind)).find((x) => x.status === "rejected");
-            throw first ? (first as PromiseRejectedResult).reason : e;
+            throw await firstWriteError(behind, e);
           }
           await Promise.all(behind);
           return r;
-        })) as T;
+        });
       } catch (e) {
+        // Rolled back: its in-memory side effects are reverted, whether it is rerun or fails.
+        const u = entry.undos;
+        entry.undos = [];
+        for (let i = u.length - 1; i >= 0; i--) u[i]();
         if (!RETRYABLE.has(String((e as any)?.errno ?? "")) || attempt >= PG_TX_ATTEMPTS) throw e;
-        for (let i = undos.length - 1; i >= 0; i--) undos[i]();
         this.retries++;
         await Bun.sleep(Math.random() * 2 * attempt); // spread the rerun of colliding transactions
       }
@@ -249,7 +364,7 @@ export class PgStore implements Store {
         await tx`INSERT INTO nodes ${tx(rows)}`;
         await tx`INSERT INTO keyidx ${tx(chunk.map((n) => ({ k: n.publicKey, node_id: n.id })))}`;
       }
-      const t = makeTx(tx, true);
+      const t = makeTx(tx, true, undefined, undefined, this.ids);
       await t.bumpNextNode(maxId + 1);
       if ((await t.counters()).seq <= maxSeq) await tx`SELECT setval(${SEQS.seq}, ${maxSeq + 1}, false)`;
     });

@@ -6,6 +6,7 @@
 // Records are stored per row (fixes R13: no full-state rewrite per save).
 //
 // Implementations: SqliteStore (bun:sqlite, default) here, PgStore (Bun.sql) in store-pg.ts.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { Database } from "bun:sqlite";
 import { GroupCommit } from "./group-commit.ts";
 import { NodeCache } from "./node-cache.ts";
@@ -113,15 +114,25 @@ export interface Tx {
   wipe(): Promise<void>;
 }
 
+/**
+ * The connection a request came from, while its handler runs (Registry.handle sets it). A store
+ * may run the transactions of different connections concurrently; those of one connection it
+ * keeps in call order (Store.ordered).
+ */
+export const txOrigin = new AsyncLocalStorage<object>();
+
 export interface Store {
   readonly kind: "sqlite" | "postgres";
   readonly description: string;
   /**
-   * Transactions execute in the order of their tx() calls, each seeing the effects of the ones
-   * called before it (even before those commit), so one connection's requests may be started
-   * before the earlier ones have answered (server.ts pipelining). Absent = no such guarantee.
+   * Transactions of one connection (txOrigin) execute in the order of their tx() calls, each
+   * seeing the effects of the ones called before it (even before those commit), so one
+   * connection's requests may be started before the earlier ones have answered (server.ts
+   * pipelining). Absent = no such guarantee.
    */
   readonly ordered?: boolean;
+  /** The store reads txOrigin in tx() (otherwise Registry.handle does not set it). */
+  readonly byOrigin?: boolean;
   /**
    * Run fn atomically, with the outcome of some serial order of all transactions (across
    * processes for PG, where fn may be rerun from scratch after a serialization failure: its

@@ -2,7 +2,8 @@
 //
 // PILOT_TEST_PG_URL (a superuser or CREATEDB role) is used when set. Otherwise a private server
 // is initialised in a temp directory from the newest /usr/lib/postgresql/*/bin (installed by
-// .ci/run from Debian packages), listening on 127.0.0.1 only, with fsync off. When running as
+// .ci/run from Debian packages), listening on 127.0.0.1 only, with fsync and synchronous_commit
+// off (PILOT_TEST_PG_DURABLE=1 keeps PostgreSQL's durable defaults: benchmarks). When running as
 // root the server runs as the `postgres` user through setpriv (which execs, so the PID we hold is
 // the postmaster itself and our signals reach it). Callers pair getPg() with releasePg(); the
 // server is stopped (fast shutdown, data directory removed) when the last user releases it, and
@@ -77,6 +78,7 @@ async function startLocal(): Promise<string> {
   const ver = readdirSync(base).filter((v) => existsSync(join(base, v, "bin", "postgres"))).sort((a, b) => Number(a) - Number(b)).pop();
   if (!ver) throw new Error("no postgres binary under /usr/lib/postgresql/*/bin");
   const bin = join(base, ver, "bin");
+  const durable = !!process.env.PILOT_TEST_PG_DURABLE;
   const dir = mkdtempSync(join(tmpdir(), "pilot-pg-"));
   chmodSync(dir, 0o755);
   const data = join(dir, "data");
@@ -95,7 +97,7 @@ async function startLocal(): Promise<string> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = 20000 + Math.floor(Math.random() * 20000);
     const proc = Bun.spawn(wrap([join(bin, "postgres"), "-D", data, "-p", String(port), "-k", dir,
-      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+      "-c", "listen_addresses=127.0.0.1", ...(durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
       "-c", "max_connections=200"]), { stdout: "ignore", stderr: Bun.file(join(dir, "log")) });
     proc.unref(); // never keeps the process alive: stopped from the exit hook
     const url = `postgres://pilot@127.0.0.1:${port}/postgres`;
