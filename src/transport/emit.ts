@@ -94,8 +94,8 @@ export class Emitter {
   }
 
   /** ACK policy after an in-order segment: at once when it filled a hole, else every
-   *  `ackEvery` segments (2 unless the host batches ACKs), else at the host's next flushAcks(),
-   *  else within 40 ms (delayed ACK). */
+   *  `ackEvery` segments (2 unless the host batches ACKs), else at the host's next flushAcks()
+   *  when two or more are owed, else within 40 ms (delayed ACK). */
   ackInOrder(hadOoo: boolean): void {
     if (hadOoo) this.ackNow();
     else if (++this.pendingAcks >= this.t.ackEvery) this.ackNow();
@@ -108,10 +108,11 @@ export class Emitter {
     }
   }
 
-  /** The host's input batch ended: send the deferred ACK, if one is still owed. */
+  /** The host's input batch ended: ACK when two or more segments are owed (a lone segment keeps
+   *  its delayed ACK, so ACKs are never more frequent than every second segment). */
   flushAck(): void {
     this.ackDeferred = false;
-    if (this.pendingAcks > 0) this.ackNow();
+    if (this.pendingAcks >= 2) this.ackNow();
   }
 
   /** ACK policy after a segment beyond the next expected one: at once, with SACK blocks. */
