@@ -276,7 +276,7 @@ export class Daemon {
   private onPacket(pkt: Packet): void {
     this.transport.handlePacket(pkt);
     this.clock.kick();
-    if (!this.ackFlushScheduled) {
+    if (!this.ackFlushScheduled && this.transport.acksDeferred) {
       this.ackFlushScheduled = true;
       setImmediate(this.flushAcks);
     }

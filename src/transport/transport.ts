@@ -140,6 +140,11 @@ export class Transport implements ConnHost {
     this.deferred?.push(e);
   }
 
+  /** Some ACK waits for flushAcks(). */
+  get acksDeferred(): boolean {
+    return this.deferred !== null && this.deferred.length > 0;
+  }
+
   /** End of an input batch (batchAcks): send every ACK deferred during it. */
   flushAcks(): void {
     const d = this.deferred;
