@@ -1,5 +1,6 @@
 // Reliable transfer across a hostile simulated link: exactly once, in order, SHA-256 identical.
 import { describe, expect, test } from "bun:test";
+import { FLAG_ACK } from "../src/proto/types.ts";
 import { transfer } from "./transport-util.ts";
 
 function link(seed: number) {
@@ -41,5 +42,34 @@ describe("transfer integrity over a lossy, reordering, duplicating link", () => 
     const r = await transfer(200_000, { seed: 9, delayMs: 5, loss: 0.02 }, { chunk: 100 });
     expect(r.recvHash).toBe(r.sentHash);
     expect(r.segsRecv).toBeLessThan(200_000 / 100); // far fewer segments than writes
+  });
+});
+
+describe("ACKs batched per input batch (batchAcks, as the daemon runs)", () => {
+  const batched = { a: { batchAcks: 8 }, b: { batchAcks: 8 } };
+  test("lossy links: exactly once, in order, complete", async () => {
+    for (let s = 400; s < 410; s++) {
+      const r = await transfer(1 << 20, link(s), batched);
+      expect({ seed: s, bytes: r.recvBytes, ok: r.recvHash === r.sentHash, ended: r.ended }).toEqual({ seed: s, bytes: 1 << 20, ok: true, ended: true });
+    }
+    const r = await transfer(16 << 20, { seed: 201, delayMs: 10, jitterMs: 3, loss: 0.01, dup: 0.01, reorder: 0.02, corrupt: 0.005 }, batched);
+    expect({ bytes: r.recvBytes, ok: r.recvHash === r.sentHash }).toEqual({ bytes: 16 << 20, ok: true });
+  }, 60_000);
+  test("bursts arriving together are acknowledged with far fewer ACKs; spaced segments never with more", async () => {
+    const count = async (l: Record<string, number>, batchAcks?: number) => {
+      let acks = 0;
+      const tap = (p: { flags: number; payload: Uint8Array }, from: number) => {
+        if (from === 1 && p.flags === FLAG_ACK && p.payload.length === 0) acks++;
+      };
+      const r = await transfer(4 << 20, l, { a: { batchAcks }, b: { batchAcks }, tap });
+      expect(r.recvHash).toBe(r.sentHash);
+      return acks;
+    };
+    const burst = { seed: 7, delayMs: 5 }; // a window's segments arrive at the same instant
+    const spaced = { seed: 7, delayMs: 5, rate: 100_000, queueMs: 30 }; // one segment per instant
+    const every2 = await count(burst);
+    expect(every2).toBeGreaterThan((4 << 20) / 4096 / 2 - 64);
+    expect(await count(burst, 8)).toBeLessThan(every2 / 3);
+    expect(await count(spaced, 8)).toBeLessThanOrEqual(await count(spaced));
   });
 });

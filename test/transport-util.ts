@@ -46,10 +46,11 @@ export interface TransferResult {
 export async function transfer(
   size: number,
   link: LinkOptions,
-  opts: { a?: Partial<TransportOptions>; b?: Partial<TransportOptions>; chunk?: number; maxMs?: number } = {},
+  opts: { a?: Partial<TransportOptions>; b?: Partial<TransportOptions>; chunk?: number; maxMs?: number; tap?: SimNet["tap"] } = {},
 ): Promise<TransferResult & { net: SimNet }> {
   const net = new SimNet(link, opts.a, opts.b);
   const { client, server } = await connect(net);
+  if (opts.tap) net.tap = opts.tap;
   const t0 = net.now;
   const rng = mulberry32((link.seed ?? 1) * 7919 + size);
   const hs = createHash("sha256");

@@ -20,6 +20,12 @@ import type { TrustService } from "./services/trust.ts";
 import { serviceContext, startServices, type Webhooks } from "./service-context.ts";
 import { type Endpoint, Tunnel, formatEndpoint, parseEndpoint } from "./tunnel.ts";
 
+// In-order data is acknowledged once per event-loop turn or every ACK_BATCH segments (fewer ACKs
+// to seal, send, open and process on both daemons). PILOT_ACK_BATCH=0 restores an ACK every
+// second segment (for measurements).
+const ackBatchEnv = Number(process.env.PILOT_ACK_BATCH ?? 8);
+const ACK_BATCH = Number.isFinite(ackBatchEnv) && ackBatchEnv >= 2 ? ackBatchEnv : undefined;
+
 export { DaemonError } from "./errors.ts";
 
 export interface DaemonConfig {
@@ -220,6 +226,7 @@ export class Daemon {
       },
       {
         localAddr: this.address,
+        batchAcks: ACK_BATCH,
         keepaliveMs: cfg.keepaliveMs,
         idleTimeoutMs: cfg.idleTimeoutMs,
         timeWaitMs: cfg.timeWaitMs,
@@ -269,7 +276,21 @@ export class Daemon {
   private onPacket(pkt: Packet): void {
     this.transport.handlePacket(pkt);
     this.clock.kick();
+    if (!this.ackFlushScheduled && this.transport.acksDeferred) {
+      this.ackFlushScheduled = true;
+      setImmediate(this.flushAcks);
+    }
   }
+
+  // ACKs are batched per event-loop turn (Transport option batchAcks): after every datagram
+  // received in one poll has been handled, the ACKs the transport deferred go out together.
+  private ackFlushScheduled = false;
+  private readonly flushAcks = (): void => {
+    this.ackFlushScheduled = false;
+    if (this.stopping) return;
+    this.transport.flushAcks();
+    this.tunnel.flush();
+  };
 
   private output(pkt: Packet): void {
     if (pkt.dst.node === this.nodeId && pkt.dst.network === this.address.network) {

@@ -120,3 +120,39 @@ export interface TransportHost {
    */
   onEvent?(event: string, data: Record<string, unknown>): void;
 }
+
+/** Options of a Transport (limits, timers, tuning). */
+export interface TransportOptions {
+  localAddr: Addr;
+  keepaliveMs?: number; // 30 s
+  idleTimeoutMs?: number; // 120 s
+  timeWaitMs?: number; // 10 s
+  synRateLimit?: number; // global SYN/s, bucket of the same size (100)
+  perSourceSynLimit?: number; // per source node SYN/s (10)
+  maxConnsPerPort?: number; // 1024
+  maxConnsTotal?: number; // 4096
+  acceptBacklog?: number; // 64
+  dialMaxRetries?: number; // 6 SYN retransmissions
+  /** Soft receive buffer per connection (drives the advertised window). Default 4 MiB. */
+  recvBufBytes?: number;
+  /** cwnd cap. The reference caps at 1 MiB; a larger cap only changes timing. Default 16 MiB. */
+  maxCwnd?: number;
+  /** write() returns false above this many unsent bytes. Default 4 MiB. */
+  sendHighWater?: number;
+  /** Consecutive RTO expiries with a silent peer before RST. Default 10. */
+  maxRetx?: number;
+  /** Send 3 pure dup ACKs when a hole first appears (helps the reference's fast retransmit). */
+  dupAckBurst?: boolean;
+  /**
+   * The host calls flushAcks() at the end of every batch of input (one event-loop turn): in-order
+   * data is then acknowledged once per batch or every `batchAcks` segments, whichever comes first,
+   * instead of every second segment. Default: off (every second segment, or within 40 ms).
+   */
+  batchAcks?: number;
+  /**
+   * Random source in [0, 1) for the first ephemeral port (default Math.random). The counter starts
+   * at a random point of 49152-65535 so that a restarted daemon does not reuse the port of its
+   * previous life's first connection, which the peer may still hold. Tests pass a fixed one.
+   */
+  ephemeralRandom?: () => number;
+}

@@ -40,6 +40,10 @@ export interface ConnHost {
   enter(): void;
   /** Emit one packet. */
   out(p: Packet): void;
+  /** In-order segments acknowledged together (at most; see TransportOptions.batchAcks). */
+  readonly ackEvery: number;
+  /** An emitter holds a deferred ACK that the next flushAcks() must send. */
+  deferAck(e: { flushAck(): void }): void;
   /** The connection leaves the connection table. */
   remove(c: Timed): void;
   /** Connection-limit counters: the connection started (+1) or stopped (-1) counting on `port`. */

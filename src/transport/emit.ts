@@ -29,6 +29,8 @@ export class Emitter {
   pendingAcks = 0;
   /** Delayed-ACK deadline. */
   ackAt = Infinity;
+  /** Registered with the host for its next flushAcks(). */
+  private ackDeferred = false;
   lastAdvWnd: number;
   /** Last ACK-flagged packet we sent (keepalive clock). */
   lastSent: number;
@@ -91,12 +93,26 @@ export class Emitter {
     this.t.out(this.mk(FLAG_ACK, this.snd.sndNxt, this.rx.rcvNxt, w, payload));
   }
 
-  /** ACK policy after an in-order segment: at once when it filled a hole, else every second
-   *  segment, else within 40 ms (delayed ACK). */
+  /** ACK policy after an in-order segment: at once when it filled a hole, else every
+   *  `ackEvery` segments (2 unless the host batches ACKs), else at the host's next flushAcks()
+   *  when two or more are owed, else within 40 ms (delayed ACK). */
   ackInOrder(hadOoo: boolean): void {
     if (hadOoo) this.ackNow();
-    else if (++this.pendingAcks >= 2) this.ackNow();
-    else if (this.ackAt === Infinity) this.ackAt = this.t.now + DELAYED_ACK_MS;
+    else if (++this.pendingAcks >= this.t.ackEvery) this.ackNow();
+    else {
+      if (this.ackAt === Infinity) this.ackAt = this.t.now + DELAYED_ACK_MS;
+      if (!this.ackDeferred) {
+        this.ackDeferred = true;
+        this.t.deferAck(this);
+      }
+    }
+  }
+
+  /** The host's input batch ended: ACK when two or more segments are owed (a lone segment keeps
+   *  its delayed ACK, so ACKs are never more frequent than every second segment). */
+  flushAck(): void {
+    this.ackDeferred = false;
+    if (this.pendingAcks >= 2) this.ackNow();
   }
 
   /** ACK policy after a segment beyond the next expected one: at once, with SACK blocks. */

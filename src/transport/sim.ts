@@ -172,6 +172,12 @@ export class SimNet {
       this.pop();
       this.delivered++;
       (d === 0 ? this.a : this.b).handlePacket(p);
+      // End of an input batch (nothing else arrives at this instant): deferred ACKs go out,
+      // as a daemon does at the end of an event-loop turn (Transport option batchAcks).
+      if (this.et.length === 0 || this.et[0] > this.now) {
+        this.a.flushAcks();
+        this.b.flushAcks();
+      }
     } else if (ta <= this.now) this.a.tick();
     else this.b.tick();
     return true;

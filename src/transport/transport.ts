@@ -16,41 +16,14 @@ import {
   PROTO_DATAGRAM,
   PROTO_STREAM,
 } from "../proto/types.ts";
-import { type ConnInfo, type Listener, type StreamConn, TransportError, type TransportHost } from "./api.ts";
+import { type ConnInfo, type Listener, type StreamConn, TransportError, type TransportHost, type TransportOptions } from "./api.ts";
 import { Conn } from "./conn.ts";
 import { type ConnHost, type ConnTuning, S_CLOSED, S_ESTABLISHED, S_FIN_WAIT, S_SYN_SENT, S_TIME_WAIT } from "./conn-types.ts";
 import { ListenerImpl } from "./listener.ts";
 import { SYN_GLOBAL_LIMIT, SYN_OK, SynLimiter } from "./synlimit.ts";
 import { type Timed, TimerHeap } from "./timers.ts";
 
-export interface TransportOptions {
-  localAddr: Addr;
-  keepaliveMs?: number; // 30 s
-  idleTimeoutMs?: number; // 120 s
-  timeWaitMs?: number; // 10 s
-  synRateLimit?: number; // global SYN/s, bucket of the same size (100)
-  perSourceSynLimit?: number; // per source node SYN/s (10)
-  maxConnsPerPort?: number; // 1024
-  maxConnsTotal?: number; // 4096
-  acceptBacklog?: number; // 64
-  dialMaxRetries?: number; // 6 SYN retransmissions
-  /** Soft receive buffer per connection (drives the advertised window). Default 4 MiB. */
-  recvBufBytes?: number;
-  /** cwnd cap. The reference caps at 1 MiB; a larger cap only changes timing. Default 16 MiB. */
-  maxCwnd?: number;
-  /** write() returns false above this many unsent bytes. Default 4 MiB. */
-  sendHighWater?: number;
-  /** Consecutive RTO expiries with a silent peer before RST. Default 10. */
-  maxRetx?: number;
-  /** Send 3 pure dup ACKs when a hole first appears (helps the reference's fast retransmit). */
-  dupAckBurst?: boolean;
-  /**
-   * Random source in [0, 1) for the first ephemeral port (default Math.random). The counter starts
-   * at a random point of 49152-65535 so that a restarted daemon does not reuse the port of its
-   * previous life's first connection, which the peer may still hold. Tests pass a fixed one.
-   */
-  ephemeralRandom?: () => number;
-}
+export type { TransportOptions } from "./api.ts";
 
 export interface DialOptions {
   noDelay?: boolean;
@@ -91,6 +64,9 @@ export class Transport implements ConnHost {
   private readonly maxTotal: number;
   private readonly backlog: number;
   private readonly tune: ConnTuning;
+  readonly ackEvery: number;
+  /** Emitters owing an ACK at the next flushAcks() (each at most once; only with batchAcks). */
+  private deferred: { flushAck(): void }[] | null;
 
   // node -> (network·2^32 + localPort·2^16 + remotePort) -> Conn   (O(1), no allocation, T14)
   private table = new Map<number, Map<number, Conn>>();
@@ -114,6 +90,8 @@ export class Transport implements ConnHost {
     this.maxPerPort = opts.maxConnsPerPort ?? 1024;
     this.maxTotal = opts.maxConnsTotal ?? 4096;
     this.backlog = opts.acceptBacklog ?? 64;
+    this.ackEvery = Math.max(2, opts.batchAcks ?? 2);
+    this.deferred = opts.batchAcks ? [] : null;
     const recv = opts.recvBufBytes ?? 4 * 1024 * 1024;
     this.tune = {
       recvBufBytes: recv,
@@ -156,6 +134,24 @@ export class Transport implements ConnHost {
   // output helpers
   out(p: Packet): void {
     this.host.output(p);
+  }
+
+  deferAck(e: { flushAck(): void }): void {
+    this.deferred?.push(e);
+  }
+
+  /** Some ACK waits for flushAcks(). */
+  get acksDeferred(): boolean {
+    return this.deferred !== null && this.deferred.length > 0;
+  }
+
+  /** End of an input batch (batchAcks): send every ACK deferred during it. */
+  flushAcks(): void {
+    const d = this.deferred;
+    if (!d || d.length === 0) return;
+    this.deferred = [];
+    this.enter();
+    for (const e of d) e.flushAck();
   }
 
   private reply(p: Packet, flags: number, protocol: number, seq: number, ack: number, payload: Uint8Array): void {
