@@ -275,6 +275,8 @@ describe("replication: refusals", () => {
     const refDoc = { next_node: 3, next_net: 1, nodes: { "1": { id: 1, public_key: a.pub, networks: [0], last_seen: "2025-03-01T10:15:30Z" } }, networks: { "0": { id: 0, name: "backbone", join_rule: "open", members: [1], created: "2025-03-01T09:00:00Z" } }, trust_pairs: ["1:2"] };
     const r = await applySnapshot(dst.store, refDoc);
     expect(r).toEqual({ nodes: 1, pairs: 1 });
+    // The backbone's creation time travels with the document (a copy exports what its source did).
+    expect(((await exportSnapshot(dst.store)).networks as any)["0"].created).toBe("2025-03-01T09:00:00Z");
     expect((await dst.handle({ type: "lookup", node_id: ib }, ctx)).type).toBe("error"); // replaced, not merged
     await expect(applySnapshot(dst.store, { next_node: 1 })).rejects.toThrow(); // R21: not a snapshot
     expect((await dst.handle({ type: "lookup", node_id: 1 }, ctx)).type).toBe("lookup_ok"); // untouched by the refused one

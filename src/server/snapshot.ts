@@ -181,8 +181,13 @@ export async function importSnapshotTx(t: Tx, doc: any): Promise<{ nodes: number
   if (doc.networks && typeof doc.networks === "object") {
     for (const n of Object.values(doc.networks) as any[]) {
       const id = u16(n?.id);
-      if (id === 0) continue;
-      const c = Date.parse(str(n.created));
+      const c = Date.parse(str(n?.created));
+      if (id === 0) {
+        // The backbone is fixed (name, open rule, members derived from the node table); only its
+        // creation time is carried over, so a copy exports the same document as its source.
+        if (Number.isFinite(c)) await t.putNetwork({ id: 0, name: "backbone", joinRule: "open", token: "", members: [], created: c });
+        continue;
+      }
       await t.putNetwork({ id, name: str(n.name), joinRule: str(n.join_rule) || "open", token: str(n.token), members: Array.isArray(n.members) ? n.members.map(u32) : [], created: Number.isFinite(c) ? c : 0 });
     }
   }
