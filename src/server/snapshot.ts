@@ -183,9 +183,10 @@ export async function importSnapshotTx(t: Tx, doc: any): Promise<{ nodes: number
       const id = u16(n?.id);
       const c = Date.parse(str(n?.created));
       if (id === 0) {
-        // The backbone is fixed (name, open rule, members derived from the node table); only its
-        // creation time is carried over, so a copy exports the same document as its source.
-        if (Number.isFinite(c)) await t.putNetwork({ id: 0, name: "backbone", joinRule: "open", token: "", members: [], created: c });
+        // The backbone is the store's own (name, open rule, members derived from the node table);
+        // only its creation time is carried over, so a copy exports the same document as its source.
+        const bb = Number.isFinite(c) ? await t.network(0) : null;
+        if (bb) await t.putNetwork({ ...bb, created: c });
         continue;
       }
       await t.putNetwork({ id, name: str(n.name), joinRule: str(n.join_rule) || "open", token: str(n.token), members: Array.isArray(n.members) ? n.members.map(u32) : [], created: Number.isFinite(c) ? c : 0 });
