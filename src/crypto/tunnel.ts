@@ -1,11 +1,12 @@
 // Tunnel session crypto (docs/protocol.md §3, §4): X25519 key agreement, key derivation,
 // AES-256-GCM PILS frames with prefix‖counter nonces, replay protection, PILK/PILA frames.
 //
-// Everything here is synchronous and allocation-light: seal() allocates the output frame plus the
-// two small Buffers node:crypto's streaming API returns; open() allocates the plaintext.
-import { createCipheriv, createDecipheriv, createHash, createSecretKey, diffieHellman, randomBytes, randomFillSync, type KeyObject } from "node:crypto";
+// Everything here is synchronous and allocation-light: seal() writes into the caller's datagram
+// buffer (or one new frame), open() allocates the plaintext (engines: src/crypto/gcm.ts).
+import { createHash, diffieHellman, randomBytes, randomFillSync, type KeyObject } from "node:crypto";
 import { ProtoError } from "../proto/types.ts";
 import { decodePILA, decodePILK, encodePILA, encodePILK, pilaChallenge } from "../proto/tunnel.ts";
+import { newGcm, type Gcm } from "./gcm.ts";
 import { sign, verify, type Identity } from "./identity.ts";
 import { rawPublicOf, x25519PrivateKeyObject, x25519PublicKeyObject } from "./keyobj.ts";
 import { ReplayWindow } from "./replay.ts";
@@ -155,8 +156,8 @@ export class TunnelSession {
   /** Set when too many peer prefixes were seen; see class comment. */
   exhausted = false;
 
-  private readonly keyObj: KeyObject;
-  /** Reused nonce buffer: prefix (4) ‖ counter (8, BE). createCipheriv copies the IV. */
+  private readonly gcm: Gcm;
+  /** Reused nonce buffer: prefix (4) ‖ counter (8, BE). The engine copies the IV. */
   private readonly nonce = new Uint8Array(12);
   private counter = 0;
   private readonly windows = new Map<number, ReplayWindow>(); // insertion order = age
@@ -165,7 +166,7 @@ export class TunnelSession {
   constructor(key: Uint8Array, opts: TunnelSessionOptions = {}) {
     needLen(key, TUNNEL_KEY_SIZE, "AES-256 tunnel key");
     this.key = key.slice();
-    this.keyObj = createSecretKey(this.key);
+    this.gcm = newGcm(this.key);
     if (opts.prefix !== undefined) {
       needLen(opts.prefix, 4, "nonce prefix");
       this.nonce.set(opts.prefix, 0);
@@ -213,13 +214,8 @@ export class TunnelSession {
     const out = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
     wr32(out, h, MAGIC_PILS);
     wr32(out, h + 4, localNodeId >>> 0);
-    out.set(n, h + 8);
-    const ci = createCipheriv("aes-256-gcm", this.keyObj, n);
-    const ct = ci.update(packet);
-    out.set(ct, h + PILS_HEADER_SIZE);
-    const fin = ci.final(); // empty for GCM, but handle it in case
-    if (fin.length) out.set(fin, h + PILS_HEADER_SIZE + ct.length);
-    out.set(ci.getAuthTag(), h + PILS_HEADER_SIZE + packet.length);
+    for (let i = 0; i < 12; i++) out[h + 8 + i] = n[i];
+    this.gcm.seal(n, packet, out, h + PILS_HEADER_SIZE);
     return out;
   }
 
@@ -247,16 +243,8 @@ export class TunnelSession {
     } else if (this.retired.has(prefix) || this.exhausted) {
       return this.drop("replay");
     }
-    let pt: Buffer;
-    try {
-      const de = createDecipheriv("aes-256-gcm", this.keyObj, frame.subarray(8, 20));
-      de.setAuthTag(frame.subarray(len - GCM_TAG_SIZE));
-      pt = de.update(frame.subarray(PILS_HEADER_SIZE, len - GCM_TAG_SIZE));
-      const fin = de.final(); // throws on tag mismatch
-      if (fin.length) pt = Buffer.concat([pt, fin]);
-    } catch {
-      return this.drop("auth");
-    }
+    const pt = this.gcm.open(frame.subarray(8, 20), frame.subarray(PILS_HEADER_SIZE));
+    if (!pt) return this.drop("auth");
     // Authenticated from here on.
     if (w) w.record(c);
     else {
