@@ -82,3 +82,31 @@ describe.each(engines)("engine %s", (engine) => {
 test("a key of the wrong length is refused", () => {
   expect(() => newGcm(new Uint8Array(16))).toThrow(/32 bytes/);
 });
+
+describe.each(engines)("in place, engine %s", (engine) => {
+  test("opens inside the box; a refused box is left byte for byte as it was", () => {
+    const key = randomBytes(32);
+    const g = newGcm(key, engine);
+    for (const size of [0, 1, 33, 4096]) {
+      const iv = randomBytes(12);
+      const msg = randomBytes(size);
+      const box = new Uint8Array(size + 16);
+      g.seal(iv, msg, box, 0);
+      const orig = Uint8Array.from(box);
+      // wrong key, wrong IV, flipped tag: refused and untouched
+      expect(newGcm(randomBytes(32), engine).openInPlace(iv, box)).toBe(false);
+      expect(Buffer.from(box).equals(orig)).toBe(true);
+      const iv2 = Uint8Array.from(iv);
+      iv2[11] ^= 0x80;
+      expect(g.openInPlace(iv2, box)).toBe(false);
+      expect(Buffer.from(box).equals(orig)).toBe(true);
+      box[size + 3] ^= 4;
+      expect(g.openInPlace(iv, box)).toBe(false);
+      box[size + 3] ^= 4;
+      expect(Buffer.from(box).equals(orig)).toBe(true);
+      // the right key then opens it in place
+      expect(g.openInPlace(iv, box)).toBe(true);
+      expect(Buffer.from(box.subarray(0, size)).equals(msg)).toBe(true);
+    }
+  });
+});

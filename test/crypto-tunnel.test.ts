@@ -342,3 +342,24 @@ test("seal into a caller's buffer: same frame bytes as a fresh one, only the nee
   expect(f.buffer).not.toBe(small.buffer);
   expect(f.length).toBe(50 + PILS_OVERHEAD);
 });
+
+test("openInPlace: plaintext is a view of the frame; a frame under another key survives for the right session", async () => {
+  const { TunnelSession } = await import("../src/crypto/tunnel.ts");
+  const { randomBytes } = await import("node:crypto");
+  const k1 = randomBytes(32);
+  const a = new TunnelSession(k1);
+  const right = new TunnelSession(k1);
+  const wrong = new TunnelSession(randomBytes(32));
+  const pkt = randomBytes(300);
+  const frame = a.seal(pkt, 7);
+  const orig = Uint8Array.from(frame);
+  expect(wrong.openInPlace(frame)).toBeNull();
+  expect(wrong.lastDrop).toBe("auth");
+  expect(Buffer.from(frame).equals(Buffer.from(orig))).toBe(true);
+  const pt = right.openInPlace(frame);
+  expect(pt && Buffer.from(pt).equals(pkt)).toBe(true);
+  expect(pt!.buffer).toBe(frame.buffer);
+  // a replay of the same (original) bytes is refused before any decryption
+  expect(right.openInPlace(Uint8Array.from(orig))).toBeNull();
+  expect(right.lastDrop).toBe("replay");
+});

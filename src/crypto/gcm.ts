@@ -24,6 +24,11 @@ export interface Gcm {
   seal(iv: Uint8Array, src: Uint8Array, dst: Uint8Array, off: number): void;
   /** Decrypts ct‖tag (`box`, ≥ 16 bytes); the plaintext, or null when authentication fails. */
   open(iv: Uint8Array, box: Uint8Array): Uint8Array | null;
+  /**
+   * Decrypts ct‖tag in place: true and the plaintext in box[0, length − 16), or false with `box`
+   * unchanged (so the caller can still try another key on the same bytes).
+   */
+  openInPlace(iv: Uint8Array, box: Uint8Array): boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -56,6 +61,12 @@ class NodeGcm implements Gcm {
     } catch {
       return null;
     }
+  }
+  openInPlace(iv: Uint8Array, box: Uint8Array): boolean {
+    const pt = this.open(iv, box);
+    if (!pt) return false;
+    box.set(pt, 0);
+    return true;
   }
 }
 
@@ -114,7 +125,7 @@ class OpenSslGcm implements Gcm {
   readonly engine = "openssl" as const;
   private readonly enc: number;
   private readonly dec: number;
-  /** Scratch: outl (i32) at 0, the IV at 16. Pointers into it are taken once. */
+  /** Scratch: outl (i32) at 0, a final-output sink at 4, the IV at 16. Pointers are taken once. */
   private readonly scratch = new Uint8Array(32);
   private readonly outl: number;
   private readonly ivp: number;
@@ -170,7 +181,7 @@ class OpenSslGcm implements Gcm {
     if (n < 0) return null;
     this.setIv(iv);
     // An empty plaintext still needs a valid output pointer: one spare byte then.
-    const pt = new Uint8Array(n || 1);
+    const pt = Buffer.allocUnsafe(n || 1);
     const out = ptr(pt);
     const inp = ptr(box);
     if (L.EVP_DecryptInit_ex(this.dec, null, null, null, this.ivp) !== 1) return null;
@@ -178,6 +189,23 @@ class OpenSslGcm implements Gcm {
     if (L.EVP_CIPHER_CTX_ctrl(this.dec, EVP_CTRL_GCM_SET_TAG, GCM_TAG, inp + n) !== 1) return null;
     if (L.EVP_DecryptFinal_ex(this.dec, out + n, this.outl) <= 0) return null; // tag mismatch
     return n ? pt : pt.subarray(0, 0);
+  }
+
+  openInPlace(iv: Uint8Array, box: Uint8Array): boolean {
+    const L = this.lib;
+    const n = box.length - GCM_TAG;
+    if (n < 0) return false;
+    this.setIv(iv);
+    const p = ptr(box);
+    if (L.EVP_DecryptInit_ex(this.dec, null, null, null, this.ivp) !== 1) return false;
+    if (n > 0 && L.EVP_DecryptUpdate(this.dec, p, this.outl, p, n) !== 1) return false;
+    if (L.EVP_CIPHER_CTX_ctrl(this.dec, EVP_CTRL_GCM_SET_TAG, GCM_TAG, p + n) === 1 && L.EVP_DecryptFinal_ex(this.dec, this.outl + 4, this.outl) > 0) return true;
+    // Not authentic: put the ciphertext back. GCM's cipher is CTR mode, so running the same IV's
+    // keystream over the bytes again restores them exactly (the tag bytes were never written).
+    if (n > 0 && (L.EVP_EncryptInit_ex(this.enc, null, null, null, this.ivp) !== 1 || L.EVP_EncryptUpdate(this.enc, p, this.outl, p, n) !== 1)) {
+      throw new Error("AES-GCM restore failed in libcrypto");
+    }
+    return false;
   }
 }
 

@@ -230,6 +230,19 @@ export class TunnelSession {
    * `max`, letting one forged frame make every later genuine frame "too old".
    */
   open(frame: Uint8Array): Uint8Array | null {
+    return this.openFrame(frame, false);
+  }
+
+  /**
+   * open() that decrypts inside `frame` (no plaintext allocation) and returns a view of it; the
+   * daemon's receive path, which owns each datagram. A frame that fails authentication is left
+   * exactly as it was, so another session may still try it.
+   */
+  openInPlace(frame: Uint8Array): Uint8Array | null {
+    return this.openFrame(frame, true);
+  }
+
+  private openFrame(frame: Uint8Array, inPlace: boolean): Uint8Array | null {
     this.lastDrop = null;
     const len = frame.length;
     if (len < PILS_MIN_SIZE || rd32(frame, 0) !== MAGIC_PILS) return this.drop("malformed");
@@ -243,7 +256,9 @@ export class TunnelSession {
     } else if (this.retired.has(prefix) || this.exhausted) {
       return this.drop("replay");
     }
-    const pt = this.gcm.open(frame.subarray(8, 20), frame.subarray(PILS_HEADER_SIZE));
+    let pt: Uint8Array | null;
+    if (inPlace) pt = this.gcm.openInPlace(frame.subarray(8, 20), frame.subarray(PILS_HEADER_SIZE)) ? frame.subarray(PILS_HEADER_SIZE, len - GCM_TAG_SIZE) : null;
+    else pt = this.gcm.open(frame.subarray(8, 20), frame.subarray(PILS_HEADER_SIZE));
     if (!pt) return this.drop("auth");
     // Authenticated from here on.
     if (w) w.record(c);

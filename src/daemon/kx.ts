@@ -192,7 +192,9 @@ export class KeyExchange {
   open(p: PeerCrypto, frame: Uint8Array, now: number): OpenResult {
     const s = p.session;
     if (!s) return { plain: null, switched: false, drop: null };
-    const plain = s.open(frame);
+    // In place: the datagram is ours, and a frame that fails to authenticate comes back intact
+    // for the candidate/previous session below.
+    const plain = s.openInPlace(frame);
     if (plain) {
       p.lastOpenAt = now;
       p.prev = null;
@@ -201,7 +203,7 @@ export class KeyExchange {
     const drop = s.lastDrop;
     if (drop === "auth") {
       for (const alt of [p.candidate, p.prev]) {
-        const pt = alt?.open(frame);
+        const pt = alt?.openInPlace(frame);
         if (!alt || !pt) continue;
         p.session = alt;
         p.candidate = p.prev = null;
