@@ -12,7 +12,7 @@
 import { Driver } from "../src/client/driver.ts";
 import { Cluster, type DaemonHandle } from "../test/helpers/cluster.ts";
 import { rssMiB, rssSplitMiB } from "./lib/proc.ts";
-import { cpuCost, MiB, streams, type StreamRun } from "./lib/streams.ts";
+import { cpuCost, MiB, streams, sysShare, type StreamRun } from "./lib/streams.ts";
 import type { Reporter } from "./run.ts";
 
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 5));
@@ -63,14 +63,14 @@ export default async function stream(r: Reporter): Promise<void> {
 
     const one = await series(1, 64 * MiB);
     r.add("pair: stream 1x64MiB encrypted (median)", median(one.map((x) => x.mbps)), "MB/s", fmt(one), { vs: ["udp", "aes", "unix"], target: { min: 0.4, of: "udp" } });
-    r.add("pair: daemon CPU/MB sender (1 stream)", costOf(one, 0), "ms CPU/MB", "sender daemon CPU time per MB delivered, all runs", { vs: ["cpu.udp"], target: { max: 2.5 } });
-    r.add("pair: daemon CPU/MB receiver (1 stream)", costOf(one, 1), "ms CPU/MB", "receiver daemon CPU time per MB delivered, all runs", { vs: ["cpu.udp"], target: { max: 2.5 } });
+    r.add("pair: daemon CPU/MB sender (1 stream)", costOf(one, 0), "ms CPU/MB", `sender daemon CPU time per MB delivered, all runs; ${(100 * sysShare(one, 0)).toFixed(0)}% of it kernel`, { vs: ["cpu.udp"], target: { max: 2.5 } });
+    r.add("pair: daemon CPU/MB receiver (1 stream)", costOf(one, 1), "ms CPU/MB", `receiver daemon CPU time per MB delivered, all runs; ${(100 * sysShare(one, 1)).toFixed(0)}% of it kernel`, { vs: ["cpu.udp"], target: { max: 2.5 } });
     r.add("pair: daemon peak RSS, 64 MiB transfer", Math.max(...one.flatMap((x) => x.rss.slice(0, 2))), "MiB", `max VmRSS over all 1-stream runs: sender ${Math.max(...one.map((x) => x.rss[0])).toFixed(1)}, receiver ${Math.max(...one.map((x) => x.rss[1])).toFixed(1)}`, { vs: ["rss.bun"], target: { max: 64 } });
 
     const eight = await series(8, 64 * MiB);
     r.add("pair: stream 8x8MiB encrypted (median)", median(eight.map((x) => x.mbps)), "MB/s", fmt(eight), { vs: ["udp", "aes", "unix"], target: { min: 0.5, of: "udp" } });
-    r.add("pair: daemon CPU/MB sender (8 streams)", costOf(eight, 0), "ms CPU/MB", "all runs", { vs: ["cpu.udp"], target: { max: 2.5 } });
-    r.add("pair: daemon CPU/MB receiver (8 streams)", costOf(eight, 1), "ms CPU/MB", "all runs", { vs: ["cpu.udp"], target: { max: 2.5 } });
+    r.add("pair: daemon CPU/MB sender (8 streams)", costOf(eight, 0), "ms CPU/MB", `all runs; ${(100 * sysShare(eight, 0)).toFixed(0)}% kernel`, { vs: ["cpu.udp"], target: { max: 2.5 } });
+    r.add("pair: daemon CPU/MB receiver (8 streams)", costOf(eight, 1), "ms CPU/MB", `all runs; ${(100 * sysShare(eight, 1)).toFixed(0)}% kernel`, { vs: ["cpu.udp"], target: { max: 2.5 } });
     r.add("pair: daemon peak RSS, 8 streams", Math.max(...eight.flatMap((x) => x.rss.slice(0, 2))), "MiB", `max VmRSS: sender ${Math.max(...eight.map((x) => x.rss[0])).toFixed(1)}, receiver ${Math.max(...eight.map((x) => x.rss[1])).toFixed(1)}`, { vs: ["rss.bun"] });
 
     if (GIB) {

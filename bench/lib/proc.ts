@@ -78,24 +78,35 @@ export function quantile(sorted: number[], q: number): number {
 
 /** CPU time (user + system) a process has used so far, in seconds (Linux /proc; NaN elsewhere). */
 export function cpuSeconds(pid: number): number {
+  const t = cpuTimes(pid);
+  return t.user + t.sys;
+}
+
+/** User and system (kernel) CPU seconds of a process so far (Linux /proc; NaN elsewhere). */
+export function cpuTimes(pid: number): { user: number; sys: number } {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, "utf8");
     const f = s.slice(s.lastIndexOf(")") + 2).split(" "); // fields from #3 (state) on
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+    return { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 }; // clock ticks (USER_HZ = 100)
   } catch {
-    return NaN;
+    return { user: NaN, sys: NaN };
   }
 }
 
 /** Measures CPU use of processes over an interval: `stop()` returns per-process % of one core. */
 export function cpuMeter(pids: number[]) {
   const t0 = performance.now();
-  const c0 = pids.map(cpuSeconds);
+  const c0 = pids.map(cpuTimes);
+  let sysShare: number[] = [];
   return {
     stop: () => {
       const el = (performance.now() - t0) / 1000;
-      return pids.map((p, i) => (100 * (cpuSeconds(p) - c0[i])) / el);
+      const c1 = pids.map(cpuTimes);
+      sysShare = c1.map((c, i) => c.sys - c0[i].sys);
+      return c1.map((c, i) => (100 * (c.user + c.sys - c0[i].user - c0[i].sys)) / el);
     },
+    /** After stop(): kernel CPU seconds per pid during the interval. */
+    sys: () => sysShare,
   };
 }
 

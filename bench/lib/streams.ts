@@ -36,6 +36,10 @@ export interface StreamRun {
   rss: number[];
   /** % of one core per pid (the bench process appended last) */
   cpu: number[];
+  /** kernel CPU seconds per pid (same order as cpu) */
+  sys: number[];
+  /** seconds from the first write to the last byte */
+  secs: number;
   drops: number;
 }
 
@@ -81,8 +85,14 @@ export async function streams(src: Driver, dst: Driver, to: DaemonHandle, n: num
   for (const c of clients) c.close();
   for (const s of servers) s.close();
   l.close();
-  return { mbps: (per * n) / MB / (ms / 1000), rss, cpu: cpuPct, drops: udpRcvbufErrors() - drops0 };
+  return { mbps: (per * n) / MB / (ms / 1000), rss, cpu: cpuPct, sys: cpu.sys(), secs: ms / 1000, drops: udpRcvbufErrors() - drops0 };
 }
 
 /** ms of CPU per MB delivered for pid index `i` of a run. */
 export const cpuCost = (x: StreamRun, i: number): number => (x.cpu[i] * 10) / x.mbps;
+/** Share of pid `i`'s CPU that was kernel time (system calls, and on loopback the receive path). */
+export const sysShare = (runs: StreamRun[], i: number): number => {
+  const sys = runs.reduce((a, x) => a + x.sys[i], 0);
+  const all = runs.reduce((a, x) => a + (x.cpu[i] / 100) * x.secs, 0);
+  return all > 0 ? sys / all : NaN;
+};
