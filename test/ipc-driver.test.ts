@@ -41,12 +41,46 @@ describe("driver", () => {
     const c = await d.dial({ network: 0, node: 7 }, 7);
     const before = fd.requests.length;
     const big = new Uint8Array(3 * 1024 * 1024 + 5);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
     await c.write(big);
+    const got = new Uint8Array(big.length);
     let total = 0;
-    while (total < big.length) total += (await c.read())!.length;
+    while (total < big.length) {
+      const ch = (await c.read())!;
+      got.set(ch, total);
+      total += ch.length;
+    }
     expect(total).toBe(big.length);
+    expect(Buffer.from(got).equals(Buffer.from(big))).toBe(true); // the echo came back byte for byte, in order
     const sends = fd.requests.slice(before).filter((m) => m.cmd === "Send");
     expect(sends.length).toBe(Math.ceil(big.length / 65536));
+    d.close();
+  });
+  test("large and small writes on two connections at once stay whole frames (head + data written back to back)", async () => {
+    const d = await Driver.connect(fd.path);
+    const [a, b] = await Promise.all([d.dial({ network: 0, node: 7 }, 7), d.dial({ network: 0, node: 7 }, 7)]);
+    const bigA = new Uint8Array(1024 * 1024 + 17).map((_, i) => i & 0xff);
+    const small: string[] = [];
+    const writes: Promise<void>[] = [a.write(bigA)];
+    for (let i = 0; i < 50; i++) {
+      small.push(`m${i};`);
+      writes.push(b.write(small[i]));
+    }
+    await Promise.all(writes);
+    const readAll = async (c: typeof a, n: number) => {
+      const out = new Uint8Array(n);
+      let t = 0;
+      while (t < n) {
+        const ch = (await c.read())!;
+        out.set(ch, t);
+        t += ch.length;
+      }
+      return out;
+    };
+    const smallBytes = new TextEncoder().encode(small.join(""));
+    const [ga, gb] = await Promise.all([readAll(a, bigA.length), readAll(b, smallBytes.length)]);
+    expect(Buffer.from(ga).equals(Buffer.from(bigA))).toBe(true);
+    expect(new TextDecoder().decode(gb)).toBe(small.join(""));
     d.close();
   });
   test("listen/accept receives inbound data; bind conflict is an error", async () => {

@@ -21,7 +21,7 @@ import { FrameDecoder } from "../proto/framing.ts";
 import {
   CMD_BIND_OK, CMD_CLOSE_OK, CMD_DEREGISTER_OK, CMD_DIAL_OK, CMD_HANDSHAKE_OK, CMD_INFO_OK, CMD_RESOLVE_HOSTNAME_OK,
   CMD_SET_HOSTNAME_OK, CMD_SET_TAGS_OK, CMD_SET_TASK_EXEC_OK, CMD_SET_VISIBILITY_OK, CMD_SET_WEBHOOK_OK,
-  decodeIpc, encodeIpcFrame, IPC_CMD, type IpcMsg, type JsonObject,
+  decodeIpc, encodeIpcFrame, encodeSendHead, IPC_CMD, type IpcMsg, type JsonObject,
 } from "../proto/ipc.ts";
 import { type Addr, ProtoError } from "../proto/types.ts";
 import { abortError, arm, type CallOptions, PilotError } from "./errors.ts";
@@ -37,6 +37,8 @@ import { DEFAULT_SOCKET } from "../sys/constants.ts";
 export { DEFAULT_SOCKET };
 /** Max data bytes per Send message written by this driver. */
 export const WRITE_CHUNK = 64 * 1024;
+/** Data at least this large goes to the socket as it is, behind a separate 9-byte head (no copy). */
+const WRITE_NO_COPY = 16 * 1024;
 
 export interface Datagram {
   src: Addr;
@@ -110,7 +112,9 @@ export class DriverConn {
     const b = typeof data === "string" ? new TextEncoder().encode(data) : data;
     if (b.length === 0) return;
     for (let off = 0; off < b.length; off += WRITE_CHUNK) {
-      await this.drv._write(encodeIpcFrame({ cmd: "Send", connId: this.id, data: b.subarray(off, Math.min(b.length, off + WRITE_CHUNK)) }));
+      const part = b.subarray(off, Math.min(b.length, off + WRITE_CHUNK));
+      if (part.length >= WRITE_NO_COPY) await this.drv._write(encodeSendHead(this.id, part.length), part);
+      else await this.drv._write(encodeIpcFrame({ cmd: "Send", connId: this.id, data: part }));
     }
   }
 
@@ -207,9 +211,13 @@ export class Driver {
     else this.closeHandlers.push(fn);
   }
 
-  /** @internal */ _write(frame: Uint8Array): Promise<void> {
+  /**
+   * @internal Write one frame, or a frame's head and then its data (written back to back, so
+   * nothing can come between them; the data is referenced, not copied, until the kernel has it).
+   */ _write(frame: Uint8Array, data?: Uint8Array): Promise<void> {
     if (this.dead) return Promise.reject(new PilotError("connection_failed", "daemon disconnected"));
-    if (this.sock.write(frame)) return Promise.resolve();
+    const whole = this.sock.write(frame);
+    if ((data === undefined || this.sock.write(data)) && whole) return Promise.resolve();
     if (this.sock.destroyed) return Promise.reject(new PilotError("connection_failed", "daemon disconnected"));
     return this.sock.waitDrain();
   }
@@ -223,7 +231,7 @@ export class Driver {
   private onBytes(b: Uint8Array): void {
     let frames: Uint8Array[];
     try {
-      frames = this.dec.push(b);
+      frames = this.dec.push(b, true); // every read arrives in a fresh buffer: frames inside one are views
     } catch (e) {
       this.fail(new PilotError("connection_failed", (e as Error).message));
       this.sock.destroy();

@@ -338,6 +338,19 @@ export function encodeIpc(msg: IpcMsg): Uint8Array {
 }
 
 /**
+ * The 9 bytes in front of a Send frame's data (u32 length, command, connection ID): a writer can
+ * send them and then the caller's data as it is, without copying the data into a frame buffer.
+ */
+export function encodeSendHead(connId: number, dataLen: number, max: number = MAX_FRAME): Uint8Array {
+  tooLarge(5 + dataLen, max);
+  const out = new Uint8Array(9);
+  put32(out, 0, 5 + dataLen);
+  out[4] = CMD_SEND;
+  put32(out, 5, u32(connId, "conn_id"));
+  return out;
+}
+
+/**
  * Encode a message directly as a complete frame (u32 length + body) in one buffer. Throws
  * ProtoError("frame_too_large") if the body exceeds `max` (default 1 MiB).
  * Send/Recv/SendTo/RecvFrom (the data paths) are built without an intermediate body copy.
