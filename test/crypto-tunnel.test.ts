@@ -363,3 +363,26 @@ test("openInPlace: plaintext is a view of the frame; a frame under another key s
   expect(right.openInPlace(Uint8Array.from(orig))).toBeNull();
   expect(right.lastDrop).toBe("replay");
 });
+
+test("sealInPlace: same frame bytes as seal() for the same counter, packet encrypted where it lies", async () => {
+  const { TunnelSession, PILS_OVERHEAD } = await import("../src/crypto/tunnel.ts");
+  const { randomBytes } = await import("node:crypto");
+  const key = randomBytes(32);
+  const prefix = Uint8Array.of(1, 2, 3, 4);
+  const a = new TunnelSession(key, { prefix });
+  const b = new TunnelSession(key, { prefix });
+  const rx = new TunnelSession(key);
+  for (const size of [0, 34, 4130]) {
+    const pkt = randomBytes(size);
+    const want = a.seal(pkt, 9);
+    const slab = new Uint8Array(size + PILS_OVERHEAD + 8).fill(0x77);
+    const slot = slab.subarray(4, 4 + size + PILS_OVERHEAD);
+    slot.set(pkt, 20);
+    const got = b.sealInPlace(slot, 9);
+    expect(got).toBe(slot);
+    expect(Buffer.from(got).equals(Buffer.from(want))).toBe(true);
+    expect([...slab.subarray(0, 4), ...slab.subarray(4 + size + PILS_OVERHEAD)]).toEqual(Array(8).fill(0x77)); // nothing outside the slot
+    expect(Buffer.from(rx.open(got)!).equals(pkt)).toBe(true);
+  }
+  expect(() => b.sealInPlace(new Uint8Array(35), 9)).toThrow();
+});

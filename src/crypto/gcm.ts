@@ -20,7 +20,10 @@ export const GCM_TAG = 16;
 /** One AES-256-GCM key. IVs are 12 bytes; the 16-byte tag follows the ciphertext. */
 export interface Gcm {
   readonly engine: "openssl" | "node";
-  /** Encrypts `src` into `dst` at `off` and writes the tag right after it (dst needs src.length + 16). */
+  /**
+   * Encrypts `src` into `dst` at `off` and writes the tag right after it (dst needs src.length + 16).
+   * `src` may be the very bytes it is encrypted to (dst.subarray(off, off + src.length)): in place.
+   */
   seal(iv: Uint8Array, src: Uint8Array, dst: Uint8Array, off: number): void;
   /** Decrypts ct‖tag (`box`, ≥ 16 bytes); the plaintext, or null when authentication fails. */
   open(iv: Uint8Array, box: Uint8Array): Uint8Array | null;

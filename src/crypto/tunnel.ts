@@ -220,6 +220,25 @@ export class TunnelSession {
   }
 
   /**
+   * seal() for a packet already encoded in its place inside the frame: `frame` is the whole
+   * PILS frame to be (PILS_OVERHEAD + packet length bytes) with the packet at
+   * [PILS_HEADER_SIZE, length − 16). The header and tag are written around it and the packet is
+   * encrypted where it lies, so the datagram costs no copy at all. Returns `frame`.
+   */
+  sealInPlace(frame: Uint8Array, localNodeId: number): Uint8Array {
+    if (frame.length < PILS_OVERHEAD) throw new RangeError("sealInPlace: frame shorter than the PILS overhead");
+    const c = ++this.counter;
+    const n = this.nonce;
+    wr32(n, 4, Math.floor(c / 0x100000000));
+    wr32(n, 8, c >>> 0);
+    wr32(frame, 0, MAGIC_PILS);
+    wr32(frame, 4, localNodeId >>> 0);
+    for (let i = 0; i < 12; i++) frame[8 + i] = n[i];
+    this.gcm.seal(n, frame.subarray(PILS_HEADER_SIZE, frame.length - GCM_TAG_SIZE), frame, PILS_HEADER_SIZE);
+    return frame;
+  }
+
+  /**
    * Authenticates and decrypts a PILS frame (the whole datagram, magic included). Returns the
    * plaintext packet, or null for: short/non-PILS frame, replayed or too-old counter, retired or
    * refused prefix, GCM authentication failure. Never throws.

@@ -6,7 +6,7 @@
 import type { Packet } from "../proto/types.ts";
 import { HEADER_SIZE } from "../proto/types.ts";
 import { decodePacket, encodePacketInto } from "../proto/packet.ts";
-import { PILS_OVERHEAD } from "../proto/tunnel.ts";
+import { PILS_HEADER_SIZE, PILS_OVERHEAD } from "../proto/tunnel.ts";
 import { KeyExchange } from "./kx.ts";
 import { type Clock, type PacketConn, systemClock } from "./net/packet-conn.ts";
 import { udpNet } from "./net/udp.ts";
@@ -42,7 +42,6 @@ export class Tunnel {
   private readonly waiting = new Set<Peer>();
   private readonly fallbackMs: number;
   private readonly clock: Clock;
-  private txBuf = new Uint8Array(65536 + 64);
   private readonly pilkGate = new RateGate(PILK_ANSWER_INTERVAL_MS);
   private readonly notices = new PlainNotices();
   private sweepTimer: unknown = null;
@@ -207,11 +206,11 @@ export class Tunnel {
     const now = this.clock.now();
     const s = this.kx.sendSession(p.crypto, now);
     if (s) {
-      // Encode into the scratch buffer, seal into the socket's slab (or a fresh frame when relayed).
-      const n = encodePacketInto(pkt, this.txBuf, 0);
-      const frame = s.seal(this.txBuf.subarray(0, n), this.localNodeId, 0, p.relay ? undefined : this.conn?.scratch?.(n + PILS_OVERHEAD));
-      this.writeFrame(p, frame);
-      return;
+      // Encoded and sealed where it is sent from: the socket's slab (direct), else a new frame.
+      const size = HEADER_SIZE + pkt.payload.length + PILS_OVERHEAD;
+      const slot = (!p.relay && this.conn?.scratch?.(size)) || new Uint8Array(size);
+      encodePacketInto(pkt, slot, PILS_HEADER_SIZE);
+      return this.writeFrame(p, s.sealInPlace(slot, this.localNodeId));
     }
     // No session yet (docs/protocol.md §4.5): key exchange (rate-limited), queue the packet.
     if (p.kxFirstUnansweredAt === 0) p.kxFirstUnansweredAt = now;
