@@ -46,7 +46,7 @@ describe("transfer integrity over a lossy, reordering, duplicating link", () => 
 });
 
 describe("ACKs batched per input batch (batchAcks, as the daemon runs)", () => {
-  const batched = { a: { batchAcks: 8 }, b: { batchAcks: 8 } };
+  const batched = { a: { batchAcks: 32 }, b: { batchAcks: 32 } };
   test("lossy links: exactly once, in order, complete", async () => {
     for (let s = 400; s < 410; s++) {
       const r = await transfer(1 << 20, link(s), batched);
@@ -70,6 +70,8 @@ describe("ACKs batched per input batch (batchAcks, as the daemon runs)", () => {
     const every2 = await count(burst);
     expect(every2).toBeGreaterThan((4 << 20) / 4096 / 2 - 64);
     expect(await count(burst, 8)).toBeLessThan(every2 / 3);
+    expect(await count(burst, 32)).toBeLessThan(every2 / 3);
     expect(await count(spaced, 8)).toBeLessThanOrEqual(await count(spaced));
+    expect(await count(spaced, 32)).toBeLessThanOrEqual(await count(spaced));
   });
 });

@@ -21,9 +21,10 @@ import { serviceContext, startServices, type Webhooks } from "./service-context.
 import { type Endpoint, Tunnel, formatEndpoint, parseEndpoint } from "./tunnel.ts";
 
 // In-order data is acknowledged once per event-loop turn or every ACK_BATCH segments (fewer ACKs
-// to seal, send, open and process on both daemons). PILOT_ACK_BATCH=0 restores an ACK every
-// second segment (for measurements).
-const ackBatchEnv = Number(process.env.PILOT_ACK_BATCH ?? 8);
+// to seal, send, open and process on both daemons; senders count acknowledged bytes, so batching
+// does not slow their window growth, docs/protocol.md §6.8). 32 measured best of 8/16/32/64 on a
+// loopback stream. PILOT_ACK_BATCH=0 restores an ACK every second segment (for measurements).
+const ackBatchEnv = Number(process.env.PILOT_ACK_BATCH ?? 32);
 const ACK_BATCH = Number.isFinite(ackBatchEnv) && ackBatchEnv >= 2 ? ackBatchEnv : undefined;
 
 export { DaemonError } from "./errors.ts";

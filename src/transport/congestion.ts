@@ -38,7 +38,7 @@ export interface CongestionControl {
 const BETA = 0.7;
 
 /**
- * Reno-style growth (slow start with appropriate byte counting, then additive increase), a 0.7
+ * Reno-style growth (slow start and additive increase, both counting bytes acknowledged), a 0.7
  * decrease per loss episode, PRR (RFC 6937) during fast recovery, and undo of spurious reductions.
  */
 export class PrrCongestion implements CongestionControl {
@@ -57,10 +57,14 @@ export class PrrCongestion implements CongestionControl {
       // PRR sets cwnd on every ACK (onRecoveryAck). Partial ACKs need no NewReno special case:
       // the repaired head was sent later than the next hole, so RACK declares that hole lost.
     } else if (this.cwnd < this.ssthresh) {
-      // slow start with appropriate byte counting, L = 2·MSS per ACK (RFC 3465)
-      this.cwnd += Math.min(acked, 2 * MSS);
+      // Slow start, byte counting with no per-ACK limit (as the reference, docs/protocol.md §6.8):
+      // receivers acknowledge up to a batch of segments at once (ours: a poll's worth), and a
+      // per-ACK cap (RFC 3465's L = 2·MSS) would then grow the window by a fraction per round
+      // trip instead of doubling it.
+      this.cwnd += acked;
     } else {
-      this.cwnd += Math.max(1, Math.floor((MSS * Math.min(acked, 2 * MSS)) / this.cwnd));
+      // Congestion avoidance, byte counting: about one MSS per round trip however the ACKs are batched.
+      this.cwnd += Math.max(1, Math.floor((MSS * acked) / this.cwnd));
     }
     if (this.cwnd > this.maxCwnd) this.cwnd = this.maxCwnd;
   }
