@@ -13,9 +13,7 @@
 // Both produce identical bytes (test/crypto-gcm.test.ts checks them against @noble/ciphers).
 import { dlopen, FFIType, ptr, type Pointer } from "bun:ffi";
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from "node:crypto";
-
-export const GCM_IV_SIZE = 12;
-export const GCM_TAG = 16;
+import { TAG_SIZE as GCM_TAG } from "../proto/tunnel.ts";
 
 /** One AES-256-GCM key. IVs are 12 bytes; the 16-byte tag follows the ciphertext. */
 export interface Gcm {
@@ -231,13 +229,14 @@ function nativeEngine(): { lib: Lib; cipher: Pointer } | null {
     const msg = new Uint8Array(100).map((_, i) => i ^ 0x5a);
     const a = new Uint8Array(116);
     const b = new Uint8Array(116);
-    new OpenSslGcm(lib, cipher, key).seal(iv, msg, a, 0);
+    const g = new OpenSslGcm(lib, cipher, key);
+    g.seal(iv, msg, a, 0);
     new NodeGcm(key).seal(iv, msg, b, 0);
     if (Buffer.compare(a, b) !== 0) return null;
-    const back = new OpenSslGcm(lib, cipher, key).open(iv, a);
+    const back = g.open(iv, a);
     if (!back || Buffer.compare(back, msg) !== 0) return null;
     a[5] ^= 1;
-    if (new OpenSslGcm(lib, cipher, key).open(iv, a) !== null) return null;
+    if (g.open(iv, a) !== null) return null;
   } catch {
     return null;
   }

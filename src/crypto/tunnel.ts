@@ -202,7 +202,8 @@ export class TunnelSession {
    * second copy; the frame itself then starts at offset `headroom`.
    *
    * `into`, when large enough, receives the frame instead of a new buffer (every byte of the
-   * returned view is written); the result is then a view of it.
+   * returned view is written); the result is then a view of it. `packet` may already lie at its
+   * place inside `into` (sealInPlace): it is then encrypted where it is.
    */
   seal(packet: Uint8Array, localNodeId: number, headroom = 0, into?: Uint8Array): Uint8Array {
     const c = ++this.counter;
@@ -227,14 +228,8 @@ export class TunnelSession {
    */
   sealInPlace(frame: Uint8Array, localNodeId: number): Uint8Array {
     if (frame.length < PILS_OVERHEAD) throw new RangeError("sealInPlace: frame shorter than the PILS overhead");
-    const c = ++this.counter;
-    const n = this.nonce;
-    wr32(n, 4, Math.floor(c / 0x100000000));
-    wr32(n, 8, c >>> 0);
-    wr32(frame, 0, MAGIC_PILS);
-    wr32(frame, 4, localNodeId >>> 0);
-    for (let i = 0; i < 12; i++) frame[8 + i] = n[i];
-    this.gcm.seal(n, frame.subarray(PILS_HEADER_SIZE, frame.length - GCM_TAG_SIZE), frame, PILS_HEADER_SIZE);
+    // seal() into the frame itself: the packet it encrypts is the frame's own packet bytes.
+    this.seal(frame.subarray(PILS_HEADER_SIZE, frame.length - GCM_TAG_SIZE), localNodeId, 0, frame);
     return frame;
   }
 
