@@ -3,7 +3,9 @@ import type { Endpoint } from "../../proto/beacon.ts";
 import type { Logger } from "../../sys/log.ts";
 import { setSocketBuffers } from "../../sys/sockopt.ts";
 import { UdpBatcher } from "../../sys/udp-batch.ts";
+import { UdpFdSender } from "../../sys/udp-fd-send.ts";
 import { GsoSender } from "../../sys/udp-gso.ts";
+import { UdpRing } from "../../sys/udp-ring.ts";
 import { GcPacer } from "./gc-pacer.ts";
 import type { PacketConn, PacketHandler, PacketNet } from "./packet-conn.ts";
 // PILOT_GC_PACING=0 turns the post-traffic collection off (for measurements).
@@ -14,12 +16,17 @@ const UDP_BUFFER_BYTES = 8 << 20;
 const NO_BATCH = process.env.PILOT_NO_BATCH === "1";
 
 type UdpSocket = import("bun").udp.Socket<"uint8array">;
+/** What the batcher sends through: Bun's socket, or sendmmsg on the receive ring's descriptor. */
+type Sender = Pick<UdpSocket, "send" | "sendMany">;
 
 /** Outgoing datagrams of one event-loop turn are written into slabs of this size. */
 const SLAB_BYTES = 256 * 1024;
 
 class UdpConn implements PacketConn {
   sock: UdpSocket | null = null;
+  /** Linux: the socket read by a worker into a shared ring (udp-ring.ts), sent on with sendmmsg. */
+  ring: UdpRing | null = null;
+  fdSender: UdpFdSender | null = null;
   readonly out: UdpBatcher;
   // Scratch slab for outgoing datagrams: regions are handed out until the batch is written, then
   // the slab is reused from its start. While the kernel buffer is full, queued datagrams still
@@ -30,7 +37,7 @@ class UdpConn implements PacketConn {
 
   constructor(private readonly log: Logger) {
     this.out = new UdpBatcher(
-      () => this.sock,
+      (): Sender | null => this.fdSender ?? this.sock,
       (e) => this.log.debug("tunnel send failed", { err: e.message }),
       (allWritten) => {
         if (allWritten) this.slabOff = 0;
@@ -56,12 +63,15 @@ class UdpConn implements PacketConn {
   }
 
   get local(): Endpoint {
+    if (this.ring) return { ip: this.host, port: this.ring.port };
     return { ip: this.sock?.hostname ?? "", port: this.sock?.port ?? 0 };
   }
 
+  host = "";
+
   send(data: Uint8Array, to: Endpoint): void {
     this.gc.note(data.length);
-    if (NO_BATCH) this.sock?.send(data, to.port, to.ip);
+    if (NO_BATCH && this.sock) this.sock.send(data, to.port, to.ip);
     else this.out.queue(data, to.port, to.ip);
   }
 
@@ -74,12 +84,43 @@ class UdpConn implements PacketConn {
     this.gc.stop();
     this.sock?.close();
     this.sock = null;
+    this.fdSender?.close();
+    this.fdSender = null;
+    this.ring?.close();
+    this.ring = null;
   }
 }
 
 export const udpNet: PacketNet = {
   async listen(host: string, port: number, onPacket: PacketHandler, log: Logger): Promise<PacketConn> {
     const c = new UdpConn(log);
+    c.host = host || "0.0.0.0";
+    let from: Endpoint = { ip: "", port: 0 };
+    const ring = UdpRing.open(
+      c.host,
+      port,
+      (buf, ip, rport) => {
+        c.gc.note(buf.length);
+        // Most datagrams come from the peer of the one before: reuse its (never mutated) endpoint.
+        if (ip !== from.ip || rport !== from.port) from = { ip, port: rport };
+        onPacket(buf, from);
+      },
+      (e) => log.debug("tunnel datagram dropped", { err: e.message }),
+      (e) => log.error("tunnel socket receive failed", { err: e.message }),
+      UDP_BUFFER_BYTES,
+    );
+    if (ring) {
+      c.ring = ring;
+      c.fdSender = UdpFdSender.create(ring.fd, () => c.out.drain());
+      if (c.fdSender) {
+        if (!NO_BATCH) c.out.gso = GsoSender.create(ring.fd);
+        const bufs = ring.buffers();
+        log.debug("tunnel socket buffers", { rcv: bufs.rcv, snd: bufs.snd, gso: c.out.gso !== null, ring: true });
+        return c;
+      }
+      ring.close();
+      c.ring = null;
+    }
     c.sock = await Bun.udpSocket({
       hostname: host || "0.0.0.0",
       binaryType: "uint8array",
