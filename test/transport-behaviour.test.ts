@@ -230,7 +230,7 @@ describe("flow control", () => {
     const { client, server } = await connect(net);
     const data = fill(mulberry32(9), 4 << 20);
     const chunks: Uint8Array[] = [];
-    server.onData = (d) => chunks.push(d);
+    server.onData = (d) => chunks.push(d.slice()); // views are valid during the call only
     server.pause();
     client.write(data);
     net.advance(120_000); // two minutes of a stalled reader

@@ -56,9 +56,9 @@ describe("keepalives never look like three duplicate ACKs to a reference sender 
     const log = record(net);
     const { client, server } = await connect(net);
     const got: Uint8Array[] = [];
-    server.onData = (d) => got.push(d);
+    server.onData = (d) => got.push(d.slice());
     const cgot: Uint8Array[] = [];
-    client.onData = (d) => cgot.push(d);
+    client.onData = (d) => cgot.push(d.slice());
     // some traffic both ways first, so the ack values are past the handshake
     const up = fill(mulberry32(11), 3 * MSS + 7);
     client.write(up);

@@ -127,7 +127,7 @@ describe("wire format of the stream engine", () => {
     const net = new SimNet({ delayMs: 5 });
     const { client, server } = await connect(net);
     const got: Uint8Array[] = [];
-    server.onData = (d) => got.push(d);
+    server.onData = (d) => got.push(d.slice()); // views are valid during the call only
     const log = record(net);
     const evil = new Uint8Array(40);
     evil.set([0x53, 0x41, 0x43, 0x4b, 2]);

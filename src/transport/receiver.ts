@@ -61,8 +61,9 @@ export class Receiver {
   }
 
   /**
-   * The segment at rcvNxt: deliver it and whatever it makes contiguous. No copy: the transport
-   * owns inbound payloads. Returns whether out-of-order data was buffered before it.
+   * The segment at rcvNxt: deliver it and whatever it makes contiguous. `payload` is only valid
+   * during the call: it is delivered as a view, and copied only if it has to wait. Returns whether
+   * out-of-order data was buffered before it.
    */
   acceptInOrder(payload: Uint8Array): boolean {
     const hadOoo = this.ooo.size > 0;
@@ -77,7 +78,7 @@ export class Receiver {
     const first = this.ooo.size === 0;
     const len = payload.length;
     if (!this.ooo.has(seq) && this.oooBytes + len <= this.tune.oooMaxBytes) {
-      this.ooo.set(seq, payload);
+      this.ooo.set(seq, payload.slice()); // kept beyond the call: copied
       this.oooBytes += len;
       this.addBlock(seq, u32(seq + len));
     }
@@ -91,7 +92,7 @@ export class Receiver {
       const hadOoo = this.ooo.size > 0;
       const tail = payload.slice(u32(this.rcvNxt - seq));
       this.rcvNxt = end;
-      this.deliver(tail);
+      this.deliver(tail, true);
       if (hadOoo) this.drainOoo();
     }
   }
@@ -104,7 +105,7 @@ export class Receiver {
       ooo.delete(this.rcvNxt);
       this.oooBytes -= d.length;
       this.rcvNxt = u32(this.rcvNxt + d.length);
-      this.deliver(d);
+      this.deliver(d, true);
       if (this.closed) return;
     }
     // drop SACK blocks now covered by the cumulative ack
@@ -138,11 +139,12 @@ export class Receiver {
     }
   }
 
-  private deliver(chunk: Uint8Array): void {
+  /** `owned`: a copy already (it may be kept as it is). */
+  private deliver(chunk: Uint8Array, owned = false): void {
     this.bytesRecv += chunk.length;
     const f = this.onDataFn;
     if (this.paused || this.delivering || this.rqHead < this.rq.length || !f) {
-      this.rq.push(chunk);
+      this.rq.push(owned ? chunk : chunk.slice()); // kept beyond the call: copied
       this.buffered += chunk.length;
       if (!this.paused && !this.delivering && this.onDataFn) this.flush();
       return;

@@ -86,7 +86,7 @@ export class SimNet {
       output: (p) => this.send(p, side),
       random: this.rng,
       onDatagram: (p) => {
-        this.datagrams[side].push(p);
+        this.datagrams[side].push({ ...p, payload: p.payload.slice() }); // valid during the call only
       },
       onSynTimeout: (_dst, n) => {
         this.synTimeouts[side].push(this.now);
@@ -171,7 +171,12 @@ export class SimNet {
       const p = this.ep[0], d = this.ed[0];
       this.pop();
       this.delivered++;
-      (d === 0 ? this.a : this.b).handlePacket(p);
+      // The payload is only valid during handlePacket (as in the daemon, whose receive ring reuses
+      // its memory): deliver a copy and overwrite it afterwards, so anything the transport keeps
+      // without copying shows up as corrupted data.
+      const payload = p.payload.slice();
+      (d === 0 ? this.a : this.b).handlePacket(p.payload.length === 0 ? p : { ...p, payload });
+      payload.fill(0xee);
       // End of an input batch (nothing else arrives at this instant): deferred ACKs go out,
       // as a daemon does at the end of an event-loop turn (Transport option batchAcks).
       if (this.et.length === 0 || this.et[0] > this.now) {

@@ -256,9 +256,9 @@ export class Transport implements ConnHost {
   // ---------------------------------------------------------------------------------------
   // inbound
   /**
-   * Process one inbound packet. The transport takes ownership of `p.payload`: it may deliver or
-   * buffer that view without copying, so the host must not reuse the underlying memory (the
-   * daemon never does: every UDP datagram and every decrypted frame is a fresh buffer).
+   * Process one inbound packet. `p.payload` is valid only during this call (the daemon's receive
+   * ring reuses the memory): what the transport keeps beyond it (out-of-order segments, data
+   * held while the application is paused) it copies; in-order data is handed to onData as a view.
    */
   handlePacket(p: Packet): void {
     this.enter();
@@ -357,7 +357,7 @@ export class Transport implements ConnHost {
     }
     if (p.dstPort !== PORT_PING) return;
     // pong: flags ACK, src port 0, dst port = ping's src port, seq, seq+1, window 0, same payload
-    this.reply(p, FLAG_ACK, PROTO_CONTROL, p.seq, p.seq + 1, p.payload);
+    this.reply(p, FLAG_ACK, PROTO_CONTROL, p.seq, p.seq + 1, p.payload.slice()); // the ping's payload is only valid now
   }
 
   // ---------------------------------------------------------------------------------------
