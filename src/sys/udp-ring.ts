@@ -287,15 +287,17 @@ export class UdpRing {
     const ctrl = this.ctrl;
     Atomics.store(ctrl, MAIN_WAITING, 1);
     const tail = Atomics.load(ctrl, TAIL);
+    // More arrived during the pass: the next pass runs after the rest of this event-loop turn
+    // (timers, sockets, and the ACKs and sends the pass queued), never starving them.
     if (tail !== this.head) {
       Atomics.store(ctrl, MAIN_WAITING, 0);
-      queueMicrotask(() => this.pass());
+      setImmediate(this.passFn);
       return;
     }
     const w = Atomics.waitAsync(ctrl, TAIL, tail);
     if (!w.async) {
       Atomics.store(ctrl, MAIN_WAITING, 0);
-      queueMicrotask(() => this.pass());
+      setImmediate(this.passFn);
       return;
     }
     this.waiting = true;
@@ -304,6 +306,8 @@ export class UdpRing {
       this.pass();
     });
   }
+
+  private readonly passFn = (): void => this.pass();
 
   /** Handle every datagram in the ring, then wait for more. */
   private pass(): void {
@@ -315,7 +319,9 @@ export class UdpRing {
     this.passes++;
     let head = this.head;
     let tail = Atomics.load(ctrl, TAIL);
-    while (head !== tail && !this.closed) {
+    // At most one ring's worth per pass, then the event loop gets its turn (see wait()).
+    const stop = (head + RING_SLOTS) | 0;
+    while (head !== tail && head !== stop && !this.closed) {
       const idx = head & (RING_SLOTS - 1);
       const len = mdv.getUint32(idx * MMSG + 56, true);
       if (len !== SKIP) {
