@@ -1,7 +1,7 @@
 // The daemon: glues tunnel (UDP + crypto), transport (streams), registration session, IPC server
 // and built-in services together, and runs the packet path between tunnel and transport.
-// Start-up order: tunnel socket, endpoint discovery, identity, registry, transport, beacon,
-// visibility/hostname, IPC, services.
+// Start-up order: tunnel socket, endpoint discovery (overlapped with loading the identity and
+// dialing the registry), register, transport, beacon, visibility/hostname, IPC, services.
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { formatAddr } from "../proto/addr.ts";
@@ -161,17 +161,21 @@ export class Daemon {
     const local = await this.tunnel.listen(listen.ip, listen.port);
     this.log.info("tunnel listening", { addr: formatEndpoint(local) });
     let endpoint: Endpoint | null = cfg.endpoint ? parseEndpoint(cfg.endpoint) : null;
-    if (!cfg.endpoint && this.beaconEp) {
-      endpoint = await discoverEndpoint(this.tunnel, this.beaconEp, 0, 3000);
-      if (!endpoint) this.log.warn("beacon discover failed, using local addr");
-    }
-    if (!endpoint || isLocalHost(endpoint.ip)) endpoint = { ip: wildcardToLoopback(local.ip), port: local.port };
+    // The beacon's answer, the identity (a few ms of key loading) and the registry dial overlap.
+    const discovering = !cfg.endpoint && this.beaconEp ? discoverEndpoint(this.tunnel, this.beaconEp, 0, 3000) : null;
     // 3. identity
     this.session.loadIdentity();
     // 4-5. registry. Start-up dial: one attempt, fatal on failure ("daemon start: registry dial:
     // …"), so `pilotctl daemon start` can report the cause at once instead of waiting through
     // the client's reconnect back-off.
-    await this.session.connect();
+    const connecting = this.session.connect();
+    if (discovering) {
+      connecting.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+      endpoint = await discovering;
+      if (!endpoint) this.log.warn("beacon discover failed, using local addr");
+    }
+    if (!endpoint || isLocalHost(endpoint.ip)) endpoint = { ip: wildcardToLoopback(local.ip), port: local.port };
+    await connecting;
     await this.session.register(formatEndpoint(endpoint), true);
     this.log.info("daemon registered", { node_id: this.nodeId, addr: formatAddr(this.address), endpoint: formatEndpoint(endpoint) });
     this.pendingEvents.push(["node.registered", { address: formatAddr(this.address), endpoint: formatEndpoint(endpoint) }]);

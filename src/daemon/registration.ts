@@ -4,6 +4,7 @@
 import { statSync } from "node:fs";
 import { encodePublicKey, encodeSignature, generateIdentity, type Identity, loadOrCreateIdentity, sign } from "../crypto/identity.ts";
 import { formatAddr, parseAddr } from "../proto/addr.ts";
+import { encodeDiscover } from "../proto/beacon.ts";
 import type { Addr } from "../proto/types.ts";
 import type { JsonObject } from "../proto/ipc.ts";
 import { DaemonError, isRefusal, regCall } from "./errors.ts";
@@ -273,8 +274,8 @@ export class RegistrationSession {
 }
 
 /** STUN through the tunnel socket: Discover(nodeId) to the beacon, first DiscoverReply wins. */
+/** Sends the first Discover before returning (the caller may do other work meanwhile). */
 export async function discoverEndpoint(tunnel: Tunnel, beacon: Endpoint, nodeId: number, timeoutMs: number): Promise<Endpoint | null> {
-  const { encodeDiscover } = await import("../proto/beacon.ts");
   const reply = tunnel.waitDiscoverReply(timeoutMs);
   // Datagrams can be lost: ask up to three times within the timeout.
   const msg = encodeDiscover(nodeId);
