@@ -6,6 +6,8 @@ import type { ConnTuning } from "./conn-types.ts";
 import { seqGt, seqLe, seqLt, u32 } from "./seq.ts";
 
 const EMPTY = new Uint8Array(0);
+/** Data held for a paused reader is copied into blocks of this size (one allocation per 16 segments). */
+const KEEP_BLOCK = 64 * 1024;
 
 export class Receiver {
   /** Next expected sequence number (our cumulative ack). */
@@ -17,6 +19,9 @@ export class Receiver {
   paused = false;
   private rq: Uint8Array[] = [];
   private rqHead = 0;
+  // The block copies for `rq` go into, and how much of it is used.
+  private blk: Uint8Array | null = null;
+  private blkOff = 0;
   /** Bytes received in order, not yet delivered to onData. */
   buffered = 0;
   /** No more data is accepted or delivered (connection closing). */
@@ -144,7 +149,8 @@ export class Receiver {
     this.bytesRecv += chunk.length;
     const f = this.onDataFn;
     if (this.paused || this.delivering || this.rqHead < this.rq.length || !f) {
-      this.rq.push(owned ? chunk : chunk.slice()); // kept beyond the call: copied
+      if (owned) this.rq.push(chunk);
+      else this.keep(chunk); // kept beyond the call: copied
       this.buffered += chunk.length;
       if (!this.paused && !this.delivering && this.onDataFn) this.flush();
       return;
@@ -156,6 +162,26 @@ export class Receiver {
       this.delivering = false;
     }
     if (!this.paused && this.rqHead < this.rq.length) this.flush();
+  }
+
+  /**
+   * Queue a copy of `chunk` for later delivery: appended to the current block, and merged into
+   * the queue's last entry when that ends where the copy starts (fewer, larger deliveries).
+   */
+  private keep(chunk: Uint8Array): void {
+    const n = chunk.length;
+    let b = this.blk;
+    if (!b || this.blkOff + n > b.length) {
+      b = this.blk = new Uint8Array(Math.max(KEEP_BLOCK, n));
+      this.blkOff = 0;
+    }
+    const at = this.blkOff;
+    b.set(chunk, at);
+    this.blkOff = at + n;
+    const rq = this.rq;
+    const last = rq.length > this.rqHead ? rq[rq.length - 1] : null;
+    if (last && last.buffer === b.buffer && last.byteOffset + last.length === at) rq[rq.length - 1] = b.subarray(last.byteOffset, at + n);
+    else rq.push(b.subarray(at, at + n));
   }
 
   /** Deliver buffered data while not paused. */
@@ -185,5 +211,7 @@ export class Receiver {
     this.rq.length = 0;
     this.rqHead = 0;
     this.buffered = 0;
+    this.blk = null;
+    this.blkOff = 0;
   }
 }
