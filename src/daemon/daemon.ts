@@ -232,6 +232,8 @@ export class Daemon {
       {
         localAddr: this.address,
         batchAcks: ACK_BATCH,
+        // Bun's own UDP socket hands every datagram over in fresh memory; the receive ring does not.
+        payloadsOwned: this.tunnel.receivedBuffersOwned,
         keepaliveMs: cfg.keepaliveMs,
         idleTimeoutMs: cfg.idleTimeoutMs,
         timeWaitMs: cfg.timeWaitMs,

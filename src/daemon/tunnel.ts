@@ -64,6 +64,8 @@ export class Tunnel {
   get address(): string { return this.conn?.local.ip ?? ""; }
   get encrypt(): boolean { return this.opts.encrypt; }
   get x25519Public(): Uint8Array { return this.kx.publicKey; }
+  /** Received datagrams are fresh memory nobody reuses (packet payloads may be kept as they are). */
+  get receivedBuffersOwned(): boolean { return this.conn?.reusesBuffers === false; }
 
   setIdentity(nodeId: number, identity: import("../crypto/identity.ts").Identity): void {
     this.localNodeId = nodeId;

@@ -150,6 +150,12 @@ export interface TransportOptions {
    */
   batchAcks?: number;
   /**
+   * Inbound payloads are fresh memory the host never reuses (Bun's own UDP socket): the transport
+   * may keep them as they are. Default false: a payload is valid only during handlePacket (the
+   * daemon's receive ring reuses its slots), and what is kept beyond it is copied.
+   */
+  payloadsOwned?: boolean;
+  /**
    * Random source in [0, 1) for the first ephemeral port (default Math.random). The counter starts
    * at a random point of 49152-65535 so that a restarted daemon does not reuse the port of its
    * previous life's first connection, which the peer may still hold. Tests pass a fixed one.

@@ -24,6 +24,7 @@ export interface ConnTuning {
   maxCwnd: number;
   maxRetx: number; // consecutive RTO expiries (with a silent peer) before abort
   dupAckBurst: boolean;
+  payloadsOwned: boolean; // inbound payloads may be kept without copying (TransportOptions)
 }
 
 /** What a connection needs from the transport that owns it. */

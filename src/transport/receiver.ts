@@ -83,7 +83,7 @@ export class Receiver {
     const first = this.ooo.size === 0;
     const len = payload.length;
     if (!this.ooo.has(seq) && this.oooBytes + len <= this.tune.oooMaxBytes) {
-      this.ooo.set(seq, payload.slice()); // kept beyond the call: copied
+      this.ooo.set(seq, this.tune.payloadsOwned ? payload : payload.slice()); // kept beyond the call
       this.oooBytes += len;
       this.addBlock(seq, u32(seq + len));
     }
@@ -149,7 +149,7 @@ export class Receiver {
     this.bytesRecv += chunk.length;
     const f = this.onDataFn;
     if (this.paused || this.delivering || this.rqHead < this.rq.length || !f) {
-      if (owned) this.rq.push(chunk);
+      if (owned || this.tune.payloadsOwned) this.rq.push(chunk);
       else this.keep(chunk); // kept beyond the call: copied
       this.buffered += chunk.length;
       if (!this.paused && !this.delivering && this.onDataFn) this.flush();

@@ -101,6 +101,7 @@ export class Transport implements ConnHost {
       maxCwnd: opts.maxCwnd ?? 16 * 1024 * 1024,
       maxRetx: opts.maxRetx ?? 10,
       dupAckBurst: opts.dupAckBurst ?? true,
+      payloadsOwned: opts.payloadsOwned ?? false,
     };
     const span = EPHEMERAL_MAX - EPHEMERAL_MIN + 1;
     const r = (opts.ephemeralRandom ?? Math.random)();
@@ -256,9 +257,10 @@ export class Transport implements ConnHost {
   // ---------------------------------------------------------------------------------------
   // inbound
   /**
-   * Process one inbound packet. `p.payload` is valid only during this call (the daemon's receive
-   * ring reuses the memory): what the transport keeps beyond it (out-of-order segments, data
-   * held while the application is paused) it copies; in-order data is handed to onData as a view.
+   * Process one inbound packet. Unless the host said its payloads are owned (payloadsOwned),
+   * `p.payload` is valid only during this call (the daemon's receive ring reuses the memory): what
+   * the transport keeps beyond it (out-of-order segments, data held while the application is
+   * paused) it copies; in-order data is handed to onData as a view either way.
    */
   handlePacket(p: Packet): void {
     this.enter();

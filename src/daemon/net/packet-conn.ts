@@ -18,6 +18,8 @@ export interface PacketConn {
    * send() at once; valid until the datagram is written. Saves an allocation per datagram.
    */
   scratch?(n: number): Uint8Array;
+  /** false: every received datagram is fresh memory nobody reuses (it may be kept as it is). */
+  readonly reusesBuffers?: boolean;
   close(): void;
 }
 

@@ -69,6 +69,10 @@ class UdpConn implements PacketConn {
 
   host = "";
 
+  get reusesBuffers(): boolean {
+    return this.ring !== null;
+  }
+
   send(data: Uint8Array, to: Endpoint): void {
     this.gc.note(data.length);
     if (NO_BATCH && this.sock) this.sock.send(data, to.port, to.ip);
