@@ -10,8 +10,15 @@ import type { BufferedSocket } from "../sys/buffered-socket.ts";
 
 /** Client frames may exceed 1 MiB (the reference driver does not chunk its Sends). */
 const MAX_CLIENT_FRAME = 16 * 1024 * 1024 + 64;
-/** Socket write-buffer level above which connection pushes pause (end-to-end backpressure). */
-const PUSH_HIGH_WATER = 4 * 1024 * 1024;
+/**
+ * Socket write-buffer level above which connection pushes pause (end-to-end backpressure). A
+ * push the kernel did not take whole does not pause by itself: a Unix socket's buffer is smaller
+ * than one coalesced Recv, so that happened on most pushes of a bulk transfer, and the
+ * transport then copied every segment arriving meanwhile into its paused-reader queue (57 % of
+ * a bulk stream's bytes, measured). Half the Recv buffers a client keeps for reuse, so the
+ * oldest of them has been written by the time it is needed again.
+ */
+const PUSH_HIGH_WATER = 512 * 1024;
 /** Largest data per Recv push so the frame stays within 1 MiB (cmd + conn_id = 5 bytes). */
 const MAX_RECV_DATA = MAX_FRAME - 5;
 /** Connections waiting for a BindOK (the reference's accept queue length). */
@@ -344,7 +351,7 @@ export class Client {
       } else {
         ok = this.write({ cmd: "Recv", connId: c.id, data: buf.subarray(RECV_HEAD, RECV_HEAD + n) });
       }
-      if (!ok || this.backlog > PUSH_HIGH_WATER) {
+      if (this.backlog > PUSH_HIGH_WATER) {
         c.pause();
         this.pausedConns.add(c);
       }
