@@ -20,7 +20,6 @@ import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
 const AF_INET = 2;
 const SOCK_DGRAM = 2;
 const SOL_SOCKET = 1;
-const SO_REUSEADDR = 2;
 const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const SO_SNDBUFFORCE = 32;
@@ -175,6 +174,13 @@ self.onmessage = (ev) => {
 };
 `;
 
+/** bind(2) errnos (Linux) as Node-style codes and texts. */
+const BIND_ERRORS: Record<number, [string, string]> = {
+  13: ["EACCES", "permission denied"],
+  98: ["EADDRINUSE", "address already in use"],
+  99: ["EADDRNOTAVAIL", "cannot assign requested address"],
+};
+
 export type RingHandler = (data: Uint8Array, ip: string, port: number) => void;
 
 let workerUrl: string | undefined;
@@ -257,7 +263,6 @@ export class UdpRing {
         if (getInt(l, fd, name) < bufBytes) l.setsockopt(fd, SOL_SOCKET, force, p, 4);
         i32[0] = bufBytes;
       }
-      void SO_REUSEADDR;
       const sa = new Uint8Array(16);
       sa[0] = AF_INET; // sin_family, little-endian u16
       sa[2] = port >> 8;
@@ -265,7 +270,8 @@ export class UdpRing {
       sa.set(ipBytes, 4);
       if (l.bind(fd, ptr(sa), 16) !== 0) {
         const e = errno(l);
-        throw Object.assign(new Error(`bind ${host || "0.0.0.0"}:${port}: ${e === 98 ? "address already in use" : `errno ${e}`}`), { code: e === 98 ? "EADDRINUSE" : e === 13 ? "EACCES" : e === 99 ? "EADDRNOTAVAIL" : `E${e}` });
+        const [code, text] = BIND_ERRORS[e] ?? [`errno_${e}`, `errno ${e}`];
+        throw Object.assign(new Error(`bind ${host || "0.0.0.0"}:${port}: ${text}`), { code });
       }
       const len = new Uint32Array([16]);
       l.getsockname(fd, ptr(sa), ptr(len));
