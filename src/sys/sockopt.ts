@@ -2,28 +2,19 @@
 // default (~208 KiB) overflows under a full congestion window of 4 KiB frames: the kernel drops
 // datagrams while the event loop is busy, the transport sees loss and collapses its window.
 // We call setsockopt(2) on the socket's fd through bun:ffi; any failure leaves the defaults.
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { FFIType, ptr } from "bun:ffi";
+import { openLibc } from "./libc.ts";
 
 type Lib = { setsockopt: (fd: number, level: number, name: number, val: unknown, len: number) => number; getsockopt: (fd: number, level: number, name: number, val: unknown, len: unknown) => number };
 let lib: Lib | null | undefined;
 
 function libc(): Lib | null {
   if (lib !== undefined) return lib;
-  const names = process.platform === "darwin" ? ["libc.dylib", "/usr/lib/libSystem.B.dylib"] : ["libc.so.6", "libc.so"];
-  for (const n of names) {
-    try {
-      const l = dlopen(n, {
-        setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-        getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
-      });
-      lib = l.symbols as unknown as Lib;
-      return lib;
-    } catch {
-      /* try the next name */
-    }
-  }
-  lib = null;
-  return null;
+  lib = openLibc<Lib>({
+    setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  });
+  return lib;
 }
 
 const LINUX = { SOL_SOCKET: 1, SO_SNDBUF: 7, SO_RCVBUF: 8, SO_SNDBUFFORCE: 32, SO_RCVBUFFORCE: 33 };

@@ -3,7 +3,8 @@
 // the tunnel's batcher (udp-batch.ts) and segmentation offload (udp-gso.ts) work unchanged on it.
 // A full kernel buffer returns a short count; the socket is then polled for room every
 // millisecond and `onWritable` is called (Bun's `drain` callback does this for its own sockets).
-import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+import { FFIType, ptr, type Pointer } from "bun:ffi";
+import { errnoAt, ipv4, openLibc, put64 } from "./libc.ts";
 
 const EAGAIN = 11;
 const MAX_MSGS = 256;
@@ -16,24 +17,11 @@ let libc: Libc | null | undefined;
 
 function load(): Libc | null {
   if (libc !== undefined) return libc;
-  libc = null;
-  for (const n of ["libc.so.6", "libc.so"]) {
-    try {
-      libc = dlopen(n, {
-        sendmmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.u32, FFIType.i32], returns: FFIType.i32 },
-        __errno_location: { args: [], returns: FFIType.ptr },
-      }).symbols as unknown as Libc;
-      return libc;
-    } catch {
-      /* next */
-    }
-  }
-  return null;
-}
-
-function put64(dv: DataView, o: number, v: number): void {
-  dv.setUint32(o, v % 0x100000000, true);
-  dv.setUint32(o + 4, Math.floor(v / 0x100000000), true);
+  libc = openLibc<Libc>({
+    sendmmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.u32, FFIType.i32], returns: FFIType.i32 },
+    __errno_location: { args: [], returns: FFIType.ptr },
+  });
+  return libc;
 }
 
 export class UdpFdSender {
@@ -71,19 +59,7 @@ export class UdpFdSender {
   private addr(ip: string): number {
     let a = this.addrs.get(ip);
     if (a !== undefined) return a;
-    a = -1;
-    const p = ip.split(".");
-    if (p.length === 4) {
-      a = 0;
-      for (const s of p) {
-        const v = Number(s);
-        if (s === "" || !(v >= 0 && v <= 255) || !Number.isInteger(v)) {
-          a = -1;
-          break;
-        }
-        a = a * 256 + v;
-      }
-    }
+    a = ipv4(ip);
     if (this.addrs.size >= 4096) this.addrs.clear();
     this.addrs.set(ip, a);
     return a;
@@ -127,7 +103,7 @@ export class UdpFdSender {
       }
       const r = this.lib.sendmmsg(this.fd, this.base as unknown as Pointer, n, 0x40 /* MSG_DONTWAIT */);
       if (r < 0) {
-        const e = read.i32(this.lib.__errno_location(), 0);
+        const e = errnoAt(this.lib.__errno_location);
         if (e === EAGAIN) {
           this.again();
           return sent;

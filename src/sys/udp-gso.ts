@@ -4,7 +4,8 @@
 // network stack is traversed once per run instead of once per datagram, which is most of the
 // sender's cost on a bulk transfer. IPv4 destinations only; anything unusual returns "unsupported"
 // and the caller sends those datagrams the ordinary way.
-import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+import { FFIType, ptr, type Pointer } from "bun:ffi";
+import { errnoAt, ipv4, openLibc, put64 } from "./libc.ts";
 
 const SOL_UDP = 17;
 const UDP_SEGMENT = 103;
@@ -23,25 +24,11 @@ function load(): Libc | null {
   if (libc !== undefined) return libc;
   libc = null;
   if (process.platform !== "linux" || process.env.PILOT_UDP_GSO === "0") return null;
-  for (const n of ["libc.so.6", "libc.so"]) {
-    try {
-      const l = dlopen(n, {
-        sendmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64_fast },
-        __errno_location: { args: [], returns: FFIType.ptr },
-      });
-      libc = l.symbols as unknown as Libc;
-      return libc;
-    } catch {
-      /* next */
-    }
-  }
-  return null;
-}
-
-/** Little-endian u64 of a non-negative safe integer (pointers and sizes). */
-function put64(dv: DataView, o: number, v: number): void {
-  dv.setUint32(o, v % 0x100000000, true);
-  dv.setUint32(o + 4, Math.floor(v / 0x100000000), true);
+  libc = openLibc<Libc>({
+    sendmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64_fast },
+    __errno_location: { args: [], returns: FFIType.ptr },
+  });
+  return libc;
 }
 
 export type GsoResult = "sent" | "again" | "unsupported";
@@ -89,13 +76,9 @@ export class GsoSender {
 
   private setDest(ip: string, port: number): boolean {
     if (ip === this.lastIp && port === this.lastPort) return true;
-    const p = ip.split(".");
-    if (p.length !== 4) return false;
-    for (let i = 0; i < 4; i++) {
-      const v = Number(p[i]);
-      if (!(v >= 0 && v <= 255) || p[i] === "") return false;
-      this.mem[76 + i] = v;
-    }
+    const a = ipv4(ip);
+    if (a < 0) return false;
+    this.dv.setUint32(76, a, false);
     this.dv.setUint16(74, port, false);
     this.lastIp = ip;
     this.lastPort = port;
@@ -113,7 +96,7 @@ export class GsoSender {
     this.dv.setUint16(104, seg, true);
     const n = Number(this.lib.sendmsg(this.fd, this.base as unknown as Pointer, 0x40 /* MSG_DONTWAIT */));
     if (n === run.length) return "sent";
-    const errno = n < 0 ? read.i32(this.lib.__errno_location(), 0) : 0;
+    const errno = n < 0 ? errnoAt(this.lib.__errno_location) : 0;
     if (errno === EAGAIN) return "again";
     // The kernel, the route or the device cannot segment: off for good. Other errors (e.g. an
     // unreachable destination) only send this run the ordinary way.

@@ -15,15 +15,13 @@
 // kernel writes their tail into a per-batch overflow area, and the worker sends such a datagram
 // whole to the main thread as a message (it may then arrive out of order with the ring, which
 // UDP allows). IPv4 only; callers fall back to Bun's socket elsewhere.
-import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+import { FFIType, ptr, type Pointer } from "bun:ffi";
+import { errnoAt, ipv4, openLibc } from "./libc.ts";
+import { setSocketBuffers } from "./sockopt.ts";
 
 const AF_INET = 2;
 const SOCK_DGRAM = 2;
 const SOL_SOCKET = 1;
-const SO_SNDBUF = 7;
-const SO_RCVBUF = 8;
-const SO_SNDBUFFORCE = 32;
-const SO_RCVBUFFORCE = 33;
 const SO_RCVTIMEO = 20;
 const SHUT_RDWR = 2;
 
@@ -43,7 +41,6 @@ const TAIL = 1; // slots the worker has filled (a running count, wraps)
 const MAIN_WAITING = 2; // 1: the main thread waits on TAIL for a notify
 const STOP = 3; // 1: the worker must exit
 const WORKER_WAITING = 4; // 1: the ring is full and the worker waits on HEAD
-const ERRNO = 5; // last unexpected recvmmsg errno (diagnostics)
 const CTRL_INTS = 8;
 
 // Per slot in `meta`: struct mmsghdr (64 bytes) at slot*64; then iovec[2] (32 bytes) per slot;
@@ -58,7 +55,6 @@ type Libc = {
   bind(fd: number, a: Pointer, l: number): number;
   getsockname(fd: number, a: Pointer, l: Pointer): number;
   setsockopt(fd: number, level: number, name: number, v: Pointer, l: number): number;
-  getsockopt(fd: number, level: number, name: number, v: Pointer, l: Pointer): number;
   shutdown(fd: number, how: number): number;
   close(fd: number): number;
   __errno_location(): Pointer;
@@ -69,28 +65,16 @@ function load(): Libc | null {
   if (libc !== undefined) return libc;
   libc = null;
   if (process.platform !== "linux" || (process.arch !== "x64" && process.arch !== "arm64")) return null;
-  for (const n of ["libc.so.6", "libc.so"]) {
-    try {
-      libc = dlopen(n, {
-        socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-        bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-        getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
-        setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-        getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
-        shutdown: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-        close: { args: [FFIType.i32], returns: FFIType.i32 },
-        __errno_location: { args: [], returns: FFIType.ptr },
-      }).symbols as unknown as Libc;
-      return libc;
-    } catch {
-      /* next name */
-    }
-  }
-  return null;
-}
-
-function errno(l: Libc): number {
-  return read.i32(l.__errno_location(), 0);
+  libc = openLibc<Libc>({
+    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+    setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    shutdown: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    close: { args: [FFIType.i32], returns: FFIType.i32 },
+    __errno_location: { args: [], returns: FFIType.ptr },
+  });
+  return libc;
 }
 
 // The worker, as source: it is started from a Blob so that the compiled release executable
@@ -110,7 +94,7 @@ self.onmessage = (ev) => {
     } catch {}
   }
   const ctrl = new Int32Array(ctrlSab);
-  if (!lib) { Atomics.store(ctrl, 5, -1); postMessage({ exit: "no libc" }); return; }
+  if (!lib) { postMessage({ exit: "no libc" }); return; }
   const meta = new Uint8Array(metaSab);
   const mdv = new DataView(metaSab);
   const data = new Uint8Array(dataSab);
@@ -145,7 +129,6 @@ self.onmessage = (ev) => {
       const e = r < 0 ? read.i32(lib.__errno_location(), 0) : 0;
       if (e === 11 || e === 4 || r === 0) continue; // timeout (SO_RCVTIMEO), EINTR, shutdown
       if (e === 9 || e === 88) break; // EBADF, ENOTSOCK: the socket is gone
-      Atomics.store(ctrl, 5, e);
       continue; // e.g. ECONNREFUSED from an ICMP error: the socket is still fine
     }
     for (let i = 0; i < r; i++) {
@@ -200,14 +183,15 @@ export class UdpRing {
   // Cache of the last sender's address string (most datagrams come from one peer at a time).
   private lastAddr = -1;
   private lastIp = "";
-  /** Datagrams handled, passes over the ring (diagnostics). */
+  /** Datagrams handled (diagnostics). */
   datagrams = 0;
-  passes = 0;
 
   private constructor(
     private readonly lib: Libc,
     readonly fd: number,
     readonly port: number,
+    /** Kernel buffer sizes as reported after sizing (null: left at the defaults). */
+    readonly buffers: { rcv: number; snd: number } | null,
     private readonly onPacket: RingHandler,
     private readonly onError: (e: Error) => void,
     private readonly onFatal: (e: Error) => void,
@@ -245,47 +229,34 @@ export class UdpRing {
     bufBytes: number,
   ): UdpRing | null {
     if (process.env.PILOT_UDP_RING === "0") return null;
-    const ipBytes = parseIPv4(host || "0.0.0.0");
-    if (!ipBytes || !Number.isInteger(port) || port < 0 || port > 65535) return null;
+    const ip = ipv4(host || "0.0.0.0");
+    if (ip < 0 || !Number.isInteger(port) || port < 0 || port > 65535) return null;
     const l = load();
     if (!l) return null;
     const fd = l.socket(AF_INET, SOCK_DGRAM | 0x80000 /* SOCK_CLOEXEC */, 0);
     if (fd < 0) return null;
-    const i32 = new Int32Array(4);
-    const p = ptr(i32);
     try {
       // Receive timeout: the worker re-checks its stop flag at least this often.
       const tv = new BigInt64Array([0n, 250000n]);
       l.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, ptr(tv), 16);
-      i32[0] = bufBytes;
-      for (const [name, force] of [[SO_RCVBUF, SO_RCVBUFFORCE], [SO_SNDBUF, SO_SNDBUFFORCE]] as const) {
-        l.setsockopt(fd, SOL_SOCKET, name, p, 4);
-        if (getInt(l, fd, name) < bufBytes) l.setsockopt(fd, SOL_SOCKET, force, p, 4);
-        i32[0] = bufBytes;
-      }
+      const buffers = setSocketBuffers(fd, bufBytes);
       const sa = new Uint8Array(16);
-      sa[0] = AF_INET; // sin_family, little-endian u16
-      sa[2] = port >> 8;
-      sa[3] = port & 0xff;
-      sa.set(ipBytes, 4);
+      const sdv = new DataView(sa.buffer);
+      sdv.setUint16(0, AF_INET, true);
+      sdv.setUint16(2, port, false);
+      sdv.setUint32(4, ip, false);
       if (l.bind(fd, ptr(sa), 16) !== 0) {
-        const e = errno(l);
+        const e = errnoAt(l.__errno_location);
         const [code, text] = BIND_ERRORS[e] ?? [`errno_${e}`, `errno ${e}`];
         throw Object.assign(new Error(`bind ${host || "0.0.0.0"}:${port}: ${text}`), { code });
       }
       const len = new Uint32Array([16]);
       l.getsockname(fd, ptr(sa), ptr(len));
-      const bound = (sa[2] << 8) | sa[3];
-      return new UdpRing(l, fd, bound, onPacket, onError, onFatal);
+      return new UdpRing(l, fd, sdv.getUint16(2, false), buffers, onPacket, onError, onFatal);
     } catch (e) {
       l.close(fd);
       throw e;
     }
-  }
-
-  /** Kernel buffer sizes as reported (diagnostics). */
-  buffers(): { rcv: number; snd: number } {
-    return { rcv: getInt(this.lib, this.fd, SO_RCVBUF), snd: getInt(this.lib, this.fd, SO_SNDBUF) };
   }
 
   private wait(): void {
@@ -322,7 +293,6 @@ export class UdpRing {
     const mdv = this.mdv;
     const meta = this.meta;
     const data = this.data;
-    this.passes++;
     let head = this.head;
     let tail = Atomics.load(ctrl, TAIL);
     // At most one ring's worth per pass, then the event loop gets its turn (see wait()).
@@ -376,11 +346,6 @@ export class UdpRing {
     }
   }
 
-  /** Unexpected receive errno last seen by the worker (0: none). */
-  get lastErrno(): number {
-    return Atomics.load(this.ctrl, ERRNO);
-  }
-
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -405,23 +370,4 @@ export class UdpRing {
     };
     setTimeout(finish, 600).unref();
   }
-}
-
-function getInt(l: Libc, fd: number, name: number): number {
-  const v = new Int32Array(1);
-  const len = new Uint32Array([4]);
-  return l.getsockopt(fd, SOL_SOCKET, name, ptr(v), ptr(len)) === 0 ? v[0] : -1;
-}
-
-function parseIPv4(s: string): Uint8Array | null {
-  const p = s.split(".");
-  if (p.length !== 4) return null;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    if (!/^\d{1,3}$/.test(p[i])) return null;
-    const v = Number(p[i]);
-    if (v > 255) return null;
-    out[i] = v;
-  }
-  return out;
 }

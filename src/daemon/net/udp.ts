@@ -118,8 +118,8 @@ export const udpNet: PacketNet = {
       c.fdSender = UdpFdSender.create(ring.fd, () => c.out.drain());
       if (c.fdSender) {
         if (!NO_BATCH) c.out.gso = GsoSender.create(ring.fd);
-        const bufs = ring.buffers();
-        log.debug("tunnel socket buffers", { rcv: bufs.rcv, snd: bufs.snd, gso: c.out.gso !== null, ring: true });
+        const bufs = ring.buffers;
+        log.debug("tunnel socket buffers", { rcv: bufs?.rcv ?? "default", snd: bufs?.snd ?? "default", gso: c.out.gso !== null, ring: true });
         return c;
       }
       ring.close();
