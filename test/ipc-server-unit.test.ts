@@ -59,6 +59,29 @@ describe("commands and exact reply bytes", () => {
     await c.sync(); // no stray replies (e.g. for the empty Send)
   });
 
+  test("a socket read is freed once the Send data in it is acknowledged; one with another request is left to the collector", async () => {
+    await fresh();
+    const c = await Raw.open(path);
+    c.req([0x03, ...addr({ network: 0, node: 7 }), 0x00, 0x07]);
+    const id = new DataView((await c.next()).buffer).getUint32(1);
+    const peer = api.remotes.get(id)!;
+    let got = "";
+    peer.onData = (d) => (got += td.decode(d));
+    const rb = srv.readBuffers;
+    const f0 = rb.freed;
+    c.send(cat(frame(cat([0x06, ...u32(id)], "aaaa")), frame(cat([0x06, ...u32(id)], "bbbb")))); // one write, two Sends
+    await until(() => got === "aaaabbbb", "peer receives both");
+    await until(() => rb.freed > f0, "the read is freed"); // the fake connection acknowledges at once
+    const f1 = rb.freed;
+    c.send(cat(frame(cat([0x0b, ...addr({ network: 1, node: 7 }), ...u16(1234)], "dgram")), frame(cat([0x06, ...u32(id)], "cccc"))));
+    await until(() => got.endsWith("cccc") && api.sendTos.length === 1, "SendTo and Send handled");
+    c.req(cat([0x06, ...u32(id)], "dddd"));
+    await until(() => got.endsWith("dddd"), "peer receives dddd");
+    await until(() => rb.freed > f1, "the last read is freed");
+    expect(rb.freed).toBe(f1 + 1); // the read holding a SendTo was not
+    expect(api.sendTos[0].data).toBe("dgram");
+  });
+
   test("Close of an unknown id still gets CloseOK; failing Dial → Error with the daemon's text", async () => {
     await fresh();
     const c = await Raw.open(path);

@@ -247,6 +247,47 @@ describe("flow control", () => {
   });
 });
 
+describe("the peer ends while the reader is paused", () => {
+  test("the queued data is delivered before the end, not dropped with the queue", async () => {
+    const net = new SimNet({ delayMs: 5, seed: 4 });
+    const { client, server } = await connect(net);
+    const data = fill(mulberry32(5), 512 << 10);
+    const got: Uint8Array[] = [];
+    const order: string[] = [];
+    server.onData = (d) => {
+      got.push(d.slice());
+      if (order.at(-1) !== "data") order.push("data");
+    };
+    server.onEnd = () => order.push("end");
+    server.onClose = (e) => order.push(e ? `close ${e.code}` : "close");
+    server.pause();
+    client.write(data);
+    client.end();
+    net.advance(2000); // everything acknowledged and the FIN in while nothing is read
+    expect(order).toEqual([]);
+    expect(server.stats().recvBuffered).toBe(data.length);
+    server.resume();
+    net.advance(10);
+    expect(order).toEqual(["data", "end", "close"]);
+    expect(Buffer.compare(Buffer.concat(got), Buffer.from(data))).toBe(0);
+  });
+  test("a reader that never resumes gets an error end after the idle timeout, and the connection goes", async () => {
+    const net = new SimNet({ delayMs: 5, seed: 4 }, {}, { idleTimeoutMs: 30_000 });
+    const { client, server } = await connect(net);
+    let err = "";
+    server.onClose = (e) => (err = e?.code ?? "none");
+    server.pause();
+    client.write(fill(mulberry32(6), 64 << 10));
+    client.end();
+    net.advance(29_000);
+    expect(err).toBe("");
+    net.advance(2_000);
+    expect(err).toBe("truncated");
+    net.advance(60_000);
+    expect(net.b.connections()).toEqual([]);
+  });
+});
+
 describe("datagrams and ping", () => {
   test("datagram: flags 0, seq/ack/window 0, ephemeral src port, delivered; empty dropped; broadcast refused", () => {
     const net = new SimNet({ delayMs: 3 });

@@ -46,8 +46,19 @@ export interface TransferResult {
 export async function transfer(
   size: number,
   link: LinkOptions,
-  opts: { a?: Partial<TransportOptions>; b?: Partial<TransportOptions>; chunk?: number; maxMs?: number; tap?: SimNet["tap"] } = {},
-): Promise<TransferResult & { net: SimNet }> {
+  opts: {
+    a?: Partial<TransportOptions>;
+    b?: Partial<TransportOptions>;
+    chunk?: number;
+    maxMs?: number;
+    tap?: SimNet["tap"];
+    /** Hand each chunk over (write(d, true)); onAcked overwrites it, so a resend from it corrupts. */
+    handOver?: boolean;
+    /** The reader pauses after every this many bytes, for `pauseMs` of virtual time. */
+    pauseEvery?: number;
+    pauseMs?: number;
+  } = {},
+): Promise<TransferResult & { net: SimNet; written: number; reported: number; reportedInOrder: boolean }> {
   const net = new SimNet(link, opts.a, opts.b);
   const { client, server } = await connect(net);
   if (opts.tap) net.tap = opts.tap;
@@ -56,11 +67,25 @@ export async function transfer(
   const hs = createHash("sha256");
   const hr = createHash("sha256");
   let recvBytes = 0, chunks = 0, ended = false, closed = false;
+  let sincePause = 0, pausedAt = -1; // pausedAt: the reader paused and waits for its resume
   server.onData = (d) => {
     hr.update(d);
     recvBytes += d.length;
     chunks++;
+    if (opts.pauseEvery && (sincePause += d.length) >= opts.pauseEvery) {
+      sincePause = 0;
+      server.pause();
+      pausedAt = net.now;
+    }
   };
+  const handed: Uint8Array[] = [];
+  let reported = 0, reportedInOrder = true;
+  if (opts.handOver) {
+    client.onAcked = (c) => {
+      if (handed[reported++] !== c) reportedInOrder = false;
+      c.fill(0xee);
+    };
+  }
   server.onEnd = () => (ended = true);
   server.onClose = () => (closed = true);
   let sent = 0;
@@ -71,15 +96,26 @@ export async function transfer(
       const d = fill(rng, n);
       hs.update(d);
       sent += n;
-      if (!client.write(d)) return;
+      if (opts.handOver) handed.push(d);
+      if (!client.write(d, opts.handOver)) return;
     }
     client.end();
   };
   client.onDrain = pumpWriter;
   pumpWriter();
-  net.run(() => closed, opts.maxMs ?? 3_600_000);
+  const until = net.now + (opts.maxMs ?? 3_600_000);
+  for (;;) {
+    net.run(() => closed || pausedAt >= 0, until - net.now);
+    if (closed || pausedAt < 0 || net.now >= until) break;
+    net.advance(opts.pauseMs ?? 20); // the link goes on while the reader is paused
+    pausedAt = -1;
+    server.resume();
+  }
   return {
     net,
+    written: handed.length,
+    reported,
+    reportedInOrder,
     sentHash: hs.digest("hex"),
     recvHash: hr.digest("hex"),
     recvBytes,

@@ -6,10 +6,11 @@
 import type { UnixSocketListener } from "bun";
 import { BufferedSocket } from "../sys/buffered-socket.ts";
 import { chmodSync, unlinkSync, existsSync } from "node:fs";
-import { decodeIpc, type IpcMsg, type HandshakeSub, type JsonObject } from "../proto/ipc.ts";
+import { CMD_SEND, decodeIpc, type IpcMsg, type HandshakeSub, type JsonObject } from "../proto/ipc.ts";
 import { ProtoError, type Addr } from "../proto/types.ts";
 import type { StreamConn } from "../transport/api.ts";
 import type { Logger } from "../sys/log.ts";
+import { ReadBuffers } from "./ipc-read-buffers.ts";
 import { ACCEPT_QUEUE, Client, DEFAULT_CLIENT_LIMITS, type ClientHost, type ClientLimits } from "./ipc-client.ts";
 
 /** What the IPC layer needs from the daemon. Errors are thrown as Error(message-as-sent). */
@@ -215,7 +216,10 @@ export class IpcServer implements ClientHost {
       for (let f = c.nextFrame(); f; f = c.nextFrame()) {
         try {
           this.onFrame(c, f);
+          // a Send keeps no view beyond its hold; other requests may (a queued datagram...)
+          this.readBuffers.done(f, f[0] === CMD_SEND);
         } catch (e) {
+          this.readBuffers.done(f, false);
           // FIX: an unexpected throw while handling one request used to escape the 'data'
           // handler and terminate the daemon. Answer it with an Error instead so the client's
           // positional reply correlation stays intact.
@@ -230,6 +234,8 @@ export class IpcServer implements ClientHost {
     c.updateReading();
   }
   private pumping = new Set<Client>();
+  /** Socket reads freed as soon as no frame or queued Send data views them. */
+  readonly readBuffers = new ReadBuffers();
 
   async listen(path: string): Promise<void> {
     // docs/differences.md: do not steal a live daemon's socket.
@@ -325,6 +331,7 @@ export class IpcServer implements ClientHost {
     let frames: Uint8Array[];
     try {
       frames = c.decoder.push(buf, true); // Bun hands every read over in a fresh buffer
+      this.readBuffers.track(buf, frames);
     } catch (e) {
       this.dropped("bad frame", { err: (e as Error).message });
       c.cleanup();
@@ -407,9 +414,15 @@ export class IpcServer implements ClientHost {
           this.log.debug("ipc send on unknown connection", { conn_id: msg.connId });
           return;
         }
+        // The data stays a view of the socket read until the peer acknowledges it (ReadBuffers).
+        const rb = this.readBuffers;
+        if (conn.onAcked === null) conn.onAcked = rb.release;
+        const held = conn.onAcked === rb.release;
+        if (held) rb.hold(msg.data);
         try {
           if (!conn.write(msg.data, true)) c.blockSend(conn);
         } catch (e) {
+          if (held) rb.release(msg.data); // not queued
           this.log.debug("ipc send failed", { conn_id: msg.connId, err: (e as Error).message });
         }
         return;

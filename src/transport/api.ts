@@ -58,6 +58,12 @@ export interface StreamConn {
    * may queue it without copying (the IPC server passes freshly decoded frames this way).
    */
   write(data: Uint8Array, owned?: boolean): boolean;
+  /**
+   * Called with each buffer handed over by write(data, true) while this is set, once all of its
+   * bytes are acknowledged: the transport then holds no view of it and never sends from it again,
+   * so the owner may reuse or free it. Buffers of a connection that closes first are not reported.
+   */
+  onAcked: ((chunk: Uint8Array) => void) | null;
   /** In-order data, one call per received segment (services depend on segment boundaries). */
   onData: ((chunk: Uint8Array) => void) | null;
   /** Peer sent FIN: no more data will arrive. */

@@ -51,6 +51,7 @@ export class Conn implements StreamConn, Timed, SenderOwner {
   onEnd: (() => void) | null = null;
   onClose: ((err?: TransportError) => void) | null = null;
   onDrain: (() => void) | null = null;
+  onAcked: ((chunk: Uint8Array) => void) | null = null;
 
   constructor(
     private readonly t: ConnHost,
@@ -201,8 +202,7 @@ export class Conn implements StreamConn, Timed, SenderOwner {
     rx.segsRecv++;
     if (seq === rx.rcvNxt) {
       if (rx.overrun()) {
-        // receiver overrun (peer ignored our window): drop without ACK beyond a pure ACK
-        // advertising our state, so the sender knows we are alive (persist behaviour).
+        // overrun (peer ignored our window): drop; a pure ACK says we are alive (persist)
         this.tx.pureAck();
         return;
       }
@@ -247,8 +247,8 @@ export class Conn implements StreamConn, Timed, SenderOwner {
   write(data: Uint8Array, owned = false): boolean {
     if (this._state !== S_ESTABLISHED) throw new TransportError("closed", `connection ${this.id} is ${this._state}`);
     if (data.length === 0) return this.snd.buf.bytes < this.tune.sendHighWater;
-    this.t.enter();
-    this.snd.enqueue(owned ? data : data.slice()); // own copy unless handed over: callers may reuse their buffer
+    this.t.enter(); // own copy unless handed over (callers may reuse theirs; a Buffer's slice() is a view)
+    this.snd.enqueue(owned ? data : new Uint8Array(data), owned && this.onAcked !== null);
     this.snd.pump();
     this.rearm();
     return this.snd.belowHighWater();
@@ -268,18 +268,9 @@ export class Conn implements StreamConn, Timed, SenderOwner {
     this.tx.segment(seq, data);
   }
 
-  drained(): void {
-    const d = this.onDrain;
-    if (d) d();
-  }
-
-  sendDone(): void {
-    this.localClose(undefined);
-  }
-
-  giveUp(err: TransportError): void {
-    this.abortWith(err);
-  }
+  drained(): void { this.onDrain?.(); }
+  sendDone(): void { this.localClose(undefined); }
+  giveUp(err: TransportError): void { this.abortWith(err); }
 
   // ---- timers
   onTimer(now: number): void {
@@ -315,7 +306,7 @@ export class Conn implements StreamConn, Timed, SenderOwner {
     }
     if (this.lingerAt <= now) {
       // the peer's FIN overtook data that never arrived: abnormal end
-      this.finishPeerClose(new TransportError("truncated", "peer closed with data missing"));
+      this.finishPeerClose(new TransportError("truncated", this.rx.endHeld ? "the reader took no data before the idle timeout" : "peer closed with data missing"));
     }
     if (this.dead) return;
     const st = this._state;
@@ -405,6 +396,12 @@ export class Conn implements StreamConn, Timed, SenderOwner {
   }
 
   private finishPeerClose(err: TransportError | undefined): void {
+    // Data still queued for a paused (or not yet attached) reader goes first: the end waits for
+    // it, up to the idle timeout (it used to be dropped with the queue: lost at the reader).
+    if (!err && this.rx.holdEnd(() => this.finishPeerClose(undefined))) {
+      this.lingerAt = this.t.now + this.t.idleTimeoutMs;
+      return this.rearm();
+    }
     this.lingerAt = Infinity;
     this.rx.closed = true;
     this.rx.clear();

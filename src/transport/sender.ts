@@ -135,6 +135,7 @@ export class Sender extends SendQueue {
     } else this.cc.onAck(acked, this.inRecovery && !this.rtoRecovery);
     this.rtoAt = this.sndUna === this.sndNxt ? Infinity : now + this.rtt.rto;
     if (this.sndUna === this.sndNxt) this.nagleExpired = true; // all acked: Nagle releases
+    this.releaseAcked();
   }
 
   private processSack(n: number): void {

@@ -7,9 +7,10 @@ import type { CongestionControl } from "./congestion.ts";
 import type { ConnHost, ConnState, ConnTuning } from "./conn-types.ts";
 import { RttEstimator } from "./rtt.ts";
 import { SendBuffer } from "./sendbuf.ts";
-import { u32 } from "./seq.ts";
+import { seqLe, u32 } from "./seq.ts";
 
 const NAGLE_MS = 40;
+const EMPTY = new Uint8Array(0);
 
 /** One segment in the retransmission queue. Boundaries are permanent (never re-sliced). */
 export class Seg {
@@ -33,6 +34,8 @@ export interface SendOwner {
   drained(): void;
   /** FIN_WAIT and everything sent and acknowledged: time for our FIN. */
   sendDone(): void;
+  /** Told of each tracked chunk once all its bytes are acknowledged (StreamConn.onAcked). */
+  readonly onAcked: ((chunk: Uint8Array) => void) | null;
 }
 
 export type SendCounters = Pick<StreamStats, "bytesSent" | "segsSent" | "retransmits" | "fastRetransmits">;
@@ -69,9 +72,43 @@ export class SendQueue {
     readonly cc: CongestionControl,
   ) {}
 
-  /** Queue application bytes (already copied or handed over by the caller). */
-  enqueue(data: Uint8Array): void {
+  // Tracked chunks, oldest first, and the sequence number just past each one's last byte.
+  private held: Uint8Array[] = [];
+  private heldEnd: number[] = [];
+  private heldHead = 0;
+
+  /**
+   * Queue application bytes (already copied or handed over by the caller). `track`: report the
+   * chunk to the owner's onAcked once it is acknowledged: no segment is sent from it again.
+   */
+  enqueue(data: Uint8Array, track = false): void {
     this.buf.push(data);
+    if (track) {
+      this.held.push(data);
+      this.heldEnd.push(u32(this.sndNxt + this.buf.bytes));
+    }
+  }
+
+  /** Report the tracked chunks the cumulative ACK now covers. */
+  protected releaseAcked(): void {
+    const held = this.held, ends = this.heldEnd;
+    let i = this.heldHead;
+    if (i === held.length) return;
+    const f = this.o.onAcked;
+    while (i < held.length && seqLe(ends[i], this.sndUna)) {
+      const c = held[i];
+      held[i++] = EMPTY;
+      f?.(c);
+    }
+    if (i === held.length) {
+      held.length = ends.length = 0;
+      i = 0;
+    } else if (i > 256 && i * 2 > held.length) {
+      this.held = held.slice(i);
+      this.heldEnd = ends.slice(i);
+      i = 0;
+    }
+    this.heldHead = i;
   }
 
   setNoDelay(on: boolean): void {
@@ -205,6 +242,7 @@ export class SendQueue {
   /** Everything unsent and unacknowledged is dropped (connection closing). */
   clear(): void {
     this.buf.clear();
+    this.held.length = this.heldEnd.length = this.heldHead = 0; // dropped unacknowledged: never reported
     this.q.length = 0;
     this.qHead = 0;
     this.sackedBytes = 0;

@@ -39,6 +39,8 @@ export class MemConn implements StreamConn {
   onEnd: (() => void) | null = null;
   onClose: ((err?: import("../../src/transport/api.ts").TransportError) => void) | null = null;
   onDrain: (() => void) | null = null;
+  /** Reported at once for handed-over buffers: write() copies, so no view is kept. */
+  onAcked: ((chunk: Uint8Array) => void) | null = null;
 
   /** segments queued towards the peer */
   private q: Uint8Array[] = [];
@@ -71,7 +73,7 @@ export class MemConn implements StreamConn {
     this.rand = opts.randomSplitSeed !== undefined ? rng(opts.randomSplitSeed) : null;
   }
 
-  write(data: Uint8Array, _owned?: boolean): boolean {
+  write(data: Uint8Array, owned?: boolean): boolean {
     if (this.state !== "ESTABLISHED") {
       throw new TransportError("closed", "connection closed");
     }
@@ -79,11 +81,13 @@ export class MemConn implements StreamConn {
     while (off < data.length) {
       let n = Math.min(this.mss, data.length - off);
       if (this.rand) n = 1 + Math.floor(this.rand() * n);
-      // copy: the caller may reuse its buffer after write() returns
-      this.q.push(data.slice(off, off + n));
+      // copy: the caller may reuse its buffer after write() returns (not data.slice(): on a
+      // Node Buffer, such as a socket read, slice() is a view)
+      this.q.push(Uint8Array.prototype.slice.call(data, off, off + n));
       this.qBytes += n;
       off += n;
     }
+    if (owned) this.onAcked?.(data);
     this.schedule();
     if (this.qBytes > this.high) {
       this.needDrain = true;
