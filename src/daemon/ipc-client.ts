@@ -158,7 +158,11 @@ export class Client {
   private recvPool: { buf: Uint8Array; end: number }[] = [];
 
   private recycleRecvBuf(buf: Uint8Array, written: boolean): void {
-    if (this.recvPool.length >= RECV_POOL) return;
+    if (this.recvPool.length >= RECV_POOL) {
+      // nobody holds a frame the kernel took whole: free it now rather than at the next collection
+      if (written) (buf.buffer as ArrayBuffer & { transfer?: (n: number) => ArrayBuffer }).transfer?.(0);
+      return;
+    }
     this.recvPool.push({ buf, end: written ? 0 : this.sock.written + this.sock.writableLength });
   }
 
