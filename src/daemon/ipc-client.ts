@@ -7,6 +7,7 @@ import { FrameDecoder, MAX_FRAME } from "../proto/framing.ts";
 import { CMD_RECV, encodeIpcFrame, type IpcMsg } from "../proto/ipc.ts";
 import type { StreamConn } from "../transport/api.ts";
 import type { BufferedSocket } from "../sys/buffered-socket.ts";
+import { freeBuffer } from "../sys/free-buffer.ts";
 
 /** Client frames may exceed 1 MiB (the reference driver does not chunk its Sends). */
 const MAX_CLIENT_FRAME = 16 * 1024 * 1024 + 64;
@@ -160,7 +161,7 @@ export class Client {
   private recycleRecvBuf(buf: Uint8Array, written: boolean): void {
     if (this.recvPool.length >= RECV_POOL) {
       // nobody holds a frame the kernel took whole: free it now rather than at the next collection
-      if (written) (buf.buffer as ArrayBuffer & { transfer?: (n: number) => ArrayBuffer }).transfer?.(0);
+      if (written) freeBuffer(buf.buffer);
       return;
     }
     this.recvPool.push({ buf, end: written ? 0 : this.sock.written + this.sock.writableLength });

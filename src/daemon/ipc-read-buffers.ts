@@ -13,12 +13,12 @@
 // pending reply): its buffer is then left to the collector, as is one whose hold is never
 // released (a connection closed with data unacknowledged).
 
+import { freeBuffer } from "../sys/free-buffer.ts";
+
 interface Hold {
   n: number;
   keep: boolean;
 }
-
-type Freeable = ArrayBuffer & { transfer?: (n: number) => ArrayBuffer };
 
 export class ReadBuffers {
   private holds = new WeakMap<ArrayBufferLike, Hold>();
@@ -46,10 +46,11 @@ export class ReadBuffers {
 
   /** A frame was handled. `clean`: no view of it is kept beyond the holds taken. */
   done(frame: Uint8Array, clean: boolean): void {
-    const h = this.holds.get(frame.buffer);
-    if (!h) return;
-    if (!clean) h.keep = true;
-    if (--h.n === 0) this.free(frame.buffer, h);
+    if (!clean) {
+      const h = this.holds.get(frame.buffer);
+      if (h) h.keep = true;
+    }
+    this.release(frame);
   }
 
   /** A view taken with hold() is gone (StreamConn.onAcked). */
@@ -61,7 +62,7 @@ export class ReadBuffers {
   private free(ab: ArrayBufferLike, h: Hold): void {
     this.holds.delete(ab);
     if (h.keep) return;
-    (ab as Freeable).transfer?.(0);
+    freeBuffer(ab);
     this.freed++;
   }
 }

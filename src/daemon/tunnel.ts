@@ -481,7 +481,7 @@ export class Tunnel {
   }
 
   private async onKeyExchange(buf: Uint8Array, authenticated: boolean, from: Endpoint, viaRelay: boolean, relaySrc: number): Promise<void> {
-    buf = buf.slice(); // used across awaits; the datagram's memory is only valid during the call
+    buf = new Uint8Array(buf); // a copy: used across awaits, and the datagram is only valid during the call
     const parsed = authenticated ? this.kx.parsePILA(buf) : this.kx.parsePILK(buf);
     if (!parsed) return;
     const nodeId = parsed.nodeId;

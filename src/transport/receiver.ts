@@ -2,6 +2,7 @@
 // delivery to the application (with flow control while paused), and the advertised window.
 // Pure bookkeeping: the connection decides when to acknowledge.
 import { MSS } from "../proto/types.ts";
+import { freeBuffer } from "../sys/free-buffer.ts";
 import type { ConnTuning } from "./conn-types.ts";
 import { seqGt, seqLe, seqLt, u32 } from "./seq.ts";
 
@@ -10,15 +11,6 @@ const EMPTY = new Uint8Array(0);
 const KEEP_BLOCK = 64 * 1024;
 /** Delivered blocks kept for reuse per connection (the rest go to the collector). */
 const SPARE_BLOCKS = 8;
-
-/**
- * Give a buffer's memory back to the allocator now instead of at the collector's next pass
- * (`transfer(0)` detaches it and releases its contents): a paused reader's blocks come and go
- * by the megabyte, and garbage left to the collector is what raised the daemon's peak memory.
- */
-function freeNow(b: ArrayBufferLike): void {
-  (b as ArrayBuffer & { transfer?: (n: number) => ArrayBuffer }).transfer?.(0);
-}
 
 export class Receiver {
   /** Next expected sequence number (our cumulative ack). */
@@ -115,7 +107,7 @@ export class Receiver {
     const end = u32(seq + payload.length);
     if (seqGt(end, this.rcvNxt) && this.buffered < this.tune.recvHardBytes) {
       const hadOoo = this.ooo.size > 0;
-      const tail = new Uint8Array(payload.subarray(u32(this.rcvNxt - seq))); // a copy (slice() of a Buffer is a view)
+      const tail = new Uint8Array(payload.subarray(u32(this.rcvNxt - seq))); // a copy (a Buffer's slice() is a view)
       this.rcvNxt = end;
       this.deliver(tail, true);
       if (hadOoo) this.drainOoo();
@@ -253,7 +245,7 @@ export class Receiver {
     this.sealed[this.sealedHead++] = EMPTY;
     if (this.sealedHead === this.sealed.length) this.sealed.length = this.sealedHead = 0;
     if (s.buffer.byteLength === KEEP_BLOCK && this.spare.length < SPARE_BLOCKS) this.spare.push(new Uint8Array(s.buffer));
-    else freeNow(s.buffer);
+    else freeBuffer(s.buffer);
   }
 
   clear(): void {
@@ -267,7 +259,7 @@ export class Receiver {
     this.blkOff = 0;
     this.onDrained = null;
     this.sealed.length = this.sealedHead = 0;
-    for (const b of this.spare) freeNow(b.buffer);
+    for (const b of this.spare) freeBuffer(b.buffer);
     this.spare.length = 0;
   }
 }

@@ -359,7 +359,7 @@ export class Transport implements ConnHost {
     }
     if (p.dstPort !== PORT_PING) return;
     // pong: flags ACK, src port 0, dst port = ping's src port, seq, seq+1, window 0, same payload
-    this.reply(p, FLAG_ACK, PROTO_CONTROL, p.seq, p.seq + 1, p.payload.slice()); // the ping's payload is only valid now
+    this.reply(p, FLAG_ACK, PROTO_CONTROL, p.seq, p.seq + 1, new Uint8Array(p.payload)); // a copy: the ping's payload is only valid now
   }
 
   // ---------------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ export const udpNet: PacketNet = {
       c.ring = null;
     }
     c.sock = await Bun.udpSocket({
-      hostname: host || "0.0.0.0",
+      hostname: c.host,
       binaryType: "uint8array",
       port,
       socket: {
